@@ -1,0 +1,53 @@
+// Command linkwall is a WebSocket chat server whose link bot renders every
+// posted link as blocked, a bare hyperlink or a rich card, following the
+// rules WeChat applied to rival platforms in 2021.
+//
+//	linkwall serve   [flags]           run the chat server and the browser demo
+//	linkwall preview [flags] TEXT...   show how the links in TEXT would render
+//	linkwall policy check FILE         validate a policy file
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `usage:
+  linkwall serve   [--addr HOST:PORT] [--data DIR] [--era ID] [--policy FILE] [--redis URL]
+  linkwall preview [--chat direct|group] [--era ID|DATE] [--policy FILE] [--json] TEXT...
+  linkwall policy check FILE
+run 'linkwall COMMAND -h' for a command's flags
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run dispatches to a subcommand and returns the process exit status:
+// 0 on success, 1 on failure, 2 on bad usage.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "serve":
+		return runServe(ctx, args[1:], stdout, stderr)
+	case "preview":
+		return runPreview(ctx, args[1:], stdout, stderr)
+	case "policy":
+		return runPolicy(ctx, args[1:], stdout, stderr)
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "linkwall: unknown command %q\n%s", args[0], usage)
+		return 2
+	}
+}

@@ -32,6 +32,7 @@ type Room struct {
 	Name      string    `json:"name"`
 	Members   []string  `json:"members"` // user ids, LinkBot excluded
 	Era       string    `json:"era"`     // era id the room's links are shown under
+	Lang      string    `json:"lang"`    // "en" or "zh": the language LinkBot answers in
 	CreatedAt time.Time `json:"created_at"`
 }
 
@@ -94,6 +95,8 @@ type Store interface {
 	Rooms(ctx context.Context, userID string) ([]Room, error)
 	// SetRoomEra changes a room's era and returns the updated room.
 	SetRoomEra(ctx context.Context, roomID, era string) (Room, error)
+	// SetRoomLang changes the language LinkBot answers in.
+	SetRoomLang(ctx context.Context, roomID, lang string) (Room, error)
 
 	// Append assigns m the room's next Seq and stores it durably before it
 	// returns. If m.ClientMsgID is non-empty and the same sender already

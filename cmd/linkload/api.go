@@ -1,0 +1,231 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// api talks API v1 to one target server.
+type api struct {
+	base   *url.URL // http://host:port
+	origin string   // Origin header for REST and WebSocket: the target itself
+	hc     *http.Client
+}
+
+func newAPI(target string) (*api, error) {
+	u, err := url.Parse(strings.TrimRight(target, "/"))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("target %q: want http://host:port", target)
+	}
+	return &api{
+		base:   u,
+		origin: u.Scheme + "://" + u.Host,
+		hc: &http.Client{
+			Timeout: 30 * time.Second,
+			Transport: &http.Transport{
+				MaxIdleConns:        128,
+				MaxIdleConnsPerHost: 128,
+				IdleConnTimeout:     30 * time.Second,
+			},
+		},
+	}, nil
+}
+
+type user struct {
+	ID    string `json:"id"`
+	Name  string `json:"name"`
+	token string
+}
+
+type roomInfo struct {
+	ID      string   `json:"id"`
+	Members []string `json:"members"`
+}
+
+// apiError is an API v1 error body, kept with its HTTP status.
+type apiError struct {
+	Status  int
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *apiError) Error() string {
+	return fmt.Sprintf("HTTP %d %s: %s", e.Status, e.Code, e.Message)
+}
+
+func (a *api) do(ctx context.Context, method, path, token string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, a.origin+path, body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Origin", a.origin)
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := a.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		var e struct {
+			Error apiError `json:"error"`
+		}
+		json.Unmarshal(data, &e)
+		e.Error.Status = resp.StatusCode
+		return fmt.Errorf("%s %s: %w", method, path, &e.Error)
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			return fmt.Errorf("%s %s: decode: %w", method, path, err)
+		}
+	}
+	return nil
+}
+
+func (a *api) createUser(ctx context.Context, name string) (user, error) {
+	var out struct {
+		Token string `json:"token"`
+		User  user   `json:"user"`
+	}
+	if err := a.do(ctx, http.MethodPost, "/api/v1/session", "", map[string]string{"name": name}, &out); err != nil {
+		return user{}, err
+	}
+	if out.Token == "" || out.User.ID == "" {
+		return user{}, fmt.Errorf("POST /api/v1/session: no token or user id in the answer")
+	}
+	out.User.token = out.Token
+	return out.User, nil
+}
+
+// createUsers creates n users named prefix-0… with a few requests in flight.
+func (a *api) createUsers(ctx context.Context, prefix string, n int) ([]user, error) {
+	users := make([]user, n)
+	errs := make(chan error, 1)
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range min(n, 16) {
+		wg.Go(func() {
+			for i := range next {
+				u, err := a.createUser(ctx, fmt.Sprintf("%s-%d", prefix, i))
+				if err != nil {
+					select {
+					case errs <- err:
+					default:
+					}
+					continue
+				}
+				users[i] = u
+			}
+		})
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return nil, err
+	default:
+		return users, nil
+	}
+}
+
+func (a *api) createGroup(ctx context.Context, owner user, name string, members []string) (roomInfo, error) {
+	var out struct {
+		Room roomInfo `json:"room"`
+	}
+	in := map[string]any{"kind": "group", "name": name, "members": members, "lang": "zh"}
+	if err := a.do(ctx, http.MethodPost, "/api/v1/rooms", owner.token, in, &out); err != nil {
+		return roomInfo{}, err
+	}
+	return out.Room, nil
+}
+
+// dial opens a WebSocket for u, same-origin, authenticated by bearer token.
+func (a *api) dial(ctx context.Context, d *websocket.Dialer, u user) (*websocket.Conn, error) {
+	scheme := "ws"
+	if a.base.Scheme == "https" {
+		scheme = "wss"
+	}
+	h := http.Header{}
+	h.Set("Origin", a.origin)
+	h.Set("Authorization", "Bearer "+u.token)
+	c, resp, err := d.DialContext(ctx, scheme+"://"+a.base.Host+"/ws", h)
+	if err != nil {
+		if resp != nil {
+			return nil, fmt.Errorf("dial /ws: %w (HTTP %d)", err, resp.StatusCode)
+		}
+		return nil, fmt.Errorf("dial /ws: %w", err)
+	}
+	return c, nil
+}
+
+// scrapeMetrics reads the gauges linkload needs from the target's
+// Prometheus /metrics. Missing ones are absent from the map.
+func (a *api) scrapeMetrics(ctx context.Context) (map[string]float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.origin+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := a.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("GET /metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET /metrics: HTTP %d", resp.StatusCode)
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return nil, fmt.Errorf("GET /metrics: %w", err)
+	}
+	return parseMetrics(data, "process_resident_memory_bytes", "go_memstats_heap_inuse_bytes", "go_goroutines"), nil
+}
+
+// parseMetrics picks the unlabelled samples named in want from Prometheus
+// text exposition.
+func parseMetrics(data []byte, want ...string) map[string]float64 {
+	out := make(map[string]float64)
+	for line := range strings.Lines(string(data)) {
+		name, val, ok := strings.Cut(strings.TrimSpace(line), " ")
+		if !ok || strings.HasPrefix(name, "#") {
+			continue
+		}
+		for _, w := range want {
+			if name == w {
+				var f float64
+				if _, err := fmt.Sscanf(strings.Fields(val)[0], "%g", &f); err == nil {
+					out[w] = f
+				}
+			}
+		}
+	}
+	return out
+}

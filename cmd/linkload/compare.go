@@ -1,0 +1,263 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/linkwall/linkwall/internal/baseline"
+)
+
+// Comparison is the same load against the baseline and linkwall, measured
+// in one run, and linkwall/baseline ratios.
+type Comparison struct {
+	Baseline *Report            `json:"baseline,omitempty"`
+	Linkwall *Report            `json:"linkwall,omitempty"`
+	Ratios   map[string]float64 `json:"ratios_linkwall_over_baseline"`
+	Logs     string             `json:"logs"`
+}
+
+// child is a server process started for the comparison.
+type child struct {
+	name string
+	cmd  *exec.Cmd
+	url  string
+	exit chan error
+}
+
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// startChild runs a server and waits until its /healthz answers.
+func startChild(ctx context.Context, name, addr, logPath string, bin string, args ...string) (*child, error) {
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	c := &child{name: name, cmd: cmd, url: "http://" + addr, exit: make(chan error, 1)}
+	go func() {
+		c.exit <- cmd.Wait()
+		logf.Close()
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(c.url + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return c, nil
+			}
+		}
+		select {
+		case err := <-c.exit:
+			return nil, fmt.Errorf("%s exited before answering /healthz (%v); see %s", name, err, logPath)
+		case <-ctx.Done():
+			c.stop()
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			c.stop()
+			return nil, fmt.Errorf("%s did not answer /healthz within 30s; see %s", name, logPath)
+		}
+	}
+}
+
+// stop asks the child to shut down gracefully, then kills it.
+func (c *child) stop() {
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.exit:
+	case <-time.After(10 * time.Second):
+		c.cmd.Process.Kill()
+		<-c.exit
+	}
+}
+
+// measure runs every requested measurement against one server.
+func measure(ctx context.Context, o *options, c *child, stderr io.Writer) (*Report, error) {
+	cfg := o.load
+	cfg.Target = c.url
+	fmt.Fprintf(stderr, "[linkload] == %s at %s\n", c.name, c.url)
+	var mc *maxConfig
+	if o.max {
+		mc = &o.mc
+	}
+	rep, err := runLoad(ctx, cfg, mc)
+	if rep == nil {
+		return nil, fmt.Errorf("%s: %w", c.name, err)
+	}
+	rep.Server = c.name
+	if err != nil {
+		return rep, fmt.Errorf("%s: %w", c.name, err)
+	}
+	if o.idle > 0 {
+		fmt.Fprintf(stderr, "[linkload] %s: %d idle connections\n", c.name, o.idle)
+		m, err := runIdle(ctx, c.url, o.idle, o.idleUsers, o.settle, c.cmd.Process.Pid)
+		if err != nil {
+			return rep, fmt.Errorf("%s idle: %w", c.name, err)
+		}
+		rep.Idle = m
+	}
+	if o.resume && c.name == "linkwall" {
+		fmt.Fprintf(stderr, "[linkload] %s: resume of %d messages\n", c.name, o.msgs)
+		rc := cfg
+		rc.Rate = o.resumeRate
+		rc.Users = 51
+		rr, err := runResume(ctx, rc, o.msgs, o.reps)
+		if err != nil {
+			return rep, fmt.Errorf("%s resume: %w", c.name, err)
+		}
+		rep.Resume = rr
+	}
+	return rep, nil
+}
+
+// runCompare starts the baseline, measures it, stops it, then does the same
+// with linkwall on a fresh data directory: the two never share the CPU.
+func runCompare(ctx context.Context, o *options, stderr io.Writer) (*Comparison, error) {
+	if o.linkwall == "" {
+		return nil, errors.New("compare: need -linkwall BIN (go build -o /tmp/linkwall ./cmd/linkwall)")
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "linkload-compare-")
+	if err != nil {
+		return nil, err
+	}
+	cmp := &Comparison{Logs: dir, Ratios: map[string]float64{}}
+	fmt.Fprintf(stderr, "[linkload] server logs and linkwall data under %s\n", dir)
+
+	type server struct {
+		name string
+		bin  string
+		args func(addr string) []string
+		dst  **Report
+	}
+	servers := []server{
+		{"baseline", self, func(addr string) []string { return []string{"baseline-server", "-addr", addr} }, &cmp.Baseline},
+		{"linkwall", o.linkwall, func(addr string) []string {
+			return append([]string{"serve", "--addr", addr, "--data", filepath.Join(dir, "data")}, strings.Fields(o.lwArgs)...)
+		}, &cmp.Linkwall},
+	}
+	if o.skipBase {
+		servers = servers[1:]
+	}
+	var errs []error
+	for _, s := range servers {
+		addr, err := freeAddr()
+		if err != nil {
+			return cmp, err
+		}
+		c, err := startChild(ctx, s.name, addr, filepath.Join(dir, s.name+".log"), s.bin, s.args(addr)...)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		rep, err := measure(ctx, o, c, stderr)
+		c.stop()
+		*s.dst = rep
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	cmp.ratios()
+	return cmp, errors.Join(errs...)
+}
+
+func (c *Comparison) ratios() {
+	b, l := c.Baseline, c.Linkwall
+	if b == nil || l == nil {
+		return
+	}
+	put := func(name string, lw, base float64) {
+		if base != 0 {
+			c.Ratios[name] = lw / base
+		}
+	}
+	if b.Load != nil && l.Load != nil {
+		put("delivered_per_s", l.Load.DeliveredPerSec, b.Load.DeliveredPerSec)
+		put("p99", l.Load.Latency.P99Ms, b.Load.Latency.P99Ms)
+	}
+	if b.Max != nil && l.Max != nil {
+		put("peak_delivered_per_s", l.Max.PeakDeliveredPerSec, b.Max.PeakDeliveredPerSec)
+		if b.Max.HalfPeak != nil && l.Max.HalfPeak != nil {
+			put("half_peak_p99", l.Max.HalfPeak.Latency.P99Ms, b.Max.HalfPeak.Latency.P99Ms)
+		}
+	}
+	if b.Idle != nil && l.Idle != nil {
+		put("idle_rss_per_conn", l.Idle.RSSPerConn, b.Idle.RSSPerConn)
+		put("idle_heap_per_conn", l.Idle.HeapPerConn, b.Idle.HeapPerConn)
+	}
+}
+
+func printComparison(w io.Writer, c *Comparison) {
+	for _, r := range []*Report{c.Baseline, c.Linkwall} {
+		if r != nil {
+			printReport(w, r)
+		}
+	}
+	if len(c.Ratios) > 0 {
+		fmt.Fprintln(w, "== linkwall / baseline")
+		for _, k := range []string{"delivered_per_s", "p99", "peak_delivered_per_s", "half_peak_p99", "idle_rss_per_conn", "idle_heap_per_conn"} {
+			if v, ok := c.Ratios[k]; ok {
+				fmt.Fprintf(w, "  %-22s %.2f×\n", k, v)
+			}
+		}
+	}
+}
+
+// serveBaseline runs internal/baseline until ctx ends, printing its address
+// first so a parent can find it.
+func serveBaseline(ctx context.Context, addr string, stdout, stderr io.Writer) error {
+	log := zap.NewNop()
+	s := baseline.New(log)
+	defer s.Close()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	bw := bufio.NewWriter(stdout)
+	fmt.Fprintf(bw, "baseline listening on http://%s\n", ln.Addr())
+	bw.Flush()
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return srv.Shutdown(shutdown)
+}

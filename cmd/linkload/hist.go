@@ -1,0 +1,116 @@
+package main
+
+import (
+	"math/bits"
+	"sync/atomic"
+	"time"
+)
+
+// hist is a log-linear latency histogram in the spirit of HdrHistogram:
+// 64 linear sub-buckets per power of two, so any recorded value is known to
+// within 1/64 (≈1.6 %). Record is lock-free so every reader goroutine can
+// share one histogram.
+type hist struct {
+	counts [histBuckets]atomic.Uint64
+	n      atomic.Uint64
+	sum    atomic.Uint64
+	max    atomic.Int64
+}
+
+const (
+	histSubBits = 6
+	histSub     = 1 << histSubBits
+	// Up to 2^37 ns (≈137 s); longer values land in the last bucket.
+	histBuckets = histSub + (37-histSubBits)*histSub
+)
+
+func histIndex(v int64) int {
+	if v < histSub {
+		if v < 0 {
+			return 0
+		}
+		return int(v)
+	}
+	shift := bits.Len64(uint64(v)) - histSubBits - 1
+	i := histSub + shift*histSub + int(v>>shift) - histSub
+	if i >= histBuckets {
+		return histBuckets - 1
+	}
+	return i
+}
+
+// histUpper returns the largest value that lands in bucket i.
+func histUpper(i int) int64 {
+	if i < histSub {
+		return int64(i)
+	}
+	shift := (i - histSub) / histSub
+	sub := int64((i-histSub)%histSub + histSub)
+	return (sub+1)<<shift - 1
+}
+
+// Record adds one latency.
+func (h *hist) Record(d time.Duration) {
+	v := int64(d)
+	h.counts[histIndex(v)].Add(1)
+	h.n.Add(1)
+	if v > 0 {
+		h.sum.Add(uint64(v))
+	}
+	for {
+		m := h.max.Load()
+		if v <= m || h.max.CompareAndSwap(m, v) {
+			return
+		}
+	}
+}
+
+// Quantile returns the value at quantile q (0..1), rounded up to its
+// bucket's upper bound and never above the maximum recorded.
+func (h *hist) Quantile(q float64) time.Duration {
+	n := h.n.Load()
+	if n == 0 {
+		return 0
+	}
+	rank := uint64(q*float64(n) + 0.5)
+	if rank < 1 {
+		rank = 1
+	}
+	var seen uint64
+	for i := range h.counts {
+		seen += h.counts[i].Load()
+		if seen >= rank {
+			return time.Duration(min(histUpper(i), h.max.Load()))
+		}
+	}
+	return time.Duration(h.max.Load())
+}
+
+// Latency is a histogram's summary in milliseconds, as reported.
+type Latency struct {
+	Count  uint64  `json:"count"`
+	MeanMs float64 `json:"mean_ms"`
+	P50Ms  float64 `json:"p50_ms"`
+	P90Ms  float64 `json:"p90_ms"`
+	P99Ms  float64 `json:"p99_ms"`
+	P999Ms float64 `json:"p999_ms"`
+	MaxMs  float64 `json:"max_ms"`
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// Summary returns the percentiles of h.
+func (h *hist) Summary() Latency {
+	n := h.n.Load()
+	l := Latency{Count: n}
+	if n == 0 {
+		return l
+	}
+	l.MeanMs = float64(h.sum.Load()) / float64(n) / 1e6
+	l.P50Ms = ms(h.Quantile(0.50))
+	l.P90Ms = ms(h.Quantile(0.90))
+	l.P99Ms = ms(h.Quantile(0.99))
+	l.P999Ms = ms(h.Quantile(0.999))
+	l.MaxMs = ms(time.Duration(h.max.Load()))
+	return l
+}

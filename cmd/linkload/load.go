@@ -1,0 +1,625 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	mrand "math/rand/v2"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// linkBotID is LinkBot's fixed user id (chat.LinkBotID, part of API v1),
+// repeated here so that linkload builds without the server's packages.
+const linkBotID = "00000000-0000-0000-0000-00000000b07a"
+
+// loadConfig describes one load: who chats where, and how fast.
+type loadConfig struct {
+	Target   string        // http://host:port
+	Users    int           // users created (U)
+	Rooms    int           // group rooms (R)
+	Group    int           // members per room, creator included (G)
+	Conns    int           // WebSocket clients, one per user (N ≤ U); 0 = U
+	Senders  int           // users that send (S); 0 = every connected member
+	Rate     float64       // messages per second, all senders together (M)
+	Duration time.Duration // send window (-d)
+	Count    int64         // stop after this many messages; 0 = no bound
+	Drain    time.Duration // how long to wait for the last deliveries
+	Progress io.Writer     // one line per second; nil for none
+}
+
+func (c *loadConfig) check() error {
+	switch {
+	case c.Users < 1 || c.Rooms < 1 || c.Group < 2:
+		return errors.New("need -users ≥ 1, -rooms ≥ 1, -group ≥ 2")
+	case c.Group > c.Users:
+		return fmt.Errorf("-group %d is larger than -users %d", c.Group, c.Users)
+	case c.Conns < 0 || c.Conns > c.Users:
+		return fmt.Errorf("-conns must be 0..%d", c.Users)
+	case c.Rate <= 0:
+		return errors.New("-rate must be positive")
+	case c.Duration <= 0 && c.Count <= 0:
+		return errors.New("need a bound: -d or -n")
+	}
+	return nil
+}
+
+// load is one set of users, rooms and open connections against a target,
+// on which phases of traffic run.
+type load struct {
+	cfg  loadConfig
+	api  *api
+	run  string // random id: markers of other runs are not ours
+	base time.Time
+
+	users     []user
+	rooms     []roomInfo
+	connected []int64 // connected members per room: deliveries per message
+	clients   []*wsClient
+	senders   []*wsClient
+	rr        int   // next sender, round robin
+	nextN     int64 // next message number
+	marker    []byte
+
+	sent, acked, rejected  atomic.Int64
+	expected, received     atomic.Int64
+	dups, stray            atomic.Int64
+	botMsgs, otherMsgs     atomic.Int64
+	serverClosed           atomic.Int64
+	closing                atomic.Bool
+	lat                    atomic.Pointer[hist]
+	mu                     sync.Mutex
+	errs                   map[string]int64 // error frames by code, and client-side failures
+	closes                 map[string]int64 // close codes of connections the server ended
+	memBefore, memAfter    map[string]float64
+	connectTime            time.Duration
+	helloMissing, dialErrs int
+}
+
+func newLoad(cfg loadConfig) (*load, error) {
+	if cfg.Conns == 0 {
+		cfg.Conns = cfg.Users
+	}
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	a, err := newAPI(cfg.Target)
+	if err != nil {
+		return nil, err
+	}
+	l := &load{cfg: cfg, api: a, run: randID(), base: time.Now(),
+		errs: map[string]int64{}, closes: map[string]int64{}}
+	l.marker = []byte("[lw~" + l.run + "~")
+	l.lat.Store(new(hist))
+	return l, nil
+}
+
+func randID() string {
+	var b [3]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// now is the load's clock: monotonic nanoseconds since start, the unit of
+// the timestamps carried in message texts.
+func (l *load) now() int64 { return int64(time.Since(l.base)) }
+
+func (l *load) count(m map[string]int64, key string) {
+	l.mu.Lock()
+	m[key]++
+	l.mu.Unlock()
+}
+
+// member returns the user index of room r's j-th member.
+func (l *load) member(r, j int) int { return (r*l.cfg.Group + j) % l.cfg.Users }
+
+// setup creates users and rooms and connects the clients.
+func (l *load) setup(ctx context.Context) error {
+	cfg := l.cfg
+	var err error
+	if l.users, err = l.api.createUsers(ctx, "lw"+l.run, cfg.Users); err != nil {
+		return fmt.Errorf("create users: %w", err)
+	}
+	l.rooms = make([]roomInfo, cfg.Rooms)
+	l.connected = make([]int64, cfg.Rooms)
+	l.clients = make([]*wsClient, cfg.Conns)
+	for i := range l.clients {
+		l.clients[i] = &wsClient{l: l, u: l.users[i], inRoom: make([]bool, cfg.Rooms),
+			hello: make(chan struct{}), done: make(chan struct{}), sendRoom: -1}
+	}
+	for r := range cfg.Rooms {
+		owner := l.users[l.member(r, 0)]
+		var members []string
+		for j := 1; j < cfg.Group; j++ {
+			members = append(members, l.users[l.member(r, j)].ID)
+		}
+		room, err := l.api.createGroup(ctx, owner, fmt.Sprintf("load %s #%d", l.run, r), members)
+		if err != nil {
+			return fmt.Errorf("create room %d: %w", r, err)
+		}
+		l.rooms[r] = room
+		for j := range cfg.Group {
+			if i := l.member(r, j); i < cfg.Conns && !l.clients[i].inRoom[r] {
+				l.clients[i].inRoom[r] = true
+				l.connected[r]++
+			}
+		}
+	}
+	l.memBefore, _ = l.api.scrapeMetrics(ctx)
+	if err := l.connect(ctx); err != nil {
+		return err
+	}
+	time.Sleep(500 * time.Millisecond) // let the server settle before reading its memory
+	l.memAfter, _ = l.api.scrapeMetrics(ctx)
+
+	// Senders: spread evenly over the rooms, each sending to one room.
+	want := cfg.Senders
+	if want <= 0 {
+		want = cfg.Conns
+	}
+	for i, misses := 0, 0; len(l.senders) < want && misses < cfg.Rooms; i++ {
+		r, k := i%cfg.Rooms, i/cfg.Rooms
+		if k >= cfg.Group {
+			misses++
+			continue
+		}
+		idx := l.member(r, k)
+		if idx >= cfg.Conns || l.clients[idx].sendRoom >= 0 || l.clients[idx].conn == nil {
+			continue
+		}
+		c := l.clients[idx]
+		c.sendRoom = r
+		c.out = make(chan int64, 4096)
+		c.wdone = make(chan struct{})
+		l.senders = append(l.senders, c)
+	}
+	if len(l.senders) == 0 {
+		return errors.New("no connected sender")
+	}
+	for i, c := range l.senders {
+		go c.write(mrand.New(mrand.NewPCG(uint64(i), uint64(l.base.UnixNano()))))
+	}
+	return nil
+}
+
+// connect dials every client, a few at a time, and waits for its hello.
+func (l *load) connect(ctx context.Context) error {
+	d := &websocket.Dialer{
+		HandshakeTimeout: 15 * time.Second,
+		ReadBufferSize:   4096,
+		WriteBufferSize:  2048,
+		WriteBufferPool:  &sync.Pool{},
+		NetDialContext:   (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	var firstErr error
+	var mu sync.Mutex
+	next := make(chan *wsClient)
+	for range 32 {
+		wg.Go(func() {
+			for c := range next {
+				conn, err := l.api.dial(ctx, d, c.u)
+				if err != nil {
+					mu.Lock()
+					l.dialErrs++
+					if firstErr == nil {
+						firstErr = err
+					}
+					mu.Unlock()
+					close(c.done)
+					continue
+				}
+				c.conn = conn
+				go c.read()
+				select {
+				case <-c.hello:
+				case <-c.done:
+				case <-time.After(10 * time.Second):
+					mu.Lock()
+					l.helloMissing++
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	for _, c := range l.clients {
+		next <- c
+	}
+	close(next)
+	wg.Wait()
+	l.connectTime = time.Since(start)
+	if l.dialErrs > 0 {
+		return fmt.Errorf("%d of %d connections failed: %w", l.dialErrs, len(l.clients), firstErr)
+	}
+	return nil
+}
+
+// close ends the senders, closes every connection with 1000 and waits for
+// the readers.
+func (l *load) close() {
+	l.closing.Store(true)
+	for _, c := range l.senders {
+		close(c.out)
+	}
+	for _, c := range l.senders {
+		<-c.wdone
+	}
+	msg := websocket.FormatCloseMessage(websocket.CloseNormalClosure, "load done")
+	for _, c := range l.clients {
+		if c.conn != nil {
+			c.conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
+		}
+	}
+	deadline := time.After(3 * time.Second)
+	for _, c := range l.clients {
+		select {
+		case <-c.done:
+		case <-deadline:
+		}
+		if c.conn != nil {
+			c.conn.Close()
+		}
+	}
+}
+
+// wsClient is one WebSocket connection of the load: one reader goroutine,
+// and for senders one writer goroutine fed by the pacer.
+type wsClient struct {
+	l        *load
+	u        user
+	conn     *websocket.Conn
+	inRoom   []bool
+	seen     []uint64 // bitset of message numbers received, to find duplicates
+	hello    chan struct{}
+	gotHello bool
+	done     chan struct{} // closed when the reader ends
+
+	sendRoom int        // room this client sends to, -1 if it does not send
+	out      chan int64 // message numbers to send
+	wdone    chan struct{}
+}
+
+var (
+	nl          = []byte{'\n'}
+	keyCMID     = []byte(`"client_msg_id":"`)
+	typeMessage = []byte(`"type":"message"`)
+	typeError   = []byte(`"type":"error"`)
+	typeHello   = []byte(`"type":"hello"`)
+	botID       = []byte(`"` + linkBotID + `"`)
+)
+
+func (c *wsClient) read() {
+	defer close(c.done)
+	var buf bytes.Buffer
+	for {
+		_, r, err := c.conn.NextReader()
+		if err == nil {
+			buf.Reset()
+			_, err = buf.ReadFrom(r)
+		}
+		if err != nil {
+			c.l.ended(err)
+			return
+		}
+		now := c.l.now()
+		data := buf.Bytes()
+		for len(data) > 0 {
+			var line []byte
+			line, data, _ = bytes.Cut(data, nl)
+			c.line(line, now)
+		}
+	}
+}
+
+// line handles one JSON object. Only what the counts need is looked at:
+// a marker in the text, the sender being LinkBot, the acknowledgement.
+func (c *wsClient) line(line []byte, now int64) {
+	l := c.l
+	if i := bytes.Index(line, l.marker); i >= 0 {
+		room, n, ts, ok := parseMarker(line[i+len(l.marker):])
+		switch {
+		case !ok:
+			l.otherMsgs.Add(1)
+		case bytes.Contains(line, botID):
+			l.botMsgs.Add(1) // LinkBot quoting one of ours
+		case room >= len(c.inRoom) || !c.inRoom[room]:
+			l.stray.Add(1)
+		case c.markSeen(n):
+			l.dups.Add(1)
+		default:
+			l.received.Add(1)
+			l.lat.Load().Record(time.Duration(now - ts))
+			if bytes.Contains(line, keyCMID) {
+				l.acked.Add(1)
+			}
+		}
+		return
+	}
+	switch {
+	case bytes.Contains(line, typeMessage):
+		if bytes.Contains(line, botID) {
+			l.botMsgs.Add(1)
+		} else {
+			l.otherMsgs.Add(1)
+		}
+	case bytes.Contains(line, typeError):
+		l.errorFrame(line)
+	case !c.gotHello && bytes.Contains(line, typeHello):
+		c.gotHello = true
+		close(c.hello)
+	}
+}
+
+// markSeen records message n and reports whether it was already seen.
+func (c *wsClient) markSeen(n int64) bool {
+	w := int(n >> 6)
+	if w >= len(c.seen) {
+		c.seen = append(c.seen, make([]uint64, max(w+1, 2*len(c.seen))-len(c.seen))...)
+	}
+	bit := uint64(1) << (n & 63)
+	dup := c.seen[w]&bit != 0
+	c.seen[w] |= bit
+	return dup
+}
+
+// parseMarker reads "ROOM~N~NANOS]" after the run's marker prefix.
+func parseMarker(b []byte) (room int, n, ts int64, ok bool) {
+	var f [3]int64
+	for k := range f {
+		end := bytes.IndexByte(b, "~~]"[k])
+		if end <= 0 {
+			return 0, 0, 0, false
+		}
+		v, err := strconv.ParseInt(string(b[:end]), 10, 64)
+		if err != nil {
+			return 0, 0, 0, false
+		}
+		f[k] = v
+		b = b[end+1:]
+	}
+	return int(f[0]), f[1], f[2], true
+}
+
+func (l *load) errorFrame(line []byte) {
+	var e struct {
+		Code string `json:"code"`
+		Ref  string `json:"ref"`
+	}
+	json.Unmarshal(line, &e)
+	l.count(l.errs, "frame:"+e.Code)
+	// A rejected send was never delivered: it is not expected either.
+	if room, ok := l.parseCMID(e.Ref); ok {
+		l.rejected.Add(1)
+		l.expected.Add(-l.connected[room])
+	}
+}
+
+func (l *load) cmid(room int, n int64) string {
+	return l.run + "-" + strconv.Itoa(room) + "-" + strconv.FormatInt(n, 10)
+}
+
+func (l *load) parseCMID(s string) (room int, ok bool) {
+	rest, ok := bytes.CutPrefix([]byte(s), []byte(l.run+"-"))
+	if !ok {
+		return 0, false
+	}
+	r, _, ok := bytes.Cut(rest, []byte("-"))
+	if !ok {
+		return 0, false
+	}
+	room, err := strconv.Atoi(string(r))
+	if err != nil || room < 0 || room >= len(l.connected) {
+		return 0, false
+	}
+	return room, true
+}
+
+// ended records why a connection ended, unless the load closed it.
+func (l *load) ended(err error) {
+	if l.closing.Load() {
+		return
+	}
+	l.serverClosed.Add(1)
+	var ce *websocket.CloseError
+	if errors.As(err, &ce) {
+		l.count(l.closes, strconv.Itoa(ce.Code))
+		return
+	}
+	l.count(l.closes, "no close frame")
+}
+
+type sendFrame struct {
+	Type        string `json:"type"`
+	Room        string `json:"room"`
+	Text        string `json:"text"`
+	ClientMsgID string `json:"client_msg_id"`
+}
+
+// write sends the messages the pacer hands out. The timestamp is taken
+// right before the write, so latency is send-to-receipt.
+func (c *wsClient) write(rng *mrand.Rand) {
+	defer close(c.wdone)
+	l, room := c.l, c.sendRoom
+	f := sendFrame{Type: "send", Room: l.rooms[room].ID}
+	failed := false
+	for n := range c.out {
+		if failed {
+			continue
+		}
+		ts := l.now()
+		f.Text = "[lw~" + l.run + "~" + strconv.Itoa(room) + "~" + strconv.FormatInt(n, 10) + "~" +
+			strconv.FormatInt(ts, 10) + "] " + mixText(rng)
+		f.ClientMsgID = l.cmid(room, n)
+		b, _ := json.Marshal(&f)
+		// Counted before the write, so that receivers never get ahead of it.
+		l.sent.Add(1)
+		l.expected.Add(l.connected[room])
+		c.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		if err := c.conn.WriteMessage(websocket.TextMessage, b); err != nil {
+			l.sent.Add(-1)
+			l.expected.Add(-l.connected[room])
+			if !l.closing.Load() {
+				l.count(l.errs, "write failed")
+			}
+			failed = true
+		}
+	}
+}
+
+// counters is a snapshot of the load's counts.
+type counters struct {
+	sent, acked, rejected, expected, received, dups, stray, bot, closed int64
+}
+
+func (l *load) snapshot() counters {
+	return counters{l.sent.Load(), l.acked.Load(), l.rejected.Load(), l.expected.Load(),
+		l.received.Load(), l.dups.Load(), l.stray.Load(), l.botMsgs.Load(), l.serverClosed.Load()}
+}
+
+func (a counters) minus(b counters) counters {
+	return counters{a.sent - b.sent, a.acked - b.acked, a.rejected - b.rejected, a.expected - b.expected,
+		a.received - b.received, a.dups - b.dups, a.stray - b.stray, a.bot - b.bot, a.closed - b.closed}
+}
+
+// phase is the outcome of one stretch of traffic at one rate.
+type phase struct {
+	TargetRate      float64 `json:"target_msgs_per_s"`
+	Seconds         float64 `json:"send_seconds"`
+	Sent            int64   `json:"sent"`
+	Acked           int64   `json:"acked"`
+	Rejected        int64   `json:"rejected"`
+	Expected        int64   `json:"expected_deliveries"`
+	Received        int64   `json:"received_deliveries"`
+	Dropped         int64   `json:"dropped"`
+	Duplicates      int64   `json:"duplicates"`
+	Stray           int64   `json:"stray"`
+	BotMessages     int64   `json:"bot_messages"`
+	ClientsDropped  int64   `json:"clients_dropped"`
+	SendRate        float64 `json:"sent_msgs_per_s"`
+	DeliveredPerSec float64 `json:"delivered_per_s"`
+	DrainMs         float64 `json:"drain_ms"` // from the end of sending until the last delivery
+	Latency         Latency `json:"latency"`
+}
+
+// runPhase sends at rate for dur (or count messages), then waits for the
+// deliveries still in flight.
+func (l *load) runPhase(ctx context.Context, rate float64, dur time.Duration, count int64) phase {
+	h := new(hist)
+	l.lat.Store(h)
+	before := l.snapshot()
+	start := time.Now()
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	progress := time.NewTicker(time.Second)
+	defer progress.Stop()
+	var issued int64
+	last := before
+	report := func() {
+		cur := l.snapshot()
+		d := cur.minus(last)
+		last = cur
+		if l.cfg.Progress != nil {
+			fmt.Fprintf(l.cfg.Progress, "[linkload] %5.1fs rate %.0f/s: sent %d/s, delivered %d/s, backlog %d, p99 %.2fms, errors %d, clients dropped %d\n",
+				time.Since(start).Seconds(), rate, d.sent, d.received, cur.expected-cur.received,
+				ms(h.Quantile(0.99)), l.errCount(), cur.closed)
+		}
+	}
+send:
+	for {
+		select {
+		case <-ctx.Done():
+			break send
+		case <-progress.C:
+			report()
+		case <-tick.C:
+		}
+		el := time.Since(start)
+		if (dur > 0 && el >= dur) || (count > 0 && issued >= count) {
+			break
+		}
+		due := int64(rate * el.Seconds())
+		if count > 0 {
+			due = min(due, count)
+		}
+		for ; issued < due; issued++ {
+			c := l.senders[l.rr%len(l.senders)]
+			l.rr++
+			select {
+			case c.out <- l.nextN:
+				l.nextN++
+			case <-ctx.Done():
+				break send
+			}
+		}
+	}
+	window := time.Since(start)
+	// Wait until every sender has written what it was handed.
+	for l.pending() > 0 && ctx.Err() == nil && time.Since(start) < window+l.cfg.Drain {
+		time.Sleep(time.Millisecond)
+	}
+	sendEnd := time.Now()
+	for ctx.Err() == nil && time.Since(sendEnd) < l.cfg.Drain {
+		if c := l.snapshot(); c.received >= c.expected {
+			break
+		}
+		select {
+		case <-progress.C:
+			report()
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+	drain := time.Since(sendEnd)
+	d := l.snapshot().minus(before)
+	p := phase{
+		TargetRate: rate, Seconds: window.Seconds(),
+		Sent: d.sent, Acked: d.acked, Rejected: d.rejected, Expected: d.expected, Received: d.received,
+		Dropped: d.expected - d.received, Duplicates: d.dups, Stray: d.stray, BotMessages: d.bot,
+		ClientsDropped: d.closed, DrainMs: float64(drain.Microseconds()) / 1000,
+		SendRate: float64(d.sent) / window.Seconds(),
+		Latency:  h.Summary(),
+	}
+	p.DeliveredPerSec = float64(d.received) / (window + drain).Seconds()
+	return p
+}
+
+func (l *load) pending() int {
+	n := 0
+	for _, c := range l.senders {
+		n += len(c.out)
+	}
+	return n
+}
+
+func (l *load) errCount() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var n int64
+	for _, v := range l.errs {
+		n += v
+	}
+	return n
+}
+
+func (l *load) errorsCopy() (errs, closes map[string]int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	errs, closes = map[string]int64{}, map[string]int64{}
+	for k, v := range l.errs {
+		errs[k] = v
+	}
+	for k, v := range l.closes {
+		closes[k] = v
+	}
+	return errs, closes
+}

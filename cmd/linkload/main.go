@@ -1,0 +1,267 @@
+// Command linkload is linkwall's load generator. It speaks API v1: it
+// creates users and group rooms, opens one WebSocket per user, sends a
+// paced mix of chatter and Chinese share texts (Taobao, Douyin, JD,
+// Pinduoduo links), and reports delivered messages per second, end-to-end
+// latency percentiles, losses, errors, close codes and the server's memory
+// per connection.
+//
+//	linkload [load] [flags]         a fixed-rate load (or -max: ramp to the peak, then half of it)
+//	linkload idle   [flags]         open -conns idle connections, report memory per connection
+//	linkload resume [flags]         time a client resuming -msgs messages sent while it was away
+//	linkload compare -linkwall BIN  the same measurements against the baseline and linkwall, and the ratios
+//	linkload baseline-server -addr  run the baseline server (internal/baseline)
+//
+// Every message carries its send time and number in a marker at the start
+// of its text, so receivers compute latency and find losses and duplicates.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+)
+
+const usage = `usage:
+  linkload [load]  -url URL [-users U -rooms R -group G -senders S -rate M -d DUR -n COUNT] [-max] [-json FILE]
+  linkload idle    -url URL -conns N [-idle-users K] [-json FILE]
+  linkload resume  -url URL [-msgs 1000 -senders S -rate M -reps 5] [-json FILE]
+  linkload compare -linkwall BIN [load flags] [-max] [-idle N] [-resume] [-json FILE]
+  linkload baseline-server -addr HOST:PORT
+run 'linkload COMMAND -h' for the flags
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := raiseNofile(); err != nil {
+		fmt.Fprintln(os.Stderr, "linkload: cannot raise the open-file limit:", err)
+	}
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// raiseNofile lifts the soft limit on open files to the hard limit: each
+// connection is a file, and child servers inherit the limit.
+func raiseNofile() error {
+	var r syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &r); err != nil {
+		return err
+	}
+	if r.Cur < r.Max {
+		r.Cur = r.Max
+		return syscall.Setrlimit(syscall.RLIMIT_NOFILE, &r)
+	}
+	return nil
+}
+
+// options are the flags of every subcommand; each uses the ones it needs.
+type options struct {
+	load       loadConfig
+	max        bool
+	mc         maxConfig
+	jsonFile   string
+	idle       int
+	idleUsers  int
+	settle     time.Duration
+	resume     bool
+	msgs       int
+	reps       int
+	linkwall   string
+	lwArgs     string
+	addr       string
+	quiet      bool
+	skipBase   bool
+	resumeRate float64
+}
+
+func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *options) {
+	o := &options{}
+	fs := flag.NewFlagSet("linkload "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.load.Target, "url", "http://127.0.0.1:8080", "target server")
+	fs.IntVar(&o.load.Users, "users", 200, "users to create (U)")
+	fs.IntVar(&o.load.Rooms, "rooms", 2, "group rooms (R)")
+	fs.IntVar(&o.load.Group, "group", 100, "members per room, creator included (G)")
+	fs.IntVar(&o.load.Conns, "conns", 0, "WebSocket clients, one per user (0 = every user); for idle: idle connections")
+	fs.IntVar(&o.load.Senders, "senders", 0, "users that send (0 = every connected member)")
+	fs.Float64Var(&o.load.Rate, "rate", 200, "messages per second, all senders together (M)")
+	fs.DurationVar(&o.load.Duration, "d", 10*time.Second, "send for this long")
+	fs.Int64Var(&o.load.Count, "n", 0, "send at most this many messages (0 = no bound)")
+	fs.DurationVar(&o.load.Drain, "drain", 5*time.Second, "wait this long for deliveries after sending")
+	fs.BoolVar(&o.max, "max", false, "ramp the rate to the peak, then run at half of it for -d")
+	fs.Float64Var(&o.mc.Start, "max-start", 100, "first rate of the ramp, msgs/s")
+	fs.Float64Var(&o.mc.Factor, "max-factor", 1.5, "rate multiplier per ramp step")
+	fs.DurationVar(&o.mc.Step, "max-step", 3*time.Second, "length of each ramp step")
+	fs.Float64Var(&o.mc.Limit, "max-rate", 100000, "highest rate the ramp tries, msgs/s")
+	fs.IntVar(&o.mc.Refine, "max-refine", 2, "bisection steps after the first failing rate")
+	fs.StringVar(&o.jsonFile, "json", "", "write the results as JSON to this file")
+	fs.IntVar(&o.idle, "idle", 0, "compare: also open this many idle connections and report memory per connection")
+	fs.IntVar(&o.idleUsers, "idle-users", 0, "idle: users the idle connections are spread over (0 = one per connection)")
+	fs.DurationVar(&o.settle, "settle", 2*time.Second, "idle: wait before reading the server's memory")
+	fs.BoolVar(&o.resume, "resume", false, "compare: also time a resume of -msgs messages (linkwall only)")
+	fs.IntVar(&o.msgs, "msgs", 1000, "resume: messages sent while the client is away")
+	fs.IntVar(&o.reps, "reps", 5, "resume: how many times to resume")
+	fs.Float64Var(&o.resumeRate, "resume-rate", 500, "resume: send rate of the missed messages, msgs/s")
+	fs.StringVar(&o.linkwall, "linkwall", "", "compare: the linkwall binary")
+	fs.StringVar(&o.lwArgs, "linkwall-args", "", "compare: extra flags for 'linkwall serve', space separated")
+	fs.BoolVar(&o.skipBase, "skip-baseline", false, "compare: measure linkwall only")
+	fs.StringVar(&o.addr, "addr", "127.0.0.1:0", "baseline-server: listen address")
+	fs.BoolVar(&o.quiet, "q", false, "no progress lines")
+	return fs, o
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cmd := "load"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	if cmd == "help" {
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fs, o := newFlags(cmd, stderr)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "linkload: unexpected arguments %q\n%s", fs.Args(), usage)
+		return 2
+	}
+	if !o.quiet {
+		o.load.Progress = stderr
+	}
+	var rep any
+	var err error
+	switch cmd {
+	case "load":
+		var mc *maxConfig
+		if o.max {
+			mc = &o.mc
+		}
+		var r *Report
+		r, err = runLoad(ctx, o.load, mc)
+		if r != nil {
+			printReport(stdout, r)
+			rep = r
+		}
+	case "idle":
+		if o.load.Conns <= 0 {
+			fmt.Fprintln(stderr, "linkload idle: need -conns N")
+			return 2
+		}
+		var m *MemReport
+		m, err = runIdle(ctx, o.load.Target, o.load.Conns, o.idleUsers, o.settle, 0)
+		if m != nil {
+			r := &Report{Server: o.load.Target, Target: o.load.Target, Idle: m}
+			printReport(stdout, r)
+			rep = r
+		}
+	case "resume":
+		cfg := o.load
+		cfg.Rate = o.resumeRate
+		if cfg.Users > 51 && !flagSet(fs, "users") {
+			cfg.Users = 51 // 50 senders and the one who is away
+		}
+		var rr *ResumeReport
+		rr, err = runResume(ctx, cfg, o.msgs, o.reps)
+		if rr != nil {
+			r := &Report{Server: o.load.Target, Target: o.load.Target, Resume: rr}
+			printReport(stdout, r)
+			rep = r
+		}
+	case "compare":
+		var c *Comparison
+		c, err = runCompare(ctx, o, stderr)
+		if c != nil {
+			printComparison(stdout, c)
+			rep = c
+		}
+	case "baseline-server":
+		err = serveBaseline(ctx, o.addr, stdout, stderr)
+	default:
+		fmt.Fprintf(stderr, "linkload: unknown command %q\n%s", cmd, usage)
+		return 2
+	}
+	if rep != nil && o.jsonFile != "" {
+		if werr := writeJSON(o.jsonFile, rep); werr != nil {
+			err = errors.Join(err, werr)
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "linkload:", err)
+		return 1
+	}
+	return 0
+}
+
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+func mib(b float64) float64 { return b / (1 << 20) }
+
+func printPhase(w io.Writer, name string, p *phase) {
+	fmt.Fprintf(w, "%s: %.0f msgs/s target, %.0f sent/s for %.1fs\n", name, p.TargetRate, p.SendRate, p.Seconds)
+	fmt.Fprintf(w, "  sent %d, acked %d, rejected %d; deliveries expected %d, received %d, dropped %d, duplicates %d, stray %d; bot messages %d; clients dropped %d\n",
+		p.Sent, p.Acked, p.Rejected, p.Expected, p.Received, p.Dropped, p.Duplicates, p.Stray, p.BotMessages, p.ClientsDropped)
+	fmt.Fprintf(w, "  delivered %.0f msgs/s; latency p50 %.2fms p90 %.2fms p99 %.2fms p99.9 %.2fms max %.2fms (n=%d); drain %.0fms\n",
+		p.DeliveredPerSec, p.Latency.P50Ms, p.Latency.P90Ms, p.Latency.P99Ms, p.Latency.P999Ms, p.Latency.MaxMs, p.Latency.Count, p.DrainMs)
+}
+
+func printMem(w io.Writer, name string, m *MemReport) {
+	fmt.Fprintf(w, "%s: %d connections in %.1fs; server RSS %.1f → %.1f MiB (%.0f B/conn), heap in use %.1f → %.1f MiB (%.0f B/conn), %g goroutines\n",
+		name, m.Conns, m.ConnectSeconds, mib(m.RSSBefore), mib(m.RSSAfter), m.RSSPerConn,
+		mib(m.HeapBefore), mib(m.HeapAfter), m.HeapPerConn, m.Goroutines)
+}
+
+func printReport(w io.Writer, r *Report) {
+	fmt.Fprintf(w, "== %s\n", r.Server)
+	if c := r.Config; c != nil {
+		fmt.Fprintf(w, "users %d, rooms %d × %d members, %d connections, %d senders\n", c.Users, c.Rooms, c.Group, c.Conns, c.Senders)
+	}
+	if r.Connect != nil {
+		printMem(w, "connect", r.Connect)
+	}
+	if r.Load != nil {
+		printPhase(w, "load", r.Load)
+	}
+	if m := r.Max; m != nil {
+		fmt.Fprintf(w, "max: peak %.0f msgs/s = %.0f deliveries/s (limited by: %s)\n", m.PeakMsgsPerSec, m.PeakDeliveredPerSec, m.LimitedBy)
+		if m.HalfPeak != nil {
+			printPhase(w, "half peak", m.HalfPeak)
+		}
+	}
+	if r.Idle != nil {
+		printMem(w, "idle", r.Idle)
+	}
+	if rr := r.Resume; rr != nil {
+		fmt.Fprintf(w, "resume: %d messages, median %.1fms, max %.1fms over %d reps (dial+resume %v ms), in order %v\n",
+			rr.Messages, rr.MedianMs, rr.MaxMs, rr.Reps, rr.DialMs, rr.InOrder)
+	}
+	if len(r.Errors) > 0 {
+		fmt.Fprintf(w, "errors: %v\n", r.Errors)
+	}
+	if len(r.CloseCodes) > 0 {
+		fmt.Fprintf(w, "close codes: %v\n", r.CloseCodes)
+	}
+}

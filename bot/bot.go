@@ -1,79 +1,47 @@
 package bot
 
-// PLACEHOLDER: the bot helper replaces this file. It only fixes the API that
-// the server codes against (see the bot API contract).
-
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 
 	"go.uber.org/zap"
 )
 
-// MaxLinks is how many links of one message the bot handles.
-const MaxLinks = 20
-
-// Policy is a validated, immutable link policy.
-type Policy struct{}
-
-// Era is one step of the timeline.
-type Era struct {
-	ID           string `json:"id"`
-	Name         string `json:"name"`
-	NameZh       string `json:"name_zh"`
-	From         string `json:"from"`
-	Hypothetical bool   `json:"hypothetical"`
-	Summary      string `json:"summary"`
-	SummaryZh    string `json:"summary_zh"`
-}
-
-// Platform is one platform of the registry.
-type Platform struct {
-	ID       string   `json:"id"`
-	Name     string   `json:"name"`
-	NameZh   string   `json:"name_zh"`
-	Owner    string   `json:"owner"`
-	Category string   `json:"category"`
-	API      bool     `json:"api"`
-	Domains  []string `json:"domains"`
-}
-
-// DefaultPolicy returns the embedded default policy.
-func DefaultPolicy() *Policy { return &Policy{} }
-
-// LoadPolicy parses and validates a policy.
-func LoadPolicy(name string, data []byte) (*Policy, error) { return &Policy{}, nil }
-
-// LoadPolicyFile reads, parses and validates a policy file.
-func LoadPolicyFile(path string) (*Policy, error) { return &Policy{}, nil }
-
-// Eras returns the eras in timeline order.
-func (p *Policy) Eras() []Era { return nil }
-
-// DefaultEra returns the default era id.
-func (p *Policy) DefaultEra() string { return "group-ecommerce" }
-
-// ResolveEra resolves an era id or a date.
-func (p *Policy) ResolveEra(idOrDate string) (Era, error) { return Era{ID: idOrDate}, nil }
-
-// Platforms returns the registry.
-func (p *Policy) Platforms() []Platform { return nil }
-
-// BlockedNotice returns the notice shown under a blocked link.
-func (p *Policy) BlockedNotice(lang string) string { return "" }
-
-// Bot applies the current policy.
+// Bot applies the current policy to messages. It is safe for concurrent
+// use; SetPolicy swaps the policy atomically, so a running server can
+// reload a policy file without a restart.
 type Bot struct {
 	policy atomic.Pointer[Policy]
 	log    *zap.Logger
+	x      *Extractor
+	cat    *catalogue
+	og     *OpenGraphFetcher
 }
 
 // Option configures a Bot.
 type Option func(*Bot)
 
-// New returns a Bot applying p.
+// WithOpenGraph gives the bot the fetcher used for platforms whose policy
+// card provider is "opengraph". Without one, such links degrade to
+// hyperlinks.
+func WithOpenGraph(f *OpenGraphFetcher) Option {
+	return func(b *Bot) { b.og = f }
+}
+
+// New returns a Bot applying p (DefaultPolicy when nil). logger may be nil.
 func New(p *Policy, logger *zap.Logger, opts ...Option) *Bot {
-	b := &Bot{log: logger}
+	if p == nil {
+		p = DefaultPolicy()
+	}
+	if logger == nil {
+		logger = zap.NewNop()
+	}
+	cat, err := loadCatalogue(catalogueYAML)
+	if err != nil {
+		panic("bot: embedded catalogue is invalid: " + err.Error()) // checked by a test
+	}
+	b := &Bot{log: logger, x: NewExtractor(), cat: cat}
 	b.policy.Store(p)
 	for _, o := range opts {
 		o(b)
@@ -84,18 +52,43 @@ func New(p *Policy, logger *zap.Logger, opts ...Option) *Bot {
 // Policy returns the policy in force.
 func (b *Bot) Policy() *Policy { return b.policy.Load() }
 
-// SetPolicy swaps the policy atomically.
+// SetPolicy swaps the policy atomically; messages being decided finish
+// under the policy they started with.
 func (b *Bot) SetPolicy(p *Policy) { b.policy.Store(p) }
 
 // Result is the bot's answer for one message.
 type Result struct {
-	Links     []Link `json:"links"`
-	Truncated bool   `json:"truncated"`
+	Links     []Link `json:"links"`     // never nil: [] in JSON when none
+	Truncated bool   `json:"truncated"` // more than MaxLinks links; only the first MaxLinks are in Links
 	Era       string `json:"era"`
 	Chat      Chat   `json:"chat"`
 }
 
-// Decide extracts, classifies and decides every link of text.
-func (b *Bot) Decide(ctx context.Context, text string, chat Chat, era string) Result {
-	return Result{Links: []Link{}, Era: era, Chat: chat}
+// Decide extracts, classifies and decides every link of text in chat c
+// under era (an era id; unknown ids mean the policy's default). It never
+// fails: a card provider error degrades the link to a hyperlink with a
+// reason that says so.
+func (b *Bot) Decide(ctx context.Context, text string, c Chat, era string) Result {
+	p := b.policy.Load()
+	if _, ok := p.eraIx[era]; !ok {
+		era = p.DefaultEra()
+	}
+	found, truncated := b.x.Extract(p, text)
+	res := Result{Links: make([]Link, len(found)), Truncated: truncated, Era: era, Chat: c}
+	var wg sync.WaitGroup
+	for i, f := range found {
+		res.Links[i] = p.Decide(f, c, era)
+		if res.Links[i].Outcome != CardView {
+			continue
+		}
+		if j, ok := p.platformIx[f.Platform]; ok && p.providers[j] == providerOpenGraph && b.og != nil {
+			// Network fetches run concurrently, each bounded by the
+			// fetcher's timeout; all end before Decide returns.
+			wg.Go(func() { b.attachCard(ctx, p, &res.Links[i]) })
+			continue
+		}
+		b.attachCard(ctx, p, &res.Links[i])
+	}
+	wg.Wait()
+	return res
 }

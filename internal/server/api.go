@@ -1,0 +1,365 @@
+package server
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+
+	"github.com/linkwall/linkwall/bot"
+	"github.com/linkwall/linkwall/internal/chat"
+)
+
+// decodeBody reads a JSON body of at most maxBodyBytes into v.
+func decodeBody(r *http.Request, v any) error {
+	data, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes+1))
+	if err != nil {
+		return chat.Errorf(chat.EInvalid, "reading the body: %v", err)
+	}
+	if len(data) > maxBodyBytes {
+		return chat.Errorf(chat.ETooLarge, "body is larger than %d bytes", maxBodyBytes)
+	}
+	if !utf8.Valid(data) {
+		return chat.Errorf(chat.EInvalid, "body is not valid UTF-8")
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return chat.Errorf(chat.EInvalid, "malformed JSON body: %v", err)
+	}
+	return nil
+}
+
+type userResponse struct {
+	User chat.User `json:"user"`
+}
+
+func (s *Server) me(w http.ResponseWriter, r *http.Request, u chat.User) {
+	writeJSON(w, http.StatusOK, userResponse{u})
+}
+
+func (s *Server) listUsers(w http.ResponseWriter, r *http.Request, _ chat.User) {
+	users, err := s.store.Users(r.Context(), maxUsersListed+1)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	out := make([]chat.User, 0, len(users))
+	for _, u := range users {
+		if u.ID != chat.LinkBotID && len(out) < maxUsersListed {
+			out = append(out, u)
+		}
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Users []chat.User `json:"users"`
+	}{out})
+}
+
+type roomResponse struct {
+	Room chat.Room `json:"room"`
+}
+
+func (s *Server) listRooms(w http.ResponseWriter, r *http.Request, u chat.User) {
+	rooms, err := s.store.Rooms(r.Context(), u.ID)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if rooms == nil {
+		rooms = []chat.Room{}
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Rooms []chat.Room `json:"rooms"`
+	}{rooms})
+}
+
+type createRoomRequest struct {
+	Kind    string   `json:"kind"`
+	Name    string   `json:"name"`
+	Members []string `json:"members"`
+	Lang    string   `json:"lang"`
+}
+
+func (s *Server) createRoom(w http.ResponseWriter, r *http.Request, u chat.User) {
+	var req createRoomRequest
+	if err := decodeBody(r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	room, err := s.newRoom(r, u, req)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	stored, err := s.store.CreateRoom(r.Context(), room)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.rooms.put(stored)
+	status := http.StatusOK // the pair's existing direct room
+	if stored.ID == room.ID {
+		status = http.StatusCreated
+		s.publishRoom(r.Context(), &stored)
+	}
+	writeJSON(w, status, roomResponse{stored})
+}
+
+// newRoom validates a creation request into the room to store.
+func (s *Server) newRoom(r *http.Request, u chat.User, req createRoomRequest) (chat.Room, error) {
+	lang := req.Lang
+	if lang == "" {
+		lang = "en"
+	}
+	if err := checkLang(lang); err != nil {
+		return chat.Room{}, err
+	}
+	room := chat.Room{
+		ID: uuid.NewString(), Kind: req.Kind, Era: s.bot.Policy().DefaultEra(), Lang: lang,
+		CreatedAt: time.Now().UTC().Truncate(time.Millisecond),
+	}
+	for _, m := range req.Members {
+		if _, err := uuid.Parse(m); err != nil || m == chat.LinkBotID {
+			return chat.Room{}, chat.Errorf(chat.ENotFound, "no such user: %.64q", m)
+		}
+	}
+	switch req.Kind {
+	case chat.Direct:
+		if len(req.Members) != 1 {
+			return chat.Room{}, chat.Errorf(chat.EInvalid, "a direct room has exactly one other member")
+		}
+		if req.Members[0] == u.ID {
+			return chat.Room{}, chat.Errorf(chat.EInvalid, "a direct room needs another user")
+		}
+		room.Members = []string{u.ID, req.Members[0]}
+		return room, s.checkRoomQuota(r, u)
+	case chat.Group:
+		name, err := checkName("name", req.Name, s.limits.MaxNameRunes)
+		if err != nil {
+			return chat.Room{}, err
+		}
+		room.Name = name
+		members := []string{u.ID}
+		for _, m := range req.Members {
+			if !slices.Contains(members, m) {
+				members = append(members, m)
+			}
+		}
+		if len(members) > s.limits.MaxGroupMembers {
+			return chat.Room{}, chat.Errorf(chat.ETooLarge, "a group has at most %d members", s.limits.MaxGroupMembers)
+		}
+		room.Members = members
+		return room, s.checkRoomQuota(r, u)
+	default:
+		return chat.Room{}, chat.Errorf(chat.EInvalid, `kind must be "direct" or "group"`)
+	}
+}
+
+// checkRoomQuota bounds the rooms one user is in when they create another.
+func (s *Server) checkRoomQuota(r *http.Request, u chat.User) error {
+	rooms, err := s.store.Rooms(r.Context(), u.ID)
+	if err != nil {
+		return err
+	}
+	if len(rooms) >= s.limits.MaxRoomsPerUser {
+		return chat.Errorf(chat.ETooLarge, "you are in %d rooms, the limit", s.limits.MaxRoomsPerUser)
+	}
+	return nil
+}
+
+func checkLang(lang string) error {
+	if lang != "en" && lang != "zh" {
+		return chat.Errorf(chat.EInvalid, `lang must be "en" or "zh"`)
+	}
+	return nil
+}
+
+func (s *Server) getRoom(w http.ResponseWriter, r *http.Request, u chat.User) {
+	room, err := s.memberRoom(r.Context(), u.ID, r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, roomResponse{room})
+}
+
+func (s *Server) listMessages(w http.ResponseWriter, r *http.Request, u chat.User) {
+	q := r.URL.Query()
+	after, limit := int64(0), defaultPageSize
+	if v := q.Get("after"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			s.writeError(w, r, chat.Errorf(chat.EInvalid, "after must be a seq ≥ 0"))
+			return
+		}
+		after = n
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxPageSize {
+			s.writeError(w, r, chat.Errorf(chat.EInvalid, "limit must be 1…%d", maxPageSize))
+			return
+		}
+		limit = n
+	}
+	msgs, err := s.history(r.Context(), u.ID, r.PathValue("id"), after, limit)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if msgs == nil {
+		msgs = []chat.Message{}
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Messages []chat.Message `json:"messages"`
+	}{msgs})
+}
+
+func (s *Server) putEra(w http.ResponseWriter, r *http.Request, u chat.User) {
+	var req struct {
+		Era string `json:"era"`
+	}
+	if err := decodeBody(r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	room, err := s.memberRoom(r.Context(), u.ID, r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if req.Era == "" {
+		s.writeError(w, r, chat.Errorf(chat.EInvalid, "era is required"))
+		return
+	}
+	room, err = s.setEra(r.Context(), u, room, req.Era)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, roomResponse{room})
+}
+
+func (s *Server) putLang(w http.ResponseWriter, r *http.Request, u chat.User) {
+	var req struct {
+		Lang string `json:"lang"`
+	}
+	if err := decodeBody(r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	room, err := s.memberRoom(r.Context(), u.ID, r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := checkLang(req.Lang); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	room, err = s.store.SetRoomLang(r.Context(), room.ID, req.Lang)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.rooms.put(room)
+	s.publishRoom(r.Context(), &room)
+	writeJSON(w, http.StatusOK, roomResponse{room})
+}
+
+func (s *Server) getStats(w http.ResponseWriter, r *http.Request, u chat.User) {
+	room, err := s.memberRoom(r.Context(), u.ID, r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	st, err := s.roomStats(r.Context(), &room)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (s *Server) postWalkthrough(w http.ResponseWriter, r *http.Request, u chat.User) {
+	room, err := s.memberRoom(r.Context(), u.ID, r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := s.startWalkthrough(room); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, struct {
+		Room string `json:"room"`
+	}{room.ID})
+}
+
+type previewRequest struct {
+	Text string `json:"text"`
+	Chat string `json:"chat"`
+	Era  string `json:"era"`
+}
+
+func (s *Server) preview(w http.ResponseWriter, r *http.Request) {
+	var req previewRequest
+	if err := decodeBody(r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := checkText(req.Text, s.limits.MaxTextRunes); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	kind := bot.Chat(req.Chat)
+	switch kind {
+	case "":
+		kind = bot.Group
+	case bot.Direct, bot.Group:
+	default:
+		s.writeError(w, r, chat.Errorf(chat.EInvalid, `chat must be "direct" or "group"`))
+		return
+	}
+	p := s.bot.Policy()
+	eraID := p.DefaultEra()
+	if req.Era != "" {
+		era, err := p.ResolveEra(req.Era)
+		if err != nil {
+			s.writeError(w, r, chat.Errorf(chat.EInvalid, "%v", err))
+			return
+		}
+		eraID = era.ID
+	}
+	res := s.bot.Decide(r.Context(), req.Text, kind, eraID)
+	if res.Links == nil {
+		res.Links = []bot.Link{}
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (s *Server) eras(w http.ResponseWriter, r *http.Request) {
+	p := s.bot.Policy()
+	eras := p.Eras()
+	if eras == nil {
+		eras = []bot.Era{}
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Default string    `json:"default"`
+		Eras    []bot.Era `json:"eras"`
+	}{p.DefaultEra(), eras})
+}
+
+func (s *Server) platforms(w http.ResponseWriter, r *http.Request) {
+	ps := s.bot.Policy().Platforms()
+	if ps == nil {
+		ps = []bot.Platform{}
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Platforms []bot.Platform `json:"platforms"`
+	}{ps})
+}
+

@@ -1,0 +1,137 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/linkwall/linkwall/internal/chat"
+)
+
+const (
+	// sessionCookie carries the session token for the browser page.
+	sessionCookie = "linkwall_session"
+	// tokenBytes of crypto/rand make a token nobody can guess.
+	tokenBytes = 32
+	// maxTokenLen bounds what is hashed for a lookup.
+	maxTokenLen = 128
+)
+
+// newToken returns a random session token and the hash the store keeps.
+// Only the hash is stored, so a leaked database holds no usable token; the
+// lookup by hash also keeps the comparison out of the request's timing.
+func newToken() (string, []byte) {
+	b := make([]byte, tokenBytes)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails
+	tok := base64.RawURLEncoding.EncodeToString(b)
+	return tok, hashToken(tok)
+}
+
+func hashToken(tok string) []byte {
+	h := sha256.Sum256([]byte(tok))
+	return h[:]
+}
+
+// requestToken returns the bearer token or the session cookie's value.
+func requestToken(r *http.Request) string {
+	if a := r.Header.Get("Authorization"); a != "" {
+		if tok, ok := strings.CutPrefix(a, "Bearer "); ok {
+			return strings.TrimSpace(tok)
+		}
+		return ""
+	}
+	if c, err := r.Cookie(sessionCookie); err == nil {
+		return c.Value
+	}
+	return ""
+}
+
+// authenticate returns the user of the request's session, or EUnauthorized.
+func (s *Server) authenticate(r *http.Request) (chat.User, error) {
+	tok := requestToken(r)
+	if tok == "" || len(tok) > maxTokenLen {
+		return chat.User{}, chat.Errorf(chat.EUnauthorized, "a session is required: POST /api/v1/session")
+	}
+	u, err := s.store.UserBySession(r.Context(), hashToken(tok))
+	if err != nil {
+		if chat.ErrorCode(err) == chat.ENotFound {
+			err = chat.Errorf(chat.EUnauthorized, "unknown or expired session")
+		}
+		return chat.User{}, err
+	}
+	return u, nil
+}
+
+// authed wraps a handler that needs the caller's user.
+func (s *Server) authed(h func(http.ResponseWriter, *http.Request, chat.User)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, err := s.authenticate(r)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		h(w, r, u)
+	})
+}
+
+type sessionRequest struct {
+	Name string `json:"name"`
+}
+
+type sessionResponse struct {
+	Token string    `json:"token"`
+	User  chat.User `json:"user"`
+}
+
+func (s *Server) createSession(w http.ResponseWriter, r *http.Request) {
+	if !s.sessionLimits.get(clientIP(r)).Allow() {
+		s.writeError(w, r, chat.Errorf(chat.ERateLimited, "too many new sessions from your address; try again later"))
+		return
+	}
+	var req sessionRequest
+	if err := decodeBody(r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	name, err := checkName("name", req.Name, s.limits.MaxNameRunes)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	u := chat.User{ID: uuid.NewString(), Name: name, CreatedAt: time.Now().UTC().Truncate(time.Millisecond)}
+	tok, hash := newToken()
+	if err := s.store.CreateUser(r.Context(), u, hash); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	http.SetCookie(w, &http.Cookie{
+		Name: sessionCookie, Value: tok, Path: "/",
+		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil,
+	})
+	writeJSON(w, http.StatusCreated, sessionResponse{Token: tok, User: u})
+}
+
+// sessionDeleter is implemented by stores that can revoke a session.
+type sessionDeleter interface {
+	DeleteSession(ctx context.Context, tokenHash []byte) error
+}
+
+func (s *Server) deleteSession(w http.ResponseWriter, r *http.Request, u chat.User) {
+	if d, ok := s.store.(sessionDeleter); ok {
+		if err := d.DeleteSession(r.Context(), hashToken(requestToken(r))); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+	}
+	http.SetCookie(w, &http.Cookie{
+		Name: sessionCookie, Value: "", Path: "/", MaxAge: -1,
+		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil,
+	})
+	w.WriteHeader(http.StatusNoContent)
+}

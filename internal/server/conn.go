@@ -1,0 +1,661 @@
+package server
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"slices"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gorilla/websocket"
+	"go.uber.org/zap"
+
+	"github.com/linkwall/linkwall/internal/chat"
+)
+
+const (
+	// resumeWait is how long live events of the rooms listed in hello are
+	// held back right after connecting, so that a client which resumes
+	// first sees history and live messages as one gapless sequence. Rooms
+	// the client sends to or resumes are released at once.
+	resumeWait = 500 * time.Millisecond
+	// maxGapTries bounds the store reads spent on one gap before the
+	// connection gives up on it (the store must have every seq below a
+	// delivered one, so this only trips on a broken store).
+	maxGapTries = 5
+	// maxPooledBuf keeps pooled queue buffers small; larger ones are left
+	// to the garbage collector so idle connections hold nothing.
+	maxPooledBuf = 64 << 10
+	// maxEarlyEvents bounds the events kept while a new connection's hello
+	// is prepared (one store read).
+	maxEarlyEvents = 10_000
+)
+
+// bufPool recycles queue buffers between writes.
+var bufPool = sync.Pool{New: func() any { return new([]byte) }}
+
+func getBuf() []byte { return (*bufPool.Get().(*[]byte))[:0] }
+
+func putBuf(b []byte) {
+	if cap(b) == 0 || cap(b) > maxPooledBuf {
+		return
+	}
+	b = b[:0]
+	bufPool.Put(&b)
+}
+
+// conn is one WebSocket connection: a reader goroutine that runs the
+// client's frames through the server, and a writer goroutine that owns the
+// socket's writes. Everything else only appends to its queue.
+type conn struct {
+	srv    *Server
+	ws     *websocket.Conn
+	user   chat.User
+	log    *zap.Logger
+	ctx    context.Context // canceled when the connection ends
+	cancel context.CancelFunc
+
+	wake chan struct{} // capacity 1: the writer has something to do
+	done chan struct{} // closed when the writer has ended
+
+	mu           sync.Mutex
+	queue        []byte // encoded objects separated by '\n', written as one frame
+	pendingBytes int    // bytes held in roomState.pending, counted against the bound
+	closing      bool
+	code         int
+	text         string
+	rooms        map[string]*roomState
+	work         map[string]struct{} // rooms with a resume or a gap to fetch
+	holdUntil    time.Time           // rooms still held are released then
+	starting     bool                // hello not queued yet: events wait in early
+	early        []chat.Event
+
+	strikes int // rate-limited sends in a row; reader goroutine only
+}
+
+// roomState is what one connection knows about one room's sequence.
+type roomState struct {
+	last     int64 // every seq ≤ last (from base, or from the resume point) was delivered, in order
+	base     int64 // > 0: delivery began live at base; older late events pass through
+	held     bool  // just connected: waiting for the client's resume
+	resuming bool  // reading history from the store: live events wait in pending
+	gapSince time.Time
+	pending  []chat.Event // live events waiting behind a hold, a resume or a gap
+}
+
+func newConn(s *Server, ws *websocket.Conn, u chat.User) *conn {
+	ctx, cancel := context.WithCancel(s.ctx)
+	return &conn{
+		srv: s, ws: ws, user: u, ctx: ctx, cancel: cancel,
+		log:   s.log.With(zap.String("user", u.ID)),
+		wake:  make(chan struct{}, 1),
+		done:  make(chan struct{}),
+		rooms: make(map[string]*roomState),
+		starting: true,
+		work:  make(map[string]struct{}),
+	}
+}
+
+func (c *conn) signal() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// start queues the hello frame first, then holds the rooms it lists until
+// the client resumes them or resumeWait passes, then delivers the events
+// that arrived while the hello was being prepared.
+func (c *conn) start(hello []byte, rooms []chat.Room) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.enqueueLocked(hello)
+	for _, r := range rooms {
+		c.rooms[r.ID] = &roomState{held: true}
+	}
+	if len(rooms) > 0 {
+		c.holdUntil = time.Now().Add(resumeWait)
+		c.signal()
+	}
+	c.starting = false
+	for _, ev := range c.early {
+		c.deliverLocked(ev)
+	}
+	c.early = nil
+}
+
+// closeWith asks the writer to close the connection with code; it never blocks.
+func (c *conn) closeWith(code int, text string) {
+	c.mu.Lock()
+	c.closeLocked(code, text)
+	c.mu.Unlock()
+}
+
+func (c *conn) closeLocked(code int, text string) {
+	if c.closing {
+		return
+	}
+	c.closing, c.code, c.text = true, code, text
+	c.signal()
+}
+
+// send enqueues b outside the sequence logic (errors, pongs, acks of duplicates).
+func (c *conn) send(b []byte) {
+	c.mu.Lock()
+	c.enqueueLocked(b)
+	c.mu.Unlock()
+}
+
+// enqueueLocked appends b to the queue, or drops the connection as a slow
+// consumer if the queue would pass its bound. It never waits.
+func (c *conn) enqueueLocked(b []byte) bool {
+	if c.closing {
+		return false
+	}
+	if len(c.queue)+1+len(b)+c.pendingBytes > c.srv.limits.MaxQueueBytes {
+		c.dropSlowLocked()
+		return false
+	}
+	if c.queue == nil {
+		c.queue = getBuf()
+	}
+	if len(c.queue) > 0 {
+		c.queue = append(c.queue, '\n')
+	}
+	c.queue = append(c.queue, b...)
+	c.signal()
+	return true
+}
+
+func (c *conn) dropSlowLocked() {
+	if !c.closing {
+		c.srv.metrics.slowConsumers.Inc()
+		c.closeLocked(CloseSlowConsumer, "slow consumer, reconnect and resume")
+	}
+}
+
+// deliver applies the per-room sequence logic to ev and enqueues it when
+// it is next: duplicates (seq ≤ last) are skipped, events after a gap wait
+// until the gap is filled live or from the store. Called by the hub.
+func (c *conn) deliver(ev chat.Event) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.starting {
+		if len(c.early) >= maxEarlyEvents {
+			c.dropSlowLocked()
+			return false
+		}
+		c.early = append(c.early, ev)
+		return true
+	}
+	return c.deliverLocked(ev)
+}
+
+func (c *conn) deliverLocked(ev chat.Event) bool {
+	if c.closing {
+		return false
+	}
+	if ev.Seq == 0 {
+		return c.enqueueLocked(ev.Payload)
+	}
+	st := c.rooms[ev.Room]
+	switch {
+	case st == nil:
+		c.rooms[ev.Room] = &roomState{last: ev.Seq, base: ev.Seq}
+		return c.enqueueLocked(ev.Payload)
+	case st.held || st.resuming:
+		return c.bufferLocked(st, ev)
+	case ev.Seq <= st.last:
+		if ev.Seq < st.base {
+			// Overtaken by a later event before this connection started
+			// tracking the room: never delivered here, so not a duplicate.
+			return c.enqueueLocked(ev.Payload)
+		}
+		return false
+	case ev.Seq == st.last+1 && len(st.pending) == 0:
+		st.last = ev.Seq
+		return c.enqueueLocked(ev.Payload)
+	}
+	ok := c.bufferLocked(st, ev)
+	c.flushPendingLocked(st)
+	c.checkGapLocked(ev.Room, st)
+	return ok
+}
+
+func (c *conn) bufferLocked(st *roomState, ev chat.Event) bool {
+	if len(c.queue)+len(ev.Payload)+c.pendingBytes > c.srv.limits.MaxQueueBytes {
+		c.dropSlowLocked()
+		return false
+	}
+	st.pending = append(st.pending, ev)
+	c.pendingBytes += len(ev.Payload)
+	return true
+}
+
+// flushPendingLocked enqueues the pending events that continue the
+// sequence and drops those already delivered.
+func (c *conn) flushPendingLocked(st *roomState) {
+	if len(st.pending) == 0 {
+		return
+	}
+	sortEvents(st.pending)
+	i := 0
+	for ; i < len(st.pending); i++ {
+		ev := st.pending[i]
+		if ev.Seq > st.last+1 {
+			break
+		}
+		c.pendingBytes -= len(ev.Payload)
+		if ev.Seq == st.last+1 {
+			st.last = ev.Seq
+			c.enqueueLocked(ev.Payload)
+		}
+	}
+	n := copy(st.pending, st.pending[i:])
+	clear(st.pending[n:]) // drop references to delivered payloads
+	st.pending = st.pending[:n]
+	if n == 0 {
+		st.pending = nil
+	}
+}
+
+// checkGapLocked starts the gap timer when events wait behind a missing seq.
+func (c *conn) checkGapLocked(room string, st *roomState) {
+	if len(st.pending) == 0 {
+		st.gapSince = time.Time{}
+		return
+	}
+	if st.gapSince.IsZero() {
+		st.gapSince = time.Now()
+		c.work[room] = struct{}{}
+		c.signal()
+	}
+}
+
+// releaseLocked ends a hold: the waiting live events are delivered in order
+// as if the connection had started tracking the room with the first of them.
+func (c *conn) releaseLocked(room string, st *roomState) {
+	st.held = false
+	if len(st.pending) == 0 {
+		delete(c.rooms, room) // untracked until the next event
+		return
+	}
+	sortEvents(st.pending)
+	st.base = st.pending[0].Seq
+	st.last = st.base - 1
+	c.flushPendingLocked(st)
+	c.checkGapLocked(room, st)
+}
+
+// release ends the hold of one room (the client sent to it).
+func (c *conn) release(room string) {
+	c.mu.Lock()
+	if st := c.rooms[room]; st != nil && st.held {
+		c.releaseLocked(room, st)
+	}
+	c.mu.Unlock()
+}
+
+// resume makes the writer send every message of room after seq `after`,
+// then the live ones, without gap or duplicate.
+func (c *conn) resume(room string, after int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := c.rooms[room]
+	if st == nil {
+		st = &roomState{}
+		c.rooms[room] = st
+	}
+	st.held, st.resuming = false, true
+	st.base, st.last = 0, after
+	st.gapSince = time.Time{}
+	c.work[room] = struct{}{}
+	c.signal()
+}
+
+// writeLoop owns the socket's writes: it writes the queue coalesced into
+// one text frame, pings, runs catch-ups and closes.
+func (c *conn) writeLoop() {
+	ticker := time.NewTicker(pingPeriod)
+	timer := time.NewTimer(time.Hour)
+	defer func() {
+		ticker.Stop()
+		timer.Stop()
+		c.cancel()
+		c.srv.hub.remove(c)
+		_ = c.ws.Close()
+		c.mu.Lock()
+		c.closing = true
+		putBuf(c.queue)
+		c.queue, c.rooms, c.pendingBytes = nil, nil, 0
+		c.mu.Unlock()
+		close(c.done)
+	}()
+	for {
+		select {
+		case <-c.wake:
+		case <-timer.C:
+		case <-ticker.C:
+			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
+				return
+			}
+			continue
+		}
+		if err := c.flush(); err != nil {
+			return
+		}
+		c.mu.Lock()
+		closing, code, text := c.closing, c.code, c.text
+		c.mu.Unlock()
+		if closing {
+			msg := websocket.FormatCloseMessage(code, text)
+			_ = c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(writeWait))
+			return
+		}
+		next, err := c.doWork()
+		if err != nil {
+			return
+		}
+		if !next.IsZero() {
+			timer.Reset(time.Until(next))
+		}
+	}
+}
+
+// flush writes everything queued as one text frame.
+func (c *conn) flush() error {
+	c.mu.Lock()
+	buf := c.queue
+	c.queue = nil
+	c.mu.Unlock()
+	return c.write(buf)
+}
+
+func (c *conn) write(buf []byte) error {
+	if len(buf) == 0 {
+		return nil
+	}
+	_ = c.ws.SetWriteDeadline(time.Now().Add(writeWait))
+	err := c.ws.WriteMessage(websocket.TextMessage, buf)
+	putBuf(buf)
+	if err != nil {
+		c.log.Debug("write failed", zap.Error(err))
+	}
+	return err
+}
+
+// doWork releases expired holds and runs due catch-ups. It returns when it
+// next needs to run (zero: only when woken).
+func (c *conn) doWork() (time.Time, error) {
+	now := time.Now()
+	var next time.Time
+	soon := func(t time.Time) {
+		if next.IsZero() || t.Before(next) {
+			next = t
+		}
+	}
+	var todo []string
+	c.mu.Lock()
+	if !c.holdUntil.IsZero() {
+		if now.Before(c.holdUntil) {
+			soon(c.holdUntil)
+		} else {
+			c.holdUntil = time.Time{}
+			for id, st := range c.rooms {
+				if st.held {
+					c.releaseLocked(id, st)
+				}
+			}
+		}
+	}
+	for room := range c.work {
+		st := c.rooms[room]
+		switch {
+		case st == nil:
+		case st.resuming:
+			todo = append(todo, room)
+		case !st.gapSince.IsZero():
+			if due := st.gapSince.Add(gapGrace); now.Before(due) {
+				soon(due)
+				continue
+			}
+			st.resuming = true // live events wait while the gap is read
+			todo = append(todo, room)
+		}
+		delete(c.work, room)
+	}
+	c.mu.Unlock()
+	for _, room := range todo {
+		if err := c.catchUp(room); err != nil {
+			return next, err
+		}
+	}
+	return next, nil
+}
+
+// catchUp sends the room's messages after the last delivered seq from the
+// store, page by page, then the live events that waited meanwhile.
+func (c *conn) catchUp(room string) error {
+	for tries := 0; ; {
+		c.mu.Lock()
+		st := c.rooms[room]
+		if st == nil || c.closing {
+			c.mu.Unlock()
+			return nil
+		}
+		after := st.last
+		c.mu.Unlock()
+
+		msgs, err := c.srv.history(c.ctx, c.user.ID, room, after, maxPageSize)
+
+		c.mu.Lock()
+		if st = c.rooms[room]; st == nil || c.closing {
+			c.mu.Unlock()
+			return nil
+		}
+		if err == nil && st.last != after {
+			// A resume moved the starting point while the store was read.
+			c.mu.Unlock()
+			continue
+		}
+		if err != nil {
+			if c.ctx.Err() == nil {
+				c.log.Warn("resume failed", zap.String("room", room), zap.Error(err))
+			}
+			c.enqueueLocked(encodeErr(err, typeResume))
+			st.resuming, st.gapSince = false, time.Time{}
+			c.releaseLocked(room, st)
+			c.mu.Unlock()
+			return nil
+		}
+		// Everything queued so far is older than this page: write it first.
+		buf := c.queue
+		c.queue = nil
+		if buf == nil {
+			buf = getBuf()
+		}
+		for i := range msgs {
+			m := &msgs[i]
+			if m.Seq <= st.last {
+				continue
+			}
+			if len(buf) > 0 {
+				buf = append(buf, '\n')
+			}
+			buf = append(buf, c.pageEntryLocked(st, m)...)
+			st.last = m.Seq
+		}
+		finished := false
+		if len(msgs) < maxPageSize {
+			c.flushPendingLocked(st)
+			if len(st.pending) > 0 && tries >= maxGapTries {
+				c.log.Warn("giving up on a gap", zap.String("room", room),
+					zap.Int64("last", st.last), zap.Int64("next", st.pending[0].Seq))
+				st.last = st.pending[0].Seq - 1
+				c.flushPendingLocked(st)
+			}
+			if len(st.pending) == 0 {
+				st.resuming, st.gapSince = false, time.Time{}
+				finished = true
+			}
+			tries++
+		}
+		c.mu.Unlock()
+		if err := c.write(buf); err != nil {
+			return err
+		}
+		if finished {
+			return nil
+		}
+		if len(msgs) < maxPageSize {
+			// Events overtook a message that is not readable yet: wait a little.
+			select {
+			case <-time.After(gapGrace):
+			case <-c.ctx.Done():
+				return c.ctx.Err()
+			}
+		}
+	}
+}
+
+// pageEntryLocked encodes one message read from the store. The live event
+// waiting for the same seq is used instead when there is one, so the
+// sender's copy keeps its client_msg_id.
+func (c *conn) pageEntryLocked(st *roomState, m *chat.Message) []byte {
+	for _, ev := range st.pending {
+		if ev.Seq == m.Seq {
+			return ev.Payload
+		}
+	}
+	b := encodeMessage(m)
+	if m.Sender.ID == c.user.ID {
+		b = withClientMsgID(b, m.ClientMsgID)
+	}
+	return b
+}
+
+// readLoop reads the client's frames until the connection ends.
+func (c *conn) readLoop() {
+	defer c.closeWith(websocket.CloseNormalClosure, "")
+	c.ws.SetReadLimit(c.srv.limits.MaxFrameBytes)
+	_ = c.ws.SetReadDeadline(time.Now().Add(pongWait))
+	c.ws.SetPongHandler(func(string) error {
+		return c.ws.SetReadDeadline(time.Now().Add(pongWait))
+	})
+	for {
+		mt, data, err := c.ws.ReadMessage()
+		if err != nil {
+			if errors.Is(err, websocket.ErrReadLimit) {
+				c.closeWith(websocket.CloseMessageTooBig, "frame too large")
+			} else if websocket.IsUnexpectedCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived) {
+				c.log.Debug("read failed", zap.Error(err))
+			}
+			return
+		}
+		_ = c.ws.SetReadDeadline(time.Now().Add(pongWait))
+		if mt != websocket.TextMessage {
+			c.closeWith(websocket.CloseUnsupportedData, "text frames only")
+			return
+		}
+		if !c.handleFrame(data) {
+			return
+		}
+	}
+}
+
+// handleFrame runs every JSON object of one text frame. It reports false
+// when the connection must end.
+func (c *conn) handleFrame(data []byte) bool {
+	if !utf8.Valid(data) {
+		c.send(encodeError(chat.EInvalid, "frame is not valid UTF-8", ""))
+		return true
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	for {
+		var f inFrame
+		err := dec.Decode(&f)
+		if err == io.EOF {
+			return true
+		}
+		if err != nil {
+			c.send(encodeError(chat.EInvalid, "malformed frame: "+err.Error(), ""))
+			return true
+		}
+		if !c.handle(&f) {
+			return false
+		}
+	}
+}
+
+func (c *conn) handle(f *inFrame) bool {
+	switch f.Type {
+	case typeSend:
+		return c.handleSend(f)
+	case typeResume:
+		if f.After < 0 {
+			c.send(encodeError(chat.EInvalid, "after must be ≥ 0", typeResume))
+			return true
+		}
+		if _, err := c.srv.memberRoom(c.ctx, c.user.ID, f.Room); err != nil {
+			c.send(encodeErr(err, typeResume))
+			return true
+		}
+		c.resume(f.Room, f.After)
+	case typePing:
+		c.send(pongPayload)
+	default:
+		ref := f.Type
+		if len(ref) > 32 {
+			ref = ref[:32]
+		}
+		c.send(encodeError(chat.EInvalid, "unknown frame type", ref))
+	}
+	return true
+}
+
+func (c *conn) handleSend(f *inFrame) bool {
+	c.release(f.Room)
+	req := &Request{
+		User:        c.user,
+		RoomID:      f.Room,
+		Text:        f.Text,
+		ClientMsgID: f.ClientMsgID,
+		Received:    time.Now(),
+	}
+	err := c.srv.chain.Handle(c.ctx, req)
+	ref := f.ClientMsgID
+	if ref == "" {
+		ref = typeSend
+	}
+	if err != nil {
+		if chat.ErrorCode(err) == chat.ERateLimited {
+			c.strikes++
+			if c.strikes >= c.srv.limits.RateStrikes {
+				c.send(encodeErr(err, ref))
+				c.closeWith(CloseRateLimited, "rate limit exceeded")
+				return false
+			}
+		}
+		if !isChatError(err) && c.ctx.Err() == nil {
+			c.log.Error("send failed", zap.String("room", f.Room), zap.Error(err))
+		}
+		c.send(encodeErr(err, ref))
+		return true
+	}
+	c.strikes = 0
+	if req.Dup {
+		// Already stored and delivered once: acknowledge again, to this
+		// connection only.
+		c.send(withClientMsgID(encodeMessage(&req.Message), req.ClientMsgID))
+	}
+	return true
+}
+
+func sortEvents(evs []chat.Event) {
+	slices.SortFunc(evs, func(a, b chat.Event) int { return cmp.Compare(a.Seq, b.Seq) })
+}

@@ -1,0 +1,112 @@
+package server
+
+import (
+	"encoding/json"
+	"strconv"
+
+	"github.com/linkwall/linkwall/bot"
+	"github.com/linkwall/linkwall/internal/chat"
+)
+
+// Frame types of API v1.
+const (
+	typeSend    = "send"
+	typeResume  = "resume"
+	typePing    = "ping"
+	typePong    = "pong"
+	typeHello   = "hello"
+	typeMessage = "message"
+	typeRoom    = "room"
+	typeError   = "error"
+)
+
+// inFrame is any client → server object. Unused fields stay zero.
+type inFrame struct {
+	Type        string `json:"type"`
+	Room        string `json:"room"`
+	Text        string `json:"text"`
+	ClientMsgID string `json:"client_msg_id"`
+	After       int64  `json:"after"`
+}
+
+type messageFrame struct {
+	Type        string        `json:"type"`
+	Message     *chat.Message `json:"message"`
+	ClientMsgID string        `json:"client_msg_id,omitempty"`
+}
+
+type roomFrame struct {
+	Type string     `json:"type"`
+	Room *chat.Room `json:"room"`
+}
+
+type helloFrame struct {
+	Type  string      `json:"type"`
+	User  chat.User   `json:"user"`
+	Rooms []chat.Room `json:"rooms"`
+}
+
+type errorFrame struct {
+	Type    string `json:"type"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Ref     string `json:"ref,omitempty"`
+}
+
+// encodeMessage returns the message frame of m without client_msg_id: the
+// payload shared by every recipient.
+func encodeMessage(m *chat.Message) []byte {
+	if m.Links == nil {
+		m.Links = []bot.Link{} // API v1: links is never null
+	}
+	b, err := json.Marshal(messageFrame{Type: typeMessage, Message: m})
+	if err != nil {
+		// Every field is a string, number, bool or time: cannot fail.
+		panic("server: encoding a message: " + err.Error())
+	}
+	return b
+}
+
+// withClientMsgID returns the sender's copy of an encoded message frame:
+// the same object with client_msg_id added, spliced in instead of encoding
+// the message a second time.
+func withClientMsgID(payload []byte, id string) []byte {
+	if id == "" {
+		return payload
+	}
+	q, _ := json.Marshal(id) // a string always encodes
+	b := make([]byte, 0, len(payload)+len(q)+18)
+	b = append(b, payload[:len(payload)-1]...) // drop the closing '}'
+	b = append(b, `,"client_msg_id":`...)
+	b = append(b, q...)
+	return append(b, '}')
+}
+
+func encodeRoom(r *chat.Room) []byte {
+	b, _ := json.Marshal(roomFrame{Type: typeRoom, Room: r}) // cannot fail
+	return b
+}
+
+func encodeError(code, msg, ref string) []byte {
+	b, _ := json.Marshal(errorFrame{Type: typeError, Code: code, Message: msg, Ref: ref})
+	return b
+}
+
+func encodeErr(err error, ref string) []byte {
+	return encodeError(chat.ErrorCode(err), chat.ErrorMessage(err), ref)
+}
+
+var pongPayload = []byte(`{"type":"pong"}`)
+
+// itoa is strconv.FormatInt for log fields and messages.
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// mustJSON encodes values whose encoding cannot fail (no channels,
+// functions or cyclic data).
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic("server: encoding " + err.Error())
+	}
+	return b
+}

@@ -1,0 +1,119 @@
+package server
+
+import (
+	"context"
+	"hash/maphash"
+	"sync"
+
+	"github.com/linkwall/linkwall/internal/chat"
+)
+
+// hubShards spreads the user → connections map over independent locks so
+// that fan-outs to different users rarely contend.
+const hubShards = 32
+
+// Hub knows the live connections of every user on this node and delivers
+// events to them. Deliver never blocks on a connection: it appends
+// pre-encoded bytes to each recipient's bounded queue.
+type Hub struct {
+	seed    maphash.Seed
+	shards  [hubShards]hubShard
+	metrics *metrics
+}
+
+type hubShard struct {
+	mu    sync.RWMutex
+	conns map[string][]*conn // user id → connections
+}
+
+func newHub(m *metrics) *Hub {
+	h := &Hub{seed: maphash.MakeSeed(), metrics: m}
+	for i := range h.shards {
+		h.shards[i].conns = make(map[string][]*conn)
+	}
+	return h
+}
+
+func (h *Hub) shard(userID string) *hubShard {
+	return &h.shards[maphash.String(h.seed, userID)%hubShards]
+}
+
+// Deliver hands ev to the connections of ev.Members on this node. A
+// multi-node Broker calls it for events published by any node.
+func (h *Hub) Deliver(ev chat.Event) {
+	n := 0
+	for _, uid := range ev.Members {
+		sh := h.shard(uid)
+		sh.mu.RLock()
+		for _, c := range sh.conns[uid] {
+			if c.deliver(ev) {
+				n++
+			}
+		}
+		sh.mu.RUnlock()
+	}
+	if n > 0 {
+		h.metrics.deliveries.Add(float64(n))
+	}
+}
+
+func (h *Hub) add(c *conn) {
+	sh := h.shard(c.user.ID)
+	sh.mu.Lock()
+	sh.conns[c.user.ID] = append(sh.conns[c.user.ID], c)
+	sh.mu.Unlock()
+	h.metrics.connections.Inc()
+}
+
+func (h *Hub) remove(c *conn) {
+	sh := h.shard(c.user.ID)
+	sh.mu.Lock()
+	cs := sh.conns[c.user.ID]
+	for i, x := range cs {
+		if x == c {
+			cs[i] = cs[len(cs)-1]
+			cs[len(cs)-1] = nil
+			cs = cs[:len(cs)-1]
+			h.metrics.connections.Dec()
+			break
+		}
+	}
+	if len(cs) == 0 {
+		delete(sh.conns, c.user.ID)
+	} else {
+		sh.conns[c.user.ID] = cs
+	}
+	sh.mu.Unlock()
+}
+
+// closeAll asks every connection to close with code and text.
+func (h *Hub) closeAll(code int, text string) {
+	for i := range h.shards {
+		sh := &h.shards[i]
+		sh.mu.RLock()
+		for _, cs := range sh.conns {
+			for _, c := range cs {
+				c.closeWith(code, text)
+			}
+		}
+		sh.mu.RUnlock()
+	}
+}
+
+// closeUser closes every connection of one user (after logout).
+func (h *Hub) closeUser(userID string, code int, text string) {
+	sh := h.shard(userID)
+	sh.mu.RLock()
+	for _, c := range sh.conns[userID] {
+		c.closeWith(code, text)
+	}
+	sh.mu.RUnlock()
+}
+
+// localBroker is the single-node Broker: it delivers straight to the hub.
+type localBroker struct{ hub *Hub }
+
+func (b localBroker) Publish(_ context.Context, ev chat.Event) error {
+	b.hub.Deliver(ev)
+	return nil
+}

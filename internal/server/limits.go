@@ -1,0 +1,129 @@
+package server
+
+import (
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// Default limits. Every one is documented in docs/protocol.md; a Limits
+// field left zero takes its default.
+const (
+	// DefaultMaxTextRunes bounds one message's text. Long enough for any
+	// pasted share text, short enough that a fan-out stays cheap.
+	DefaultMaxTextRunes = 4000
+	// DefaultMaxNameRunes bounds user and room names (WeChat allows 16
+	// Chinese characters; 32 leaves room for Latin names).
+	DefaultMaxNameRunes = 32
+	// DefaultMaxFrameBytes is the WebSocket read limit per inbound message.
+	// 4000 runes of CJK are 12 KB of UTF-8, JSON-escaped at most 6× that for
+	// pathological input; past it the connection is closed with 1009.
+	DefaultMaxFrameBytes = 64 << 10
+	// DefaultMaxRoomsPerUser bounds the rooms one user can create or join
+	// by creating, so one account cannot fill the store.
+	DefaultMaxRoomsPerUser = 1000
+	// DefaultMaxGroupMembers bounds a group (WeChat's own cap is 500).
+	DefaultMaxGroupMembers = 500
+	// DefaultSendRate and DefaultSendBurst limit messages per user, over all
+	// of the user's connections: faster than anyone types, slower than a flood.
+	DefaultSendRate  rate.Limit = 20
+	DefaultSendBurst            = 40
+	// DefaultRateStrikes is how many rate-limited sends in a row a
+	// connection may make before it is closed with CloseRateLimited.
+	DefaultRateStrikes = 100
+	// DefaultMaxQueueBytes bounds the bytes waiting to be written to one
+	// connection. A reader this far behind is dropped with CloseSlowConsumer
+	// and resumes after reconnecting; the hub never waits for it.
+	DefaultMaxQueueBytes = 1 << 20
+	// DefaultSessionRate and DefaultSessionBurst limit session creation per
+	// client IP, so a script cannot create users without bound.
+	DefaultSessionRate  rate.Limit = 1
+	DefaultSessionBurst            = 20
+)
+
+// Protocol limits that are not configurable.
+const (
+	// maxClientMsgID bounds client_msg_id, which the store indexes.
+	maxClientMsgID = 64
+	// maxBodyBytes bounds every REST request body.
+	maxBodyBytes = 64 << 10
+	// defaultPageSize and maxPageSize bound GET …/messages and each page a
+	// resume reads from the store.
+	defaultPageSize = 100
+	maxPageSize     = 1000
+	// maxUsersListed bounds GET /api/v1/users.
+	maxUsersListed = 1000
+	// maxStatsMessages bounds how much history /stats re-evaluates.
+	maxStatsMessages = 100_000
+	// maxWhyLookback is how many recent messages /why searches.
+	maxWhyLookback = 200
+)
+
+// WebSocket timing. The writer pings every pingPeriod; a peer that sends
+// nothing (not even a pong) for pongWait is considered gone.
+const (
+	// writeWait bounds one write (a coalesced batch or a control frame).
+	writeWait = 10 * time.Second
+	// pongWait is how long the reader waits for any frame; pongs extend it.
+	pongWait = 60 * time.Second
+	// pingPeriod must be shorter than pongWait so pongs arrive in time.
+	pingPeriod = pongWait * 9 / 10
+	// handshakeWait bounds the WebSocket upgrade handshake.
+	handshakeWait = 10 * time.Second
+	// gapGrace is how long a connection waits for a missing seq to arrive
+	// live (events of concurrent senders can overtake each other) before it
+	// fetches the gap from the store.
+	gapGrace = 50 * time.Millisecond
+	// roomCacheTTL bounds how stale a cached room (era, lang) may be when
+	// another node changed it.
+	roomCacheTTL = 2 * time.Second
+)
+
+// WebSocket buffer sizes: small, because 10,000 idle connections must fit
+// in 10 KB each; writes borrow a pooled buffer only while writing.
+const (
+	readBufferSize  = 1024
+	writeBufferSize = 4096
+)
+
+// Limits are the server's size and rate limits.
+type Limits struct {
+	MaxTextRunes    int
+	MaxNameRunes    int
+	MaxFrameBytes   int64
+	MaxRoomsPerUser int
+	MaxGroupMembers int
+	SendRate        rate.Limit
+	SendBurst       int
+	RateStrikes     int
+	MaxQueueBytes   int
+	SessionRate     rate.Limit
+	SessionBurst    int
+}
+
+// withDefaults returns l with every zero field set to its default.
+func (l Limits) withDefaults() Limits {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&l.MaxTextRunes, DefaultMaxTextRunes)
+	def(&l.MaxNameRunes, DefaultMaxNameRunes)
+	def(&l.MaxRoomsPerUser, DefaultMaxRoomsPerUser)
+	def(&l.MaxGroupMembers, DefaultMaxGroupMembers)
+	def(&l.SendBurst, DefaultSendBurst)
+	def(&l.RateStrikes, DefaultRateStrikes)
+	def(&l.MaxQueueBytes, DefaultMaxQueueBytes)
+	def(&l.SessionBurst, DefaultSessionBurst)
+	if l.MaxFrameBytes <= 0 {
+		l.MaxFrameBytes = DefaultMaxFrameBytes
+	}
+	if l.SendRate <= 0 {
+		l.SendRate = DefaultSendRate
+	}
+	if l.SessionRate <= 0 {
+		l.SessionRate = DefaultSessionRate
+	}
+	return l
+}

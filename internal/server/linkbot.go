@@ -1,0 +1,362 @@
+package server
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/linkwall/linkwall/bot"
+	"github.com/linkwall/linkwall/internal/chat"
+)
+
+// linkBot is the link bot's middleware: it decides every link of the
+// message under the room's era before the message is stored, and after it
+// is delivered it answers commands and posts the grey notice under blocked
+// links, the way WeChat did.
+func (s *Server) linkBot(next Handler) Handler {
+	return HandlerFunc(func(ctx context.Context, r *Request) error {
+		r.Result = s.bot.Decide(ctx, r.Text, bot.Chat(r.Room.Kind), r.Room.Era)
+		if err := next.Handle(ctx, r); err != nil || r.Dup {
+			return err
+		}
+		var err error
+		if strings.HasPrefix(r.Text, "/") {
+			err = s.command(ctx, r)
+		} else if hasBlocked(r.Message.Links) {
+			err = s.botPost(ctx, &r.Room, s.blockedNotice(r.Room.Lang), true)
+		}
+		if err != nil && ctx.Err() == nil {
+			// The user's message is stored and delivered; only the reply failed.
+			s.log.Warn("LinkBot could not reply", zap.String("room", r.Room.ID), zap.Error(err))
+		}
+		return nil
+	})
+}
+
+func hasBlocked(links []bot.Link) bool {
+	for i := range links {
+		if links[i].Outcome == bot.Blocked {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) blockedNotice(lang string) string {
+	if n := s.bot.Policy().BlockedNotice(lang); n != "" {
+		return n
+	}
+	if lang == "zh" {
+		return "如需浏览，请长按网址复制后使用浏览器访问"
+	}
+	return "To view this link, copy the address and open it in a browser."
+}
+
+// command answers a message starting with '/'.
+func (s *Server) command(ctx context.Context, r *Request) error {
+	zh := r.Room.Lang == "zh"
+	name, arg, _ := strings.Cut(strings.TrimSpace(r.Text), " ")
+	arg = strings.TrimSpace(arg)
+	var reply string
+	switch strings.ToLower(name) {
+	case "/help":
+		reply = helpText(zh)
+	case "/era":
+		if arg == "" {
+			reply = s.eraText(r.Room.Era, zh)
+			break
+		}
+		if _, err := s.setEra(ctx, r.User, r.Room, arg); err != nil {
+			reply = pick(zh, "Cannot change the era: ", "无法切换时期：") + chat.ErrorMessage(err)
+			break
+		}
+		return nil // setEra has told everyone
+	case "/why":
+		text, err := s.whyText(ctx, r, zh)
+		if err != nil {
+			return err
+		}
+		reply = text
+	case "/stats":
+		st, err := s.roomStats(ctx, &r.Room)
+		if err != nil {
+			return err
+		}
+		reply = statsText(st, zh)
+	case "/walkthrough":
+		if err := s.startWalkthrough(r.Room); err != nil {
+			reply = chat.ErrorMessage(err)
+			break
+		}
+		return nil
+	default:
+		reply = pick(zh, "Unknown command "+name+". ", "未知命令 "+name+"。") + helpText(zh)
+	}
+	return s.botPost(ctx, &r.Room, reply, false)
+}
+
+func pick(zh bool, en, zhText string) string {
+	if zh {
+		return zhText
+	}
+	return en
+}
+
+func helpText(zh bool) string {
+	if zh {
+		return "我是 LinkBot，按 2021 年微信的规则显示每个链接：屏蔽、纯链接或卡片。命令：" +
+			"/help 帮助；/era 查看时期；/era ID 或 /era 2021-10-01 切换时期；" +
+			"/why 解释上一条带链接的消息；/stats 本群链接统计；/walkthrough 按时间线演示各时期。"
+	}
+	return "I am LinkBot: I show every link the way WeChat showed rivals' links in 2021 — blocked, " +
+		"a bare hyperlink, or a card. Commands: /help; /era shows the era; /era ID or /era 2021-10-01 " +
+		"changes it; /why explains the last message with links; /stats counts this room's links; " +
+		"/walkthrough replays every era."
+}
+
+func eraName(e bot.Era, zh bool) string {
+	if zh && e.NameZh != "" {
+		return e.NameZh
+	}
+	if e.Name != "" {
+		return e.Name
+	}
+	return e.ID
+}
+
+func eraSummary(e bot.Era, zh bool) string {
+	if zh && e.SummaryZh != "" {
+		return e.SummaryZh
+	}
+	return e.Summary
+}
+
+func (s *Server) eraText(current string, zh bool) string {
+	var b strings.Builder
+	p := s.bot.Policy()
+	name := current
+	if e, err := p.ResolveEra(current); err == nil {
+		name = eraName(e, zh) + " (" + e.ID + ")"
+	}
+	b.WriteString(pick(zh, "This room's era: ", "本聊天当前时期：") + name + pick(zh, ". Eras: ", "。所有时期："))
+	for i, e := range p.Eras() {
+		if i > 0 {
+			b.WriteString(pick(zh, "; ", "；"))
+		}
+		b.WriteString(e.ID)
+		if e.From != "" {
+			b.WriteString(" " + pick(zh, "from ", "自 ") + e.From)
+		}
+		if e.Hypothetical {
+			b.WriteString(pick(zh, " (hypothetical)", "（假设）"))
+		}
+	}
+	return b.String()
+}
+
+func eraChangedText(lang, by string, e bot.Era) string {
+	zh := lang == "zh"
+	text := pick(zh, by+" set the era to ", by+" 将时期切换为 ") + eraName(e, zh) + " (" + e.ID + ")"
+	if sum := eraSummary(e, zh); sum != "" {
+		text += pick(zh, ": ", "：") + sum
+	}
+	return text
+}
+
+// whyText explains the links of the last message with links sent by a
+// person, under the room's current era.
+func (s *Server) whyText(ctx context.Context, r *Request, zh bool) (string, error) {
+	after := max(r.Message.Seq-maxWhyLookback, 0)
+	msgs, err := s.store.Messages(ctx, r.Room.ID, after, maxWhyLookback)
+	if err != nil {
+		return "", err
+	}
+	for i := len(msgs) - 1; i >= 0; i-- {
+		m := &msgs[i]
+		if m.Sender.Bot || m.System {
+			continue
+		}
+		s.render(ctx, &r.Room, m)
+		if len(m.Links) == 0 {
+			continue
+		}
+		var b strings.Builder
+		fmt.Fprintf(&b, pick(zh, "Message #%d from %s, era %s:", "%[2]s 的第 %[1]d 条消息，时期 %[3]s："), m.Seq, m.Sender.Name, m.Era)
+		for _, l := range m.Links {
+			reason := l.Reason
+			if zh && l.ReasonZh != "" {
+				reason = l.ReasonZh
+			}
+			platform := l.Platform
+			if platform == "" {
+				platform = pick(zh, "other site", "其他网站")
+			}
+			fmt.Fprintf(&b, "\n• %s [%s] → %s: %s", l.URL, platform, l.Outcome, reason)
+			if l.Since != "" {
+				fmt.Fprintf(&b, pick(zh, " (since %s)", "（自 %s 起）"), l.Since)
+			}
+			if l.Source != "" {
+				fmt.Fprintf(&b, pick(zh, " Source: %s", " 来源：%s"), l.Source)
+			}
+		}
+		return b.String(), nil
+	}
+	return pick(zh, "No recent message has links.", "最近的消息里没有链接。"), nil
+}
+
+// Stats counts a room's links per platform and outcome.
+type Stats struct {
+	Stats    []StatsEntry `json:"stats"`
+	Links    int          `json:"links"`
+	Messages int          `json:"messages"`
+}
+
+// StatsEntry is one platform × outcome count.
+type StatsEntry struct {
+	Platform string      `json:"platform"`
+	Outcome  bot.Outcome `json:"outcome"`
+	Count    int         `json:"count"`
+}
+
+// roomStats re-evaluates the people's messages (not LinkBot's) under the
+// room's current era, up to maxStatsMessages.
+func (s *Server) roomStats(ctx context.Context, room *chat.Room) (Stats, error) {
+	type key struct {
+		platform string
+		outcome  bot.Outcome
+	}
+	counts := make(map[key]int)
+	st := Stats{Stats: []StatsEntry{}}
+	for after, seen := int64(0), 0; seen < maxStatsMessages; {
+		msgs, err := s.store.Messages(ctx, room.ID, after, maxPageSize)
+		if err != nil {
+			return Stats{}, err
+		}
+		for i := range msgs {
+			m := &msgs[i]
+			after = m.Seq
+			seen++
+			if m.Sender.Bot || m.System {
+				continue
+			}
+			st.Messages++
+			s.render(ctx, room, m)
+			for _, l := range m.Links {
+				counts[key{l.Platform, l.Outcome}]++
+				st.Links++
+			}
+		}
+		if len(msgs) < maxPageSize {
+			break
+		}
+	}
+	for k, n := range counts {
+		st.Stats = append(st.Stats, StatsEntry{k.platform, k.outcome, n})
+	}
+	slices.SortFunc(st.Stats, func(a, b StatsEntry) int {
+		return cmp.Or(cmp.Compare(a.Platform, b.Platform), cmp.Compare(a.Outcome, b.Outcome))
+	})
+	return st, nil
+}
+
+func statsText(st Stats, zh bool) string {
+	if st.Links == 0 {
+		return fmt.Sprintf(pick(zh, "%d messages, no links yet.", "%d 条消息，还没有链接。"), st.Messages)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, pick(zh, "%d links in %d messages:", "%[2]d 条消息中共 %[1]d 个链接："), st.Links, st.Messages)
+	for _, e := range st.Stats {
+		p := e.Platform
+		if p == "" {
+			p = pick(zh, "other", "其他")
+		}
+		fmt.Fprintf(&b, "\n• %s %s: %d", p, e.Outcome, e.Count)
+	}
+	return b.String()
+}
+
+// walkthroughSamples are the links LinkBot posts in every era of the
+// walkthrough: a Taobao share text, a Douyin link, a JD link, a Pinduoduo link.
+const walkthroughSamples = "【淘宝】限时特惠 ￥AbCd1234XyZ￥ https://m.tb.cn/h.5Zq8Lmn 打开手机淘宝即可查看\n" +
+	"抖音 https://v.douyin.com/iRNBho6/\n" +
+	"京东 https://item.jd.com/100012043978.html\n" +
+	"拼多多 https://mobile.yangkeduo.com/goods.html?goods_id=215283740"
+
+// startWalkthrough plays the classroom scenario in room, one era per step.
+// One walkthrough runs per room at a time.
+func (s *Server) startWalkthrough(room chat.Room) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return chat.Errorf(chat.EUnavailable, "server is shutting down")
+	}
+	if s.walking[room.ID] {
+		return chat.Errorf(chat.EConflict, "a walkthrough is already running in this room")
+	}
+	s.walking[room.ID] = true
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer func() {
+			s.mu.Lock()
+			delete(s.walking, room.ID)
+			s.mu.Unlock()
+		}()
+		if err := s.walkthrough(s.bgCtx, room); err != nil && s.bgCtx.Err() == nil {
+			s.log.Warn("walkthrough stopped", zap.String("room", room.ID), zap.Error(err))
+		}
+	}()
+	return nil
+}
+
+func (s *Server) walkthrough(ctx context.Context, room chat.Room) error {
+	zh := room.Lang == "zh"
+	eras := s.bot.Policy().Eras()
+	for i, e := range eras {
+		updated, err := s.store.SetRoomEra(ctx, room.ID, e.ID)
+		if err != nil {
+			return err
+		}
+		room = updated
+		s.rooms.put(room)
+		s.publishRoom(ctx, &room)
+		line := fmt.Sprintf(pick(zh, "Walkthrough %d/%d — %s", "演示 %d/%d — %s"), i+1, len(eras), eraName(e, zh))
+		if e.From != "" {
+			line += pick(zh, " (from "+e.From+")", "（自 "+e.From+" 起）")
+		}
+		if e.Hypothetical {
+			line += pick(zh, " (hypothetical)", "（假设）")
+		}
+		if sum := eraSummary(e, zh); sum != "" {
+			line += pick(zh, ": ", "：") + sum
+		}
+		if err := s.botPost(ctx, &room, line, false); err != nil {
+			return err
+		}
+		if err := s.botPost(ctx, &room, walkthroughSamples, false); err != nil {
+			return err
+		}
+		res := s.bot.Decide(ctx, walkthroughSamples, bot.Chat(room.Kind), room.Era)
+		if hasBlocked(res.Links) {
+			if err := s.botPost(ctx, &room, s.blockedNotice(room.Lang), true); err != nil {
+				return err
+			}
+		}
+		if s.step > 0 && i < len(eras)-1 {
+			t := time.NewTimer(s.step)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return ctx.Err()
+			}
+		}
+	}
+	return s.botPost(ctx, &room, pick(zh, "Walkthrough done. /era ID switches to any era.",
+		"演示结束。用 /era ID 切换到任一时期。"), false)
+}

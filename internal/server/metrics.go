@@ -1,0 +1,85 @@
+package server
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/linkwall/linkwall/bot"
+)
+
+// metrics are the server's Prometheus series. Labelled children are
+// resolved once here so that the hot path only does atomic adds.
+type metrics struct {
+	connections   prometheus.Gauge
+	messages      prometheus.Counter
+	deliveries    prometheus.Counter
+	slowConsumers prometheus.Counter
+	rateLimited   prometheus.Counter
+	links         map[bot.Outcome]prometheus.Counter
+	sendLatency   prometheus.Histogram
+	appendLatency prometheus.Histogram
+}
+
+// latencyBuckets span 100 µs to 2.5 s: the targets are in milliseconds.
+var latencyBuckets = prometheus.ExponentialBucketsRange(0.0001, 2.5, 16)
+
+func newMetrics(reg *prometheus.Registry) *metrics {
+	links := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "linkwall_links_total",
+		Help: "Links decided in sent messages, by outcome.",
+	}, []string{"outcome"})
+	m := &metrics{
+		connections: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "linkwall_connections",
+			Help: "Open WebSocket connections.",
+		}),
+		messages: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "linkwall_messages_total",
+			Help: "Messages stored (people's and LinkBot's).",
+		}),
+		deliveries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "linkwall_deliveries_total",
+			Help: "Events queued to connections on this node.",
+		}),
+		slowConsumers: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "linkwall_slow_consumers_dropped_total",
+			Help: "Connections closed because their send queue passed its bound.",
+		}),
+		rateLimited: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "linkwall_rate_limited_total",
+			Help: "Sends refused by the per-user rate limit.",
+		}),
+		links: make(map[bot.Outcome]prometheus.Counter),
+		sendLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "linkwall_send_latency_seconds",
+			Help:    "From receiving a send frame to publishing its acknowledgement.",
+			Buckets: latencyBuckets,
+		}),
+		appendLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "linkwall_store_append_latency_seconds",
+			Help:    "Durable store appends.",
+			Buckets: latencyBuckets,
+		}),
+	}
+	for _, o := range []bot.Outcome{bot.Blocked, bot.Hyperlink, bot.CardView} {
+		m.links[o] = links.WithLabelValues(string(o))
+	}
+	reg.MustRegister(m.connections, m.messages, m.deliveries, m.slowConsumers,
+		m.rateLimited, links, m.sendLatency, m.appendLatency)
+	return m
+}
+
+// registerRuntime adds the Go and process collectors to a registry the
+// server created itself.
+func registerRuntime(reg *prometheus.Registry) {
+	reg.MustRegister(collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+}
+
+func (m *metrics) countLinks(links []bot.Link) {
+	for i := range links {
+		if c, ok := m.links[links[i].Outcome]; ok {
+			c.Inc()
+		}
+	}
+}

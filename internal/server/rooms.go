@@ -1,0 +1,206 @@
+package server
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/linkwall/linkwall/bot"
+	"github.com/linkwall/linkwall/internal/chat"
+)
+
+// linkBotSender is how LinkBot signs its messages.
+var linkBotSender = chat.Sender{ID: chat.LinkBotID, Name: "LinkBot", Bot: true}
+
+// maxCachedRooms bounds the room cache; past it, it starts over.
+const maxCachedRooms = 100_000
+
+// roomCache keeps rooms for roomCacheTTL so that the message path does not
+// read the store for every message. Changes made on this node update it at
+// once; changes made on other nodes show within the TTL.
+type roomCache struct {
+	mu sync.Mutex
+	m  map[string]cachedRoom
+}
+
+type cachedRoom struct {
+	room chat.Room
+	at   time.Time
+}
+
+func newRoomCache() *roomCache { return &roomCache{m: make(map[string]cachedRoom)} }
+
+func (c *roomCache) get(id string) (chat.Room, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[id]
+	if !ok || time.Since(e.at) > roomCacheTTL {
+		return chat.Room{}, false
+	}
+	return e.room, true
+}
+
+func (c *roomCache) put(r chat.Room) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= maxCachedRooms {
+		clear(c.m)
+	}
+	c.m[r.ID] = cachedRoom{r, time.Now()}
+}
+
+// room returns a room from the cache or the store.
+func (s *Server) room(ctx context.Context, id string) (chat.Room, error) {
+	if r, ok := s.rooms.get(id); ok {
+		return r, nil
+	}
+	r, err := s.store.Room(ctx, id)
+	if err != nil {
+		return chat.Room{}, err
+	}
+	s.rooms.put(r)
+	return r, nil
+}
+
+// memberRoom returns the room if userID is a member: ENotFound for a room
+// that does not exist, EForbidden for one the user is not in.
+func (s *Server) memberRoom(ctx context.Context, userID, roomID string) (chat.Room, error) {
+	if roomID == "" || len(roomID) > 64 {
+		return chat.Room{}, chat.Errorf(chat.ENotFound, "no such room")
+	}
+	r, err := s.room(ctx, roomID)
+	if err != nil {
+		return chat.Room{}, err
+	}
+	if !r.HasMember(userID) {
+		return chat.Room{}, chat.Errorf(chat.EForbidden, "you are not a member of this room")
+	}
+	return r, nil
+}
+
+// history returns up to limit messages of a room after seq `after`, with
+// their links decided under the room's current era.
+func (s *Server) history(ctx context.Context, userID, roomID string, after int64, limit int) ([]chat.Message, error) {
+	room, err := s.memberRoom(ctx, userID, roomID)
+	if err != nil {
+		return nil, err
+	}
+	msgs, err := s.store.Messages(ctx, roomID, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	for i := range msgs {
+		s.render(ctx, &room, &msgs[i])
+	}
+	return msgs, nil
+}
+
+// render decides m's links again when the room's era differs from the one
+// m was stored under; the stored text never changes.
+func (s *Server) render(ctx context.Context, room *chat.Room, m *chat.Message) {
+	if m.Links == nil {
+		m.Links = []bot.Link{}
+	}
+	if m.Era == room.Era || m.System {
+		return
+	}
+	res := s.bot.Decide(ctx, m.Text, bot.Chat(room.Kind), room.Era)
+	m.Links, m.Truncated, m.Era = res.Links, res.Truncated, room.Era
+	if m.Links == nil {
+		m.Links = []bot.Link{}
+	}
+}
+
+// appendMessage stores m durably and counts it.
+func (s *Server) appendMessage(ctx context.Context, m chat.Message) (chat.Message, bool, error) {
+	if m.Links == nil {
+		m.Links = []bot.Link{}
+	}
+	if m.SentAt.IsZero() {
+		m.SentAt = time.Now().UTC()
+	}
+	start := time.Now()
+	stored, dup, err := s.store.Append(ctx, m)
+	s.metrics.appendLatency.Observe(time.Since(start).Seconds())
+	if err != nil {
+		return chat.Message{}, false, err
+	}
+	if !dup {
+		s.metrics.messages.Inc()
+		s.metrics.countLinks(stored.Links)
+	}
+	return stored, dup, nil
+}
+
+// publishMessage fans a stored message out: one encoding for every member
+// but the sender, and the sender's copy with client_msg_id.
+func (s *Server) publishMessage(ctx context.Context, room *chat.Room, m *chat.Message) {
+	payload := encodeMessage(m)
+	others := make([]string, 0, len(room.Members))
+	sender := false
+	for _, id := range room.Members {
+		if id == m.Sender.ID {
+			sender = true
+			continue
+		}
+		others = append(others, id)
+	}
+	s.publish(ctx, chat.Event{Room: room.ID, Seq: m.Seq, Members: others, Payload: payload})
+	if sender {
+		s.publish(ctx, chat.Event{Room: room.ID, Seq: m.Seq, Members: []string{m.Sender.ID},
+			Payload: withClientMsgID(payload, m.ClientMsgID)})
+	}
+}
+
+// publishRoom tells every member about a created or changed room.
+func (s *Server) publishRoom(ctx context.Context, r *chat.Room) {
+	s.publish(ctx, chat.Event{Room: r.ID, Members: r.Members, Payload: encodeRoom(r)})
+}
+
+// publish hands ev to the broker. A failure is logged, not returned: the
+// message is durable already and members get it when they resume.
+func (s *Server) publish(ctx context.Context, ev chat.Event) {
+	if len(ev.Members) == 0 {
+		return
+	}
+	if err := s.broker.Publish(ctx, ev); err != nil {
+		s.log.Warn("publish failed; members will get it on resume",
+			zap.String("room", ev.Room), zap.Int64("seq", ev.Seq), zap.Error(err))
+	}
+}
+
+// botPost stores and publishes a LinkBot message in room.
+func (s *Server) botPost(ctx context.Context, room *chat.Room, text string, system bool) error {
+	m := chat.Message{Room: room.ID, Sender: linkBotSender, Text: text, System: system, Era: room.Era}
+	if !system {
+		res := s.bot.Decide(ctx, text, bot.Chat(room.Kind), room.Era)
+		m.Links, m.Truncated = res.Links, res.Truncated
+	}
+	stored, _, err := s.appendMessage(ctx, m)
+	if err != nil {
+		return err
+	}
+	s.publishMessage(ctx, room, &stored)
+	return nil
+}
+
+// setEra changes a room's era (an id or a date), tells every member with a
+// room frame and a LinkBot message, and returns the updated room.
+func (s *Server) setEra(ctx context.Context, by chat.User, room chat.Room, idOrDate string) (chat.Room, error) {
+	era, err := s.bot.Policy().ResolveEra(idOrDate)
+	if err != nil {
+		return chat.Room{}, chat.Errorf(chat.EInvalid, "%v", err)
+	}
+	updated, err := s.store.SetRoomEra(ctx, room.ID, era.ID)
+	if err != nil {
+		return chat.Room{}, err
+	}
+	s.rooms.put(updated)
+	s.publishRoom(ctx, &updated)
+	if err := s.botPost(ctx, &updated, eraChangedText(updated.Lang, by.Name, era), false); err != nil {
+		s.log.Warn("LinkBot could not announce an era change", zap.Error(err))
+	}
+	return updated, nil
+}

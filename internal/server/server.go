@@ -1,0 +1,320 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+
+	"github.com/linkwall/linkwall/bot"
+	"github.com/linkwall/linkwall/internal/chat"
+	"github.com/linkwall/linkwall/web"
+)
+
+// Config configures a Server. Store and Bot are required.
+type Config struct {
+	Store  chat.Store
+	Broker chat.Broker // nil: deliver to this node's hub only
+	Bot    *bot.Bot
+	Logger *zap.Logger // nil: no logs
+	// AllowedOrigins widen the same-origin rule for WebSocket upgrades and
+	// state-changing requests: exact origins ("https://example.org") or "*".
+	AllowedOrigins []string
+	Limits         Limits
+	// WalkthroughStep is the pause between eras in /walkthrough.
+	WalkthroughStep time.Duration
+	// Metrics receives the server's series; nil: a new registry with the
+	// Go and process collectors, served at /metrics.
+	Metrics *prometheus.Registry
+}
+
+// Server is the chat server. Create it with New.
+type Server struct {
+	store   chat.Store
+	broker  chat.Broker
+	bot     *bot.Bot
+	log     *zap.Logger
+	limits  Limits
+	step    time.Duration
+	origins map[string]bool
+	anyOrig bool
+
+	hub      *Hub
+	metrics  *metrics
+	registry *prometheus.Registry
+	chain    Handler
+	rooms    *roomCache
+	upgrader websocket.Upgrader
+	handler  http.Handler
+
+	sendLimits    *limiterMap
+	sessionLimits *limiterMap
+
+	// ctx ends connections' work after Shutdown has closed them; bgCtx
+	// ends background jobs (walkthroughs) as soon as Shutdown starts.
+	ctx      context.Context
+	cancel   context.CancelFunc
+	bgCtx    context.Context
+	bgCancel context.CancelFunc
+	wg       sync.WaitGroup // connections and walkthroughs
+
+	mu       sync.Mutex
+	closed   bool
+	walking  map[string]bool // rooms running a walkthrough
+}
+
+// New returns a Server for cfg.
+func New(cfg Config) (*Server, error) {
+	if cfg.Store == nil || cfg.Bot == nil {
+		return nil, errors.New("server: Store and Bot are required")
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	reg := cfg.Metrics
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+		registerRuntime(reg)
+	}
+	s := &Server{
+		store:    cfg.Store,
+		bot:      cfg.Bot,
+		log:      log,
+		limits:   cfg.Limits.withDefaults(),
+		step:     cfg.WalkthroughStep,
+		origins:  make(map[string]bool),
+		registry: reg,
+		rooms:    newRoomCache(),
+		walking:  make(map[string]bool),
+	}
+	for _, o := range cfg.AllowedOrigins {
+		o = strings.TrimRight(strings.TrimSpace(o), "/")
+		switch o {
+		case "":
+		case "*":
+			s.anyOrig = true
+		default:
+			s.origins[strings.ToLower(o)] = true
+		}
+	}
+	s.metrics = newMetrics(reg)
+	s.hub = newHub(s.metrics)
+	s.broker = cfg.Broker
+	if s.broker == nil {
+		s.broker = localBroker{s.hub}
+	}
+	s.sendLimits = newLimiterMap(s.limits.SendRate, s.limits.SendBurst)
+	s.sessionLimits = newLimiterMap(s.limits.SessionRate, s.limits.SessionBurst)
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.bgCtx, s.bgCancel = context.WithCancel(s.ctx)
+	s.chain = s.buildChain()
+	s.upgrader = websocket.Upgrader{
+		HandshakeTimeout: handshakeWait,
+		ReadBufferSize:   readBufferSize,
+		WriteBufferSize:  writeBufferSize,
+		WriteBufferPool:  &sync.Pool{},
+		CheckOrigin:      s.checkOrigin,
+		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
+			writeJSON(w, status, errorBody{errorDetail{chat.EInvalid, reason.Error()}})
+		},
+	}
+	s.handler = s.routes()
+	return s, nil
+}
+
+// Handler returns the HTTP handler serving the API, /ws, the operations
+// endpoints and the browser page.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Hub returns the hub, so a multi-node Broker can deliver events.
+func (s *Server) Hub() *Hub { return s.hub }
+
+// Shutdown closes every WebSocket with 1001 Going Away, stops
+// walkthroughs and waits for connections to finish their current message
+// (or for ctx). Call it after http.Server.Shutdown has stopped new requests.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.bgCancel()
+	s.hub.closeAll(websocket.CloseGoingAway, "server shutting down")
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	s.cancel()
+	return err
+}
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	api := func(pattern string, h func(http.ResponseWriter, *http.Request, chat.User)) {
+		mux.Handle(pattern, s.authed(h))
+	}
+	mux.HandleFunc("POST /api/v1/session", s.createSession)
+	api("DELETE /api/v1/session", s.deleteSession)
+	api("GET /api/v1/me", s.me)
+	api("GET /api/v1/users", s.listUsers)
+	api("GET /api/v1/rooms", s.listRooms)
+	api("POST /api/v1/rooms", s.createRoom)
+	api("GET /api/v1/rooms/{id}", s.getRoom)
+	api("GET /api/v1/rooms/{id}/messages", s.listMessages)
+	api("PUT /api/v1/rooms/{id}/era", s.putEra)
+	api("PUT /api/v1/rooms/{id}/lang", s.putLang)
+	api("GET /api/v1/rooms/{id}/stats", s.getStats)
+	api("POST /api/v1/rooms/{id}/walkthrough", s.postWalkthrough)
+	mux.HandleFunc("POST /api/v1/preview", s.preview)
+	mux.HandleFunc("GET /api/v1/eras", s.eras)
+	mux.HandleFunc("GET /api/v1/platforms", s.platforms)
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, chat.Errorf(chat.ENotFound, "no such endpoint: %s %s", r.Method, r.URL.Path))
+	})
+	mux.HandleFunc("GET /ws", s.serveWS)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
+	mux.Handle("GET /", http.FileServerFS(web.Files()))
+	return s.secure(mux)
+}
+
+// contentSecurityPolicy allows only the page's own scripts and styles;
+// link cards may show images from anywhere.
+const contentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 'self'; " +
+	"img-src 'self' https: http: data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'"
+
+// secure sets the security headers on every response and refuses
+// state-changing requests from foreign origins.
+func (s *Server) secure(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Security-Policy", contentSecurityPolicy)
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("X-Frame-Options", "DENY")
+		switch r.Method {
+		case http.MethodGet, http.MethodHead, http.MethodOptions:
+		default:
+			if !s.checkOrigin(r) {
+				s.writeError(w, r, chat.Errorf(chat.EForbidden, "origin %q is not allowed", r.Header.Get("Origin")))
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// checkOrigin accepts requests without Origin (not from a browser), from
+// the server's own origin, and from the allowed origins.
+func (s *Server) checkOrigin(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" || s.anyOrig {
+		return true
+	}
+	if s.origins[strings.ToLower(origin)] {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil {
+		return false
+	}
+	return strings.EqualFold(u.Host, r.Host)
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.store.Ping(ctx); err != nil {
+		s.writeError(w, r, chat.Errorf(chat.EUnavailable, "store is not ready"))
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = w.Write([]byte("ready\n"))
+}
+
+// serveWS upgrades an authenticated request and serves the connection.
+// The handler's goroutine becomes the connection's reader.
+func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
+	u, err := s.authenticate(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if !s.checkOrigin(r) {
+		s.writeError(w, r, chat.Errorf(chat.EForbidden, "origin %q is not allowed", r.Header.Get("Origin")))
+		return
+	}
+	s.mu.Lock()
+	closed := s.closed
+	if !closed {
+		s.wg.Add(1)
+	}
+	s.mu.Unlock()
+	if closed {
+		s.writeError(w, r, chat.Errorf(chat.EUnavailable, "server is shutting down"))
+		return
+	}
+	defer s.wg.Done()
+	ws, err := s.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return // the upgrader has answered
+	}
+	c := newConn(s, ws, u)
+	s.hub.add(c)
+	rooms, err := s.store.Rooms(c.ctx, u.ID)
+	if err != nil {
+		s.log.Error("listing rooms for a connection", zap.Error(err))
+		c.start(encodeErr(chat.Errorf(chat.EUnavailable, "cannot list rooms; reconnect later"), typeHello), nil)
+		c.closeWith(closeCode(chat.EUnavailable), "store unavailable")
+	} else {
+		c.start(encodeHello(u, rooms), rooms)
+	}
+	s.mu.Lock()
+	closed = s.closed
+	s.mu.Unlock()
+	if closed {
+		c.closeWith(websocket.CloseGoingAway, "server shutting down")
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		c.writeLoop()
+	}()
+	c.readLoop()
+	<-c.done
+}
+
+func encodeHello(u chat.User, rooms []chat.Room) []byte {
+	if rooms == nil {
+		rooms = []chat.Room{}
+	}
+	return mustJSON(helloFrame{Type: typeHello, User: u, Rooms: rooms})
+}
+
+// clientIP is the remote address without its port, the key for per-IP limits.
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}

@@ -69,6 +69,8 @@ func NewExtractor() *Extractor {
 // match.
 func (x *Extractor) Extract(p *Policy, text string) (found []Found, truncated bool) {
 	s := scan{x: x, p: p}
+	// Bytes of multi-byte UTF-8 sequences are all >= 0x80, so stepping
+	// byte by byte never mistakes part of a character for ASCII.
 	for i := 0; i < len(text) && !s.truncated; {
 		c := text[i]
 		switch {
@@ -79,13 +81,12 @@ func (x *Extractor) Extract(p *Policy, text string) (found []Found, truncated bo
 			}
 			s.span(text, i, j)
 			i = j
-		case c >= utf8.RuneSelf:
+		case c == 0xEF || c == 0xC2: // may start ￥ (EF BF A5) or ¥ (C2 A5)
 			if n := s.token(text, i); n > 0 {
 				i = n
 				continue
 			}
-			_, size := utf8.DecodeRuneInString(text[i:])
-			i += size
+			i++
 		default:
 			i++
 		}

@@ -101,7 +101,7 @@ func verdict(p phase) string {
 		return "duplicate or stray deliveries"
 	case p.SendRate < 0.95*p.TargetRate:
 		return "senders could not write at the target rate"
-	case p.DrainMs > 250:
+	case p.DrainMs > 250 || p.Latency.P99Ms > 500:
 		return "deliveries fell behind"
 	}
 	return ""
@@ -132,7 +132,7 @@ func runLoad(ctx context.Context, cfg loadConfig, mc *maxConfig) (*Report, error
 		rep.Errors, rep.CloseCodes = l.errorsCopy()
 		return rep, ctx.Err()
 	}
-	rep.Max = l.ramp(ctx, *mc)
+	rep.Max, l = l.ramp(ctx, *mc)
 	l.close()
 	rep.Errors, rep.CloseCodes = l.errorsCopy()
 	if rep.Max.PeakRate == 0 || ctx.Err() != nil {
@@ -167,8 +167,10 @@ func runLoad(ctx context.Context, cfg loadConfig, mc *maxConfig) (*Report, error
 }
 
 // ramp raises the rate step by step until a step does not keep up, then
-// bisects between the last good and the first bad rate.
-func (l *load) ramp(ctx context.Context, mc maxConfig) *MaxReport {
+// bisects between the last good and the first bad rate. A step that lost
+// clients leaves the rest of the ramp on a fresh load; ramp returns the
+// load in use at the end, for the caller to close.
+func (l *load) ramp(ctx context.Context, mc maxConfig) (*MaxReport, *load) {
 	m := &MaxReport{}
 	var best *phase
 	fail := 0.0
@@ -204,8 +206,19 @@ func (l *load) ramp(ctx context.Context, mc maxConfig) *MaxReport {
 		lastGood = best.TargetRate
 	}
 	for i := 0; i < mc.Refine && fail > 0 && lastGood > 0 && ctx.Err() == nil; i++ {
-		if l.serverClosed.Load() > 0 {
-			break // lost clients: later steps would not be comparable
+		if l.serverClosed.Load() > 0 || !l.waitDrained(ctx, 5*time.Second) {
+			// Lost clients or a backlog: later steps would not be
+			// comparable, so they run on fresh connections.
+			fresh, err := newLoad(l.cfg)
+			if err == nil {
+				err = fresh.setup(ctx)
+			}
+			l.close()
+			l = fresh
+			if err != nil {
+				m.LimitedBy += "; refining failed: " + err.Error()
+				break
+			}
 		}
 		mid := (lastGood + fail) / 2
 		if step(mid) {
@@ -220,7 +233,7 @@ func (l *load) ramp(ctx context.Context, mc maxConfig) *MaxReport {
 		m.PeakMsgsPerSec = best.SendRate
 		m.PeakDeliveredPerSec = best.DeliveredPerSec
 	}
-	return m
+	return m, l
 }
 
 func orOK(v string) string {

@@ -36,10 +36,11 @@ const (
 // Server is the baseline chat server. Create it with New, serve Handler, and
 // Close it to stop the hub and close every connection.
 type Server struct {
-	log      *zap.Logger
-	upgrader websocket.Upgrader
-	hub      *hub
-	mux      *http.ServeMux
+	log       *zap.Logger
+	upgrader  websocket.Upgrader
+	hub       *hub
+	mux       *http.ServeMux
+	closeOnce sync.Once
 
 	mu     sync.RWMutex
 	tokens map[string]*user // session token → user
@@ -110,8 +111,9 @@ func (s *Server) Handler() http.Handler { return s.mux }
 
 // Close stops the hub and closes every WebSocket with 1001 (going away).
 // It waits for the hub to finish.
+// Close may be called more than once.
 func (s *Server) Close() {
-	close(s.hub.quit)
+	s.closeOnce.Do(func() { close(s.hub.quit) })
 	<-s.hub.done
 }
 
@@ -311,6 +313,9 @@ type client struct {
 	conn  *websocket.Conn
 	send  chan []byte
 	hello []byte
+	// closeCode is set by the hub before it closes send, and read by
+	// writePump after it sees send closed.
+	closeCode int
 }
 
 func (c *client) readPump() {
@@ -410,7 +415,7 @@ func (c *client) writePump() {
 		case msg, ok := <-c.send:
 			c.conn.SetWriteDeadline(time.Now().Add(writeWait))
 			if !ok {
-				c.conn.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, "bye"))
+				c.writeClose()
 				return
 			}
 			w, err := c.conn.NextWriter(websocket.TextMessage)
@@ -431,7 +436,7 @@ func (c *client) writePump() {
 				return
 			}
 			if !ok {
-				c.conn.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, "bye"))
+				c.writeClose()
 				return
 			}
 		case <-ticker.C:
@@ -441,6 +446,14 @@ func (c *client) writePump() {
 			}
 		}
 	}
+}
+
+func (c *client) writeClose() {
+	reason := "server shutting down"
+	if c.closeCode == websocket.ClosePolicyViolation {
+		reason = closeSlowQueue
+	}
+	c.conn.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(c.closeCode, reason))
 }
 
 // fanout is one frame for the connections of members; the sender's own
@@ -481,7 +494,7 @@ func newHub() *hub {
 	}
 }
 
-func (h *hub) remove(c *client) {
+func (h *hub) remove(c *client, code int) {
 	set := h.clients[c.user.ID]
 	if _, ok := set[c]; !ok {
 		return
@@ -490,6 +503,7 @@ func (h *hub) remove(c *client) {
 	if len(set) == 0 {
 		delete(h.clients, c.user.ID)
 	}
+	c.closeCode = code
 	close(c.send)
 }
 
@@ -500,7 +514,7 @@ func (h *hub) deliver(c *client, p []byte) {
 	case c.send <- p:
 	default:
 		c.s.log.Debug("dropping slow connection", zap.String("user", c.user.ID), zap.String("reason", closeSlowQueue))
-		h.remove(c)
+		h.remove(c, websocket.ClosePolicyViolation)
 	}
 }
 
@@ -517,7 +531,7 @@ func (h *hub) run() {
 			set[c] = struct{}{}
 			h.deliver(c, c.hello)
 		case c := <-h.unregister:
-			h.remove(c)
+			h.remove(c, websocket.CloseNormalClosure)
 		case u := <-h.unicast:
 			if _, ok := h.clients[u.c.user.ID][u.c]; ok {
 				h.deliver(u.c, u.payload)
@@ -535,7 +549,7 @@ func (h *hub) run() {
 		case <-h.quit:
 			for _, set := range h.clients {
 				for c := range set {
-					h.remove(c)
+					h.remove(c, websocket.CloseGoingAway)
 				}
 			}
 			return

@@ -33,6 +33,9 @@ const (
 	// readConns bounds the read pool. WAL readers never block the writer or
 	// each other; a few cover the 2-core target without piling up memory.
 	readConns = 4
+	// walSizeLimit is the size the WAL file is truncated back to after a
+	// checkpoint, so that one burst does not leave a huge file behind.
+	walSizeLimit = 64 << 20
 	// MaxPage bounds one Users or Messages call so that no request can load
 	// an unbounded result into memory; larger limits are clamped.
 	MaxPage = 10000
@@ -95,7 +98,8 @@ func open(ctx context.Context, dir string, logger *zap.Logger, o options) (*Stor
 
 	// IMMEDIATE takes the write lock at BEGIN, so a transaction never fails
 	// half-way on a lock upgrade.
-	w, err := sql.Open("sqlite", path+"?"+common+"&_pragma=journal_mode(WAL)&_pragma=synchronous("+o.sync+")&_txlock=immediate")
+	w, err := sql.Open("sqlite", path+"?"+common+"&_pragma=journal_mode(WAL)&_pragma=synchronous("+o.sync+")"+
+		fmt.Sprintf("&_pragma=journal_size_limit(%d)", walSizeLimit)+"&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}

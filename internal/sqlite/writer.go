@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 
 	"github.com/google/uuid"
@@ -86,10 +85,13 @@ type writer struct {
 func newWriter(ctx context.Context, s *Store) (*writer, error) {
 	w := &writer{s: s, next: map[string]int64{}}
 	var err error
-	if w.ins, err = s.w.PrepareContext(ctx, "INSERT INTO messages ("+messageCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"); err != nil {
+	if w.ins, err = s.w.PrepareContext(ctx, "INSERT INTO messages ("+messageCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "+
+		"ON CONFLICT (room_id, sender_id, client_msg_id) WHERE client_msg_id <> '' DO NOTHING"); err != nil {
 		return nil, err
 	}
-	if w.byID, err = s.w.PrepareContext(ctx, "SELECT "+messageCols+" FROM messages WHERE room_id = ? AND sender_id = ? AND client_msg_id = ?"); err != nil {
+	if w.byID, err = s.w.PrepareContext(ctx, "SELECT "+messageCols+" FROM messages "+
+		// The last term lets SQLite use the partial unique index.
+		"WHERE room_id = ? AND sender_id = ? AND client_msg_id = ? AND client_msg_id <> ''"); err != nil {
 		w.closeStmts()
 		return nil, err
 	}
@@ -225,20 +227,25 @@ func (w *writer) write(batch []*appendReq) (res []appendRes, err error) {
 				dupOf[i] = j
 				continue
 			}
-			stored, err := scanMessage(byID.QueryRowContext(ctx, m.Room, m.Sender.ID, m.ClientMsgID))
-			if err == nil {
-				res[i] = appendRes{m: stored, dup: true}
-				continue
-			}
-			if !errors.Is(err, sql.ErrNoRows) {
-				return res, err
-			}
 			seen[k] = i
 		}
 		m.Seq = seq
-		if _, err := ins.ExecContext(ctx, m.Room, m.Seq, m.ID, m.Sender.ID, m.Sender.Name, b2i(m.Sender.Bot), m.Text,
-			b2i(m.System), req.links, b2i(m.Truncated), m.Era, nanos(m.SentAt), m.ClientMsgID); err != nil {
+		// The insert itself is the dedup check (ON CONFLICT … DO NOTHING):
+		// one statement for the common, new message.
+		r, err := ins.ExecContext(ctx, m.Room, m.Seq, m.ID, m.Sender.ID, m.Sender.Name, b2i(m.Sender.Bot), m.Text,
+			b2i(m.System), req.links, b2i(m.Truncated), m.Era, nanos(m.SentAt), m.ClientMsgID)
+		if err != nil {
 			return res, err
+		}
+		if n, err := r.RowsAffected(); err != nil {
+			return res, err
+		} else if n == 0 {
+			stored, err := scanMessage(byID.QueryRowContext(ctx, m.Room, m.Sender.ID, m.ClientMsgID))
+			if err != nil {
+				return res, fmt.Errorf("load duplicate: %w", err)
+			}
+			res[i] = appendRes{m: stored, dup: true}
+			continue
 		}
 		next[m.Room] = seq + 1
 		res[i].m = m

@@ -266,7 +266,8 @@ func (l *loader) fields(n *yaml.Node, what string, allowed ...string) map[string
 		if v == nil {
 			continue
 		}
-		v.Line = max(v.Line, k.Line)
+		// Point messages about a block list or mapping at its key.
+		v.Line = k.Line
 		m[k.Value] = v
 	}
 	return m

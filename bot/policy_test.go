@@ -110,7 +110,7 @@ func TestDecisionRulesAndDates(t *testing.T) {
 		{"tencent", "walled", Direct, "first-party-card", ""},
 		{"", "walled", Group, "other-site", ""},
 		{"taobao", "no-such-era", Group, "group-ecommerce-trial", "2021-11-29"}, // default era
-		{"douyin", "direct-open", Chat("bogus"), "rival-blocked", ""},         // unknown chat: group
+		{"douyin", "direct-open", Chat("bogus"), "rival-blocked", ""},           // unknown chat: group
 	} {
 		l := p.Decide(Found{Platform: tc.platform}, tc.chat, tc.era)
 		if l.Rule != tc.rule || l.Since != tc.since {

@@ -20,6 +20,7 @@ CREATE TABLE users (
 	bot        INTEGER NOT NULL DEFAULT 0,
 	created_at INTEGER NOT NULL
 );
+CREATE INDEX users_by_created ON users(created_at);
 CREATE TABLE sessions (
 	token_hash BLOB PRIMARY KEY,
 	user_id    TEXT NOT NULL REFERENCES users(id)
@@ -66,7 +67,7 @@ CREATE UNIQUE INDEX messages_client_msg_id
 func migrate(ctx context.Context, db *sql.DB) error {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("begin: %w", err)
+		return fmt.Errorf("begin schema transaction: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // no-op after Commit
 

@@ -89,6 +89,11 @@ func open(ctx context.Context, dir string, logger *zap.Logger, o options) (*Stor
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("sqlite: create data dir: %w", err)
 	}
+	// SQLite's own report of an unwritable directory is a bare "unable to
+	// open database file"; a probe names the real cause.
+	if err := probeWritable(dir); err != nil {
+		return nil, fmt.Errorf("sqlite: data dir %s is not writable: %w", dir, err)
+	}
 	path := filepath.Join(dir, FileName)
 	// The driver splits its own parameters off at the first '?'.
 	if strings.ContainsRune(path, '?') {
@@ -150,6 +155,15 @@ func open(ctx context.Context, dir string, logger *zap.Logger, o options) (*Stor
 	go wr.run()
 	logger.Info("sqlite store open", zap.String("path", path), zap.String("synchronous", o.sync))
 	return s, nil
+}
+
+// probeWritable creates and removes a file in dir.
+func probeWritable(dir string) error {
+	f, err := os.CreateTemp(dir, ".linkwall-probe-*")
+	if err != nil {
+		return err
+	}
+	return errors.Join(f.Close(), os.Remove(f.Name()))
 }
 
 // Close stops accepting appends, commits the ones already taken by the

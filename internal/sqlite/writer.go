@@ -220,6 +220,7 @@ func (w *writer) write(batch []*appendReq) (res []appendRes, err error) {
 				}
 				seq = last + 1
 			}
+			next[m.Room] = seq
 		}
 		if m.ClientMsgID != "" {
 			k := dedupKey{m.Room, m.Sender.ID, m.ClientMsgID}

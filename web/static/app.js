@@ -1,0 +1,980 @@
+// app.js — the linkwall browser demo: join, chat list, conversation, eras,
+// explanations, traffic panel and the classroom walkthrough, over API v1.
+// All data from the server is rendered as text (see dom.js).
+
+import { api, allMessages, APIError } from "./api.js";
+import { Socket } from "./ws.js";
+import { h, clear, isWebURL } from "./dom.js";
+import { icon } from "./icons.js";
+import { t, getLang, setLang, locale } from "./i18n.js";
+import { openModal, closeModal } from "./modal.js";
+import { messageElement, timeSeparator, avatar } from "./render.js";
+
+const SEPARATOR_GAP_MS = 5 * 60 * 1000; // a time separator after this much silence, as in WeChat
+const MAX_TEXT = 4000; // the composer stops here; the server enforces its own limit
+const RELOAD_DEBOUNCE_MS = 120; // era changes in quick succession (walkthrough) reload once
+const DEFAULT_MAU = 1.25e9; // the article's monthly active users
+const DEFAULT_SHARE = 1; // the article's share rate, in percent
+
+const S = {
+  me: null,
+  users: new Map(), // id → user
+  rooms: new Map(), // id → room
+  eras: [],
+  defaultEra: "",
+  platforms: new Map(), // id → platform
+  msgs: new Map(), // room id → { bySeq: Map, loaded, gen, reloadTimer }
+  pending: new Map(), // client_msg_id → pending message
+  current: null, // open room id
+  wanted: null, // room id from a deep link, opened once known
+  socket: null,
+  everConnected: false,
+  helloSeen: false, // the socket is up and has said hello
+  lastRead: {},
+  el: {}, // long-lived elements of the chat screen
+};
+
+const root = document.getElementById("app");
+const live = document.getElementById("live");
+const banner = document.getElementById("banner");
+
+// ---------- helpers ----------
+
+function roomState(id) {
+  let st = S.msgs.get(id);
+  if (!st) {
+    st = { bySeq: new Map(), loaded: false, gen: 0, reloadTimer: 0 };
+    S.msgs.set(id, st);
+  }
+  return st;
+}
+
+function sortedMessages(id) {
+  return [...roomState(id).bySeq.values()].sort((a, b) => a.seq - b.seq);
+}
+
+function lastSeq(id) {
+  let max = 0;
+  for (const s of roomState(id).bySeq.keys()) if (s > max) max = s;
+  return max;
+}
+
+function platformName(id) {
+  if (!id) return "";
+  const p = S.platforms.get(id);
+  if (!p) return id;
+  return getLang() === "zh" ? p.name_zh || p.name : p.name || p.name_zh;
+}
+
+function eraByID(id) {
+  return S.eras.find((e) => e.id === id);
+}
+
+function eraName(id) {
+  const e = eraByID(id);
+  if (!e) return id || "";
+  return getLang() === "zh" ? e.name_zh || e.name : e.name || e.name_zh;
+}
+
+function roomTitle(room) {
+  if (!room) return "";
+  if (room.kind === "group") return room.name || t("group");
+  const other = (room.members || []).find((m) => m !== S.me.id);
+  const u = other && S.users.get(other);
+  if (u) return u.name;
+  // Someone who joined after our user list was loaded: their messages name them.
+  for (const m of roomState(room.id).bySeq.values()) {
+    if (m.sender && m.sender.id === other) return m.sender.name;
+  }
+  if (other) refreshUsers();
+  return room.name || t("direct");
+}
+
+function newClientID() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  // randomUUID needs a secure context; a LAN demo over http may lack it.
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const x = [...b].map((v) => v.toString(16).padStart(2, "0")).join("");
+  return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20)}`;
+}
+
+function announce(text) {
+  // Re-setting the text makes screen readers read it even when unchanged.
+  live.textContent = "";
+  setTimeout(() => { live.textContent = text; }, 30);
+}
+
+let toastTimer = 0;
+function toast(text) {
+  let el = document.getElementById("toast");
+  if (!el) {
+    el = h("div", { id: "toast", class: "toast", role: "status" });
+    document.body.appendChild(el);
+  }
+  el.textContent = text;
+  el.hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => { el.hidden = true; }, 4000);
+}
+
+function fail(err) {
+  if (err instanceof APIError && err.status === 401) {
+    showJoin();
+    return;
+  }
+  const msg = err instanceof APIError && err.status === 0 ? t("errorNetwork") : t("errorGeneric", { message: err.message || String(err) });
+  toast(msg);
+}
+
+function loadLastRead() {
+  try {
+    S.lastRead = JSON.parse(localStorage.getItem(`linkwall.read.${S.me.id}`) || "{}") || {};
+  } catch {
+    S.lastRead = {};
+  }
+}
+
+function markRead(id) {
+  const seq = lastSeq(id);
+  if ((S.lastRead[id] || 0) >= seq) return;
+  S.lastRead[id] = seq;
+  try {
+    localStorage.setItem(`linkwall.read.${S.me.id}`, JSON.stringify(S.lastRead));
+  } catch {
+    // Unread counts then only last for this page view.
+  }
+}
+
+function unreadCount(id) {
+  const read = S.lastRead[id] || 0;
+  let n = 0;
+  for (const m of roomState(id).bySeq.values()) {
+    if (m.seq > read && m.sender && m.sender.id !== S.me.id) n++;
+  }
+  return n;
+}
+
+function langToggle() {
+  return h("button", {
+    type: "button",
+    class: "btn lang-btn",
+    "aria-label": t("langToggleLabel"),
+    onclick: toggleLang,
+  }, icon("globe"), h("span", { text: t("langToggle") }));
+}
+
+function toggleLang() {
+  setLang(getLang() === "zh" ? "en" : "zh");
+  if (S.me && S.current) {
+    api.setLang(S.current, getLang()).then(({ room }) => upsertRoom(room)).catch(fail);
+  }
+  closeModal();
+  if (S.me) renderChat();
+  else showJoin();
+}
+
+// ---------- join ----------
+
+function showJoin() {
+  if (S.socket) S.socket.stop();
+  S.socket = null;
+  S.helloSeen = false;
+  delete document.body.dataset.ws;
+  S.me = null;
+  banner.hidden = true;
+  document.title = t("appName");
+  const err = h("p", { class: "form-error", role: "alert" });
+  const input = h("input", {
+    id: "join-name",
+    name: "name",
+    type: "text",
+    autocomplete: "nickname",
+    maxlength: "64",
+    placeholder: t("joinPlaceholder"),
+    required: true,
+  });
+  const form = h("form", { class: "join-form", novalidate: true },
+    h("label", { for: "join-name", text: t("joinName") }),
+    input,
+    err,
+    h("button", { type: "submit", class: "btn primary wide", text: t("joinButton") }));
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const name = input.value.trim();
+    if (!name) {
+      err.textContent = t("joinEmpty");
+      input.focus();
+      return;
+    }
+    try {
+      const { user } = await api.join(name);
+      await startChat(user);
+    } catch (ex) {
+      err.textContent = ex.message;
+    }
+  });
+  clear(root).appendChild(h("div", { class: "join" },
+    h("div", { class: "join-card" },
+      h("div", { class: "join-top" }, langToggle()),
+      h("div", { class: "join-logo" }, icon("chat")),
+      h("h1", { text: t("appName") }),
+      h("p", { class: "tagline", text: t("tagline") }),
+      h("h2", { class: "join-title", text: t("joinTitle") }),
+      form)));
+  input.focus();
+}
+
+// ---------- chat screen ----------
+
+async function startChat(user) {
+  S.me = user;
+  loadLastRead();
+  const [eras, platforms] = await Promise.all([
+    api.eras().catch(() => ({ eras: [], default: "" })),
+    api.platforms().catch(() => ({ platforms: [] })),
+  ]);
+  S.eras = eras.eras || [];
+  S.defaultEra = eras.default || "";
+  S.platforms = new Map((platforms.platforms || []).map((p) => [p.id, p]));
+  await Promise.all([refreshUsers(true), api.rooms().then(({ rooms }) => (rooms || []).forEach((r) => S.rooms.set(r.id, r)))]);
+  renderChat();
+  S.socket = new Socket({
+    onFrame,
+    onDown: () => {
+      S.helloSeen = false;
+      document.body.dataset.ws = "down";
+      banner.hidden = false;
+      banner.textContent = t("reconnecting");
+    },
+    onAuthLost: () => showJoin(),
+  });
+  S.socket.start();
+  for (const id of S.rooms.keys()) loadRoom(id);
+  route();
+}
+
+let usersPromise = null;
+let usersFetchedAt = 0;
+const USERS_REFRESH_MS = 3000; // an unknown name asks the server at most this often
+
+// refreshUsers reloads the user list; force skips the rate limit (a new
+// room names a member we have not seen).
+function refreshUsers(force) {
+  if (usersPromise) return usersPromise;
+  if (!force && Date.now() - usersFetchedAt < USERS_REFRESH_MS) return Promise.resolve();
+  usersPromise = api.users().then(({ users }) => {
+    for (const u of users || []) S.users.set(u.id, u);
+    if (!S.me) return;
+    renderRoomList();
+    if (S.current) renderHeader();
+  }).catch(() => {}).finally(() => {
+    usersFetchedAt = Date.now();
+    usersPromise = null;
+  });
+  return usersPromise;
+}
+
+function renderChat() {
+  document.title = t("appName");
+  const list = h("ul", { class: "room-list", "aria-label": t("chats") });
+  const side = h("aside", { class: "sidebar" },
+    h("header", { class: "side-head" },
+      avatar(S.me.id, S.me.name, false),
+      h("div", { class: "side-me" },
+        h("div", { class: "side-title", text: t("chats") }),
+        h("div", { class: "side-sub", text: t("signedInAs", { name: S.me.name }) })),
+      langToggle(),
+      h("button", { type: "button", class: "icon-btn", "aria-label": t("logout"), title: t("logout"), onclick: logout }, icon("logout"))),
+    h("div", { class: "side-actions" },
+      h("button", { type: "button", class: "btn new-chat", onclick: newChatDialog }, icon("person"), h("span", { text: t("newChat") })),
+      h("button", { type: "button", class: "btn new-group", onclick: newGroupDialog }, icon("group"), h("span", { text: t("newGroup") })),
+      h("button", { type: "button", class: "btn accent walkthrough-btn", "aria-label": t("walkthroughLabel"), title: t("walkthroughLabel"), onclick: runWalkthrough },
+        icon("play"), h("span", { text: t("walkthrough") }))),
+    list);
+  const conv = h("section", { class: "conv", "aria-label": t("chats") });
+  const shell = h("div", { class: "shell" }, side, conv);
+  S.el = { shell, list, conv };
+  clear(root).appendChild(shell);
+  renderRoomList();
+  renderConversation();
+}
+
+function renderRoomList() {
+  const list = S.el.list;
+  if (!list || !S.me) return;
+  clear(list);
+  const rooms = [...S.rooms.values()].sort((a, b) => lastActivity(b) - lastActivity(a));
+  if (!rooms.length) {
+    list.appendChild(h("li", { class: "room-empty", text: t("noChats") }));
+    return;
+  }
+  for (const room of rooms) {
+    const msgs = sortedMessages(room.id);
+    const last = msgs[msgs.length - 1];
+    const unread = room.id === S.current ? 0 : unreadCount(room.id);
+    let preview = "";
+    if (last) {
+      const who = last.sender && last.sender.id === S.me.id ? t("you") : last.sender ? last.sender.name : "";
+      preview = last.system || room.kind === "direct" && !last.sender?.bot ? last.text : `${who}: ${last.text}`;
+    }
+    const title = roomTitle(room);
+    list.appendChild(h("li", null,
+      h("button", {
+        type: "button",
+        class: "room-item",
+        dataset: { room: room.id, kind: room.kind },
+        "aria-current": room.id === S.current ? "true" : null,
+        onclick: () => { location.hash = `#/rooms/${room.id}`; },
+      },
+      h("div", { class: `room-icon kind-${room.kind}` },
+        room.kind === "group" ? icon("group") : avatar(room.members.find((m) => m !== S.me.id) || room.id, title, false)),
+      h("div", { class: "room-main" },
+        h("div", { class: "room-line" },
+          h("span", { class: "room-name", text: title }),
+          last ? h("time", { class: "room-time", datetime: last.sent_at, text: shortTime(last.sent_at) }) : null),
+        h("div", { class: "room-line" },
+          h("span", { class: "room-kind", "aria-label": t(room.kind) }, icon(room.kind === "group" ? "group" : "person", "tiny")),
+          h("span", { class: "room-last", text: preview }),
+          unread ? h("span", { class: "unread", "aria-label": t("unread", { n: unread }), text: unread > 99 ? "99+" : String(unread) }) : null)))));
+  }
+}
+
+function lastActivity(room) {
+  const msgs = sortedMessages(room.id);
+  const last = msgs[msgs.length - 1];
+  return new Date(last ? last.sent_at : room.created_at || 0).getTime() || 0;
+}
+
+function shortTime(iso) {
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return "";
+  if (d.toDateString() === new Date().toDateString()) return d.toLocaleTimeString(locale(), { hour: "2-digit", minute: "2-digit" });
+  return d.toLocaleDateString(locale(), { month: "short", day: "numeric" });
+}
+
+// ---------- conversation ----------
+
+function renderConversation() {
+  const conv = S.el.conv;
+  if (!conv) return;
+  clear(conv);
+  S.el.shell.classList.toggle("in-room", !!S.current);
+  const room = S.current && S.rooms.get(S.current);
+  if (!room) {
+    conv.appendChild(h("div", { class: "conv-empty" }, icon("chat", "big"), h("p", { text: t("selectChat") })));
+    S.el.messages = null;
+    return;
+  }
+  const head = h("header", { class: "conv-head" });
+  const eraBar = h("button", { type: "button", class: "era-bar", onclick: eraDialog });
+  const messages = h("div", { class: "messages", role: "log", "aria-label": roomTitle(room), tabindex: "0", dataset: { room: room.id } });
+  const input = h("textarea", {
+    class: "composer-input",
+    rows: "1",
+    maxlength: String(MAX_TEXT),
+    placeholder: t("typeMessage"),
+    "aria-label": t("typeMessage"),
+  });
+  input.addEventListener("keydown", (e) => {
+    // isComposing: Enter that confirms a Chinese IME candidate must not send.
+    if (e.key === "Enter" && !e.shiftKey && !e.isComposing && e.keyCode !== 229) {
+      e.preventDefault();
+      sendFromComposer();
+    }
+  });
+  const composer = h("form", { class: "composer" }, input,
+    h("button", { type: "submit", class: "btn primary send-btn", text: t("send") }));
+  composer.addEventListener("submit", (e) => {
+    e.preventDefault();
+    sendFromComposer();
+  });
+  conv.append(head, eraBar, messages, composer);
+  S.el.head = head;
+  S.el.eraBar = eraBar;
+  S.el.messages = messages;
+  S.el.input = input;
+  renderHeader();
+  renderMessages();
+}
+
+function renderHeader() {
+  const room = S.rooms.get(S.current);
+  const head = S.el.head;
+  if (!room || !head) return;
+  clear(head);
+  const sub = room.kind === "group"
+    ? `${t("group")} · ${t("members", { n: (room.members || []).length })}`
+    : t("direct");
+  head.append(
+    h("button", { type: "button", class: "icon-btn back-btn", "aria-label": t("back"), onclick: () => { location.hash = "#/"; } }, icon("back")),
+    h("div", { class: "conv-title" },
+      h("h2", { class: "conv-name", text: roomTitle(room) }),
+      h("div", { class: "conv-sub", text: `${sub} · ${t("roomLang", { lang: room.lang === "zh" ? t("langZh") : t("langEn") })}` })),
+    h("button", { type: "button", class: "btn era-btn", onclick: eraDialog, dataset: { era: room.era || "" } },
+      icon("clock"), h("span", { text: t("eraButton", { name: eraName(room.era) }) })),
+    h("button", { type: "button", class: "btn traffic-btn", onclick: trafficDialog }, icon("chart"), h("span", { text: t("traffic") })));
+  const era = eraByID(room.era);
+  const bar = S.el.eraBar;
+  clear(bar);
+  bar.dataset.era = room.era || "";
+  bar.append(icon("clock", "tiny"), h("span", { class: "era-label", text: t("shownUnder", { name: eraName(room.era) }) }));
+  if (era) bar.append(h("span", { class: "era-date", text: era.from ? t("eraFrom", { date: era.from }) : t("eraAlways") }));
+  if (era && era.hypothetical) bar.append(h("span", { class: "tag tag-hypo", text: t("hypothetical") }));
+  document.title = `${roomTitle(room)} · ${t("appName")}`;
+}
+
+function ctxFor(room) {
+  return {
+    meID: S.me.id,
+    meName: S.me.name,
+    group: room.kind === "group",
+    platformName,
+    onLink: linkInterstitial,
+    onRetry: retrySend,
+  };
+}
+
+function renderMessages() {
+  const box = S.el.messages;
+  const room = S.rooms.get(S.current);
+  if (!box || !room) return;
+  const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 80;
+  const keep = box.scrollTop;
+  clear(box);
+  const ctx = ctxFor(room);
+  const msgs = sortedMessages(room.id);
+  let prev = 0;
+  for (const m of msgs) {
+    const at = new Date(m.sent_at).getTime();
+    if (!prev || at - prev > SEPARATOR_GAP_MS) box.appendChild(timeSeparator(m.sent_at));
+    prev = at;
+    box.appendChild(messageElement(m, ctx));
+  }
+  const pend = [...S.pending.values()].filter((p) => p.room === room.id);
+  for (const p of pend) box.appendChild(messageElement(p, ctx));
+  if (!msgs.length && !pend.length) {
+    box.appendChild(h("div", { class: "conv-hint", text: roomState(room.id).loaded ? t("noMessages") : "…" }));
+  }
+  box.scrollTop = atBottom || !keep ? box.scrollHeight : keep;
+  // data-loaded tells tests (and styles) that the history is in.
+  box.dataset.loaded = String(roomState(room.id).loaded);
+  markRead(room.id);
+}
+
+// appendMessage adds one new message at the end without rebuilding the view,
+// so open "Why?" panels and the scroll position survive live traffic.
+function appendMessage(m) {
+  const box = S.el.messages;
+  const room = S.rooms.get(S.current);
+  if (!box || !room || m.room !== room.id) return;
+  const rendered = box.querySelectorAll(".msg[data-seq]");
+  const last = rendered[rendered.length - 1];
+  if ((last && Number(last.dataset.seq) > m.seq) || box.querySelector(".conv-hint")) {
+    renderMessages();
+    return;
+  }
+  const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 120;
+  const firstPending = box.querySelector(".msg.pending");
+  const prevMsg = roomState(room.id).bySeq.get(m.seq - 1);
+  const nodes = [];
+  if (!prevMsg || new Date(m.sent_at) - new Date(prevMsg.sent_at) > SEPARATOR_GAP_MS) nodes.push(timeSeparator(m.sent_at));
+  nodes.push(messageElement(m, ctxFor(room)));
+  for (const n of nodes) box.insertBefore(n, firstPending);
+  if (atBottom || (m.sender && m.sender.id === S.me.id)) box.scrollTop = box.scrollHeight;
+  markRead(room.id);
+}
+
+function openRoom(id) {
+  if (S.current === id && S.el.messages) return;
+  S.current = id;
+  closeModal();
+  renderConversation();
+  renderRoomList();
+  if (!roomState(id).loaded) loadRoom(id);
+  if (S.el.input && window.matchMedia("(min-width: 701px)").matches) S.el.input.focus();
+  else if (S.el.messages) S.el.messages.focus({ preventScroll: true });
+}
+
+function closeRoom() {
+  S.current = null;
+  renderConversation();
+  renderRoomList();
+}
+
+// route follows the hash: "#/rooms/<id>" opens that conversation.
+async function route() {
+  if (!S.me) return;
+  const m = /^#\/rooms\/([^/?#]+)/.exec(location.hash);
+  if (!m) {
+    S.wanted = null;
+    if (S.current) closeRoom();
+    return;
+  }
+  const id = decodeURIComponent(m[1]);
+  if (S.rooms.has(id)) {
+    openRoom(id);
+    return;
+  }
+  S.wanted = id;
+  try {
+    const { room } = await api.room(id);
+    upsertRoom(room);
+    openRoom(id);
+  } catch (err) {
+    fail(err);
+  }
+}
+
+window.addEventListener("hashchange", route);
+
+// ---------- data flow ----------
+
+function upsertRoom(room) {
+  if (!room || !room.id) return;
+  const old = S.rooms.get(room.id);
+  S.rooms.set(room.id, room);
+  if (!old) {
+    loadRoom(room.id);
+    if ((room.members || []).some((id) => id !== S.me.id && !S.users.has(id))) refreshUsers(true);
+  } else if (old.era !== room.era) {
+    scheduleReload(room.id);
+    if (room.id === S.current) announce(t("eraChanged", { name: eraName(room.era) }));
+  }
+  renderRoomList();
+  if (room.id === S.current) renderHeader();
+  if (S.wanted === room.id) {
+    S.wanted = null;
+    openRoom(room.id);
+  }
+}
+
+// loadRoom fetches a room's whole history (decided under the room's current era).
+async function loadRoom(id) {
+  const st = roomState(id);
+  const gen = ++st.gen;
+  try {
+    const msgs = await allMessages(id, 0);
+    if (gen !== st.gen) return; // a newer load (era changed again) wins
+    const max = msgs.length ? msgs[msgs.length - 1].seq : 0;
+    const next = new Map();
+    for (const m of msgs) next.set(m.seq, m);
+    // Live messages that arrived while loading stay.
+    for (const [seq, m] of st.bySeq) if (seq > max) next.set(seq, m);
+    st.bySeq = next;
+    st.loaded = true;
+    if (!(id in S.lastRead) && !S.everConnected) {
+      // A first visit starts with everything read, not with a wall of badges.
+      S.lastRead[id] = lastSeq(id);
+    }
+    renderRoomList();
+    if (id === S.current) renderMessages();
+    // Anything sent between the history request and now comes by resume; dedupe by seq.
+    if (S.helloSeen) S.socket.send({ type: "resume", room: id, after: lastSeq(id) });
+  } catch (err) {
+    if (gen === st.gen) fail(err);
+  }
+}
+
+function scheduleReload(id) {
+  const st = roomState(id);
+  clearTimeout(st.reloadTimer);
+  st.reloadTimer = setTimeout(() => loadRoom(id), RELOAD_DEBOUNCE_MS);
+}
+
+function onFrame(f) {
+  switch (f.type) {
+    case "hello":
+      onHello(f);
+      break;
+    case "message":
+      onMessage(f.message, f.client_msg_id);
+      break;
+    case "room":
+      upsertRoom(f.room);
+      break;
+    case "error":
+      onError(f);
+      break;
+    case "pong":
+      break;
+    default:
+      break; // frames from a newer server are ignored
+  }
+}
+
+function onHello(f) {
+  S.everConnected = true;
+  S.helloSeen = true;
+  document.body.dataset.ws = "up";
+  banner.hidden = true;
+  for (const room of f.rooms || []) {
+    const known = S.rooms.has(room.id);
+    upsertRoom(room);
+    // Ask for exactly what was missed since the history we hold; dedupe by
+    // seq covers overlaps. Rooms still loading resume when their load ends.
+    if (known && roomState(room.id).loaded) S.socket.send({ type: "resume", room: room.id, after: lastSeq(room.id) });
+  }
+  // Messages typed while offline go out now; the same client_msg_id makes a resend harmless.
+  for (const p of S.pending.values()) {
+    if (!p.failed) S.socket.send({ type: "send", room: p.room, text: p.text, client_msg_id: p.client_msg_id });
+  }
+}
+
+function onMessage(m, clientID) {
+  if (!m || !m.room || typeof m.seq !== "number") return;
+  const st = roomState(m.room);
+  let ackedPending = false;
+  if (clientID && S.pending.has(clientID)) {
+    S.pending.delete(clientID);
+    ackedPending = true;
+    if (S.el.messages) {
+      const el = S.el.messages.querySelector(`.msg.pending[data-client-msg-id="${CSS.escape(clientID)}"]`);
+      if (el) el.remove();
+    }
+  }
+  if (!S.rooms.has(m.room)) {
+    api.room(m.room).then(({ room }) => upsertRoom(room)).catch(() => {});
+  }
+  if (st.bySeq.has(m.seq)) {
+    // Already shown (resume overlap or a resent message): no duplicate.
+    if (ackedPending && m.room === S.current) renderMessages();
+    return;
+  }
+  st.bySeq.set(m.seq, m);
+  const room = S.rooms.get(m.room);
+  if (room && m.era && room.era && m.era !== room.era) scheduleReload(m.room); // stored decision from an older era
+  if (m.room === S.current) appendMessage(m);
+  const mine = m.sender && m.sender.id === S.me.id;
+  if (!mine && (m.room !== S.current || document.hidden)) {
+    announce(t("newMessage", { name: m.sender ? m.sender.name : "", text: m.text }));
+  } else if (!mine && m.room === S.current) {
+    announce(`${m.sender ? m.sender.name : ""}: ${m.text}`);
+  }
+  renderRoomList();
+}
+
+function onError(f) {
+  const p = f.ref && S.pending.get(f.ref);
+  if (p) {
+    p.failed = true;
+    if (p.room === S.current) renderMessages();
+  }
+  toast(t("errorGeneric", { message: f.message || f.code }));
+}
+
+function sendFromComposer() {
+  const input = S.el.input;
+  if (!input || !S.current) return;
+  const text = input.value.trim();
+  if (!text) return;
+  input.value = "";
+  const p = {
+    pending: true,
+    client_msg_id: newClientID(),
+    room: S.current,
+    text,
+    links: [],
+    sender: { id: S.me.id, name: S.me.name, bot: false },
+    sent_at: new Date().toISOString(),
+  };
+  S.pending.set(p.client_msg_id, p);
+  const box = S.el.messages;
+  if (box) {
+    const hint = box.querySelector(".conv-hint");
+    if (hint) hint.remove();
+    box.appendChild(messageElement(p, ctxFor(S.rooms.get(S.current))));
+    box.scrollTop = box.scrollHeight;
+  }
+  // Not connected: it stays pending and goes out on the next hello.
+  S.socket.send({ type: "send", room: p.room, text: p.text, client_msg_id: p.client_msg_id });
+}
+
+function retrySend(p) {
+  p.failed = false;
+  if (p.room === S.current) renderMessages();
+  S.socket.send({ type: "send", room: p.room, text: p.text, client_msg_id: p.client_msg_id });
+}
+
+async function logout() {
+  try {
+    await api.logout();
+  } catch {
+    // The cookie may already be gone; the join screen is right either way.
+  }
+  S.rooms.clear();
+  S.msgs.clear();
+  S.pending.clear();
+  S.current = null;
+  S.everConnected = false;
+  S.helloSeen = false;
+  history.replaceState(null, "", "#/");
+  showJoin();
+}
+
+// ---------- dialogs ----------
+
+function linkInterstitial(link) {
+  const name = platformName(link.platform) || t("otherSite");
+  if (link.outcome === "blocked") {
+    const field = h("input", { type: "text", class: "addr", readOnly: true, value: link.url, "aria-label": t("address"), id: "blocked-addr" });
+    field.addEventListener("focus", () => field.select());
+    const status = h("span", { class: "copy-status", role: "status" });
+    const copyBtn = h("button", { type: "button", class: "btn primary copy-btn", text: t("copy") });
+    copyBtn.addEventListener("click", async () => {
+      field.select();
+      let ok = false;
+      try {
+        await navigator.clipboard.writeText(link.url);
+        ok = true;
+      } catch {
+        try {
+          ok = document.execCommand("copy");
+        } catch {
+          ok = false;
+        }
+      }
+      status.textContent = ok ? t("copied") : t("copyFailed");
+    });
+    openModal({
+      title: t("blockedTitle"),
+      className: "interstitial interstitial-blocked",
+      body: [
+        h("div", { class: "inter-icon blocked" }, icon("ban")),
+        h("p", { class: "inter-text", text: t("blockedBody") }),
+        h("label", { for: "blocked-addr", class: "addr-label", text: t("address") }),
+        h("div", { class: "addr-row" }, field, copyBtn),
+        status,
+      ],
+    });
+    return;
+  }
+  const open = isWebURL(link.url)
+    ? h("a", { class: "btn primary", href: link.url, target: "_blank", rel: "noopener noreferrer", text: t("openAnyway"), onclick: () => closeModal() })
+    : null;
+  const login = link.login_required || (link.platform && link.outcome === "hyperlink");
+  openModal({
+    title: login ? t("loginTitle", { platform: name }) : t("externalTitle"),
+    className: "interstitial interstitial-login",
+    body: [
+      h("div", { class: "inter-icon login" }, icon(login ? "lock" : "link")),
+      h("p", { class: "inter-text", text: login ? t("loginBody", { platform: name }) : t("externalBody") }),
+      h("p", { class: "inter-url", text: link.url }),
+      h("div", { class: "modal-actions" },
+        h("button", { type: "button", class: "btn", text: t("cancel"), onclick: () => closeModal() }),
+        open),
+    ],
+  });
+}
+
+function eraDialog() {
+  const room = S.rooms.get(S.current);
+  if (!room) return;
+  const list = h("ol", { class: "timeline" });
+  for (const era of S.eras) {
+    const cur = era.id === room.era;
+    const name = getLang() === "zh" ? era.name_zh || era.name : era.name;
+    const summary = getLang() === "zh" ? era.summary_zh || era.summary : era.summary;
+    list.appendChild(h("li", { class: ["tl-item", cur ? "is-current" : "", era.hypothetical ? "is-hypo" : ""] },
+      h("button", {
+        type: "button",
+        class: "tl-btn",
+        dataset: { era: era.id },
+        "aria-pressed": String(cur),
+        onclick: async () => {
+          if (cur) {
+            closeModal();
+            return;
+          }
+          try {
+            const { room: updated } = await api.setEra(room.id, era.id);
+            closeModal();
+            upsertRoom(updated);
+          } catch (err) {
+            fail(err);
+          }
+        },
+      },
+      h("span", { class: "tl-dot", "aria-hidden": "true" }),
+      h("span", { class: "tl-date", text: era.hypothetical ? t("hypothetical") : era.from ? era.from : t("eraAlways") }),
+      h("span", { class: "tl-name" }, h("span", { text: name }),
+        cur ? h("span", { class: "tag tag-current", text: t("current") }) : null,
+        era.hypothetical ? h("span", { class: "tag tag-hypo", text: t("hypothetical") }) : null),
+      summary ? h("span", { class: "tl-summary", text: summary }) : null)));
+  }
+  openModal({ title: t("eraTimeline"), className: "era-modal", body: [h("p", { class: "muted", text: t("eraIntro") }), list] });
+}
+
+async function trafficDialog() {
+  const room = S.rooms.get(S.current);
+  if (!room) return;
+  let stats;
+  try {
+    stats = await api.stats(room.id);
+  } catch (err) {
+    fail(err);
+    return;
+  }
+  const outcomes = ["blocked", "hyperlink", "card"];
+  const rows = new Map();
+  for (const s of stats.stats || []) {
+    const key = s.platform || "";
+    if (!rows.has(key)) rows.set(key, { blocked: 0, hyperlink: 0, card: 0 });
+    rows.get(key)[s.outcome] = (rows.get(key)[s.outcome] || 0) + s.count;
+  }
+  const nf = new Intl.NumberFormat(locale());
+  let table;
+  if (!rows.size) {
+    table = h("p", { class: "muted", text: t("noLinks") });
+  } else {
+    const totals = { blocked: 0, hyperlink: 0, card: 0 };
+    const body = h("tbody");
+    for (const [pf, counts] of [...rows].sort((a, b) => platformName(a[0]).localeCompare(platformName(b[0])))) {
+      let sum = 0;
+      const cells = outcomes.map((o) => {
+        sum += counts[o];
+        totals[o] += counts[o];
+        return h("td", { class: counts[o] ? `num o-${o}` : "num zero", text: nf.format(counts[o]) });
+      });
+      body.appendChild(h("tr", { dataset: { platform: pf } }, h("th", { scope: "row", text: platformName(pf) || t("otherSite") }), cells, h("td", { class: "num total", text: nf.format(sum) })));
+    }
+    const grand = outcomes.reduce((a, o) => a + totals[o], 0);
+    table = h("table", { class: "stats" },
+      h("thead", null, h("tr", null, h("th", { scope: "col", text: t("platform") }),
+        outcomes.map((o) => h("th", { scope: "col", class: "num" }, h("span", { class: `badge-outcome o-${o}`, text: t(`outcomeShort_${o}`) }))),
+        h("th", { scope: "col", class: "num", text: t("total") }))),
+      body,
+      h("tfoot", null, h("tr", null, h("th", { scope: "row", text: t("total") }),
+        outcomes.map((o) => h("td", { class: "num", text: nf.format(totals[o]) })),
+        h("td", { class: "num total", text: nf.format(grand) }))));
+  }
+  const mau = h("input", { id: "mau", type: "number", min: "0", step: "1000000", value: String(DEFAULT_MAU), inputmode: "numeric" });
+  const share = h("input", { id: "share", type: "number", min: "0", max: "100", step: "0.1", value: String(DEFAULT_SHARE), inputmode: "decimal" });
+  const out = h("output", { class: "pv", for: "mau share", "aria-live": "polite" });
+  const compact = h("span", { class: "pv-compact" });
+  const update = () => {
+    const users = Math.max(0, Number(mau.value) || 0);
+    const rate = Math.min(100, Math.max(0, Number(share.value) || 0));
+    const views = Math.round(users * rate / 100);
+    out.textContent = nf.format(views);
+    compact.textContent = `≈ ${new Intl.NumberFormat(locale(), { notation: "compact", maximumFractionDigits: 2 }).format(views)}`;
+  };
+  mau.addEventListener("input", update);
+  share.addEventListener("input", update);
+  update();
+  openModal({
+    title: t("trafficTitle"),
+    className: "traffic-modal",
+    body: [
+      h("p", { class: "muted", text: `${t("trafficIntro")} ${t("statsSummary", { links: nf.format(stats.links || 0), messages: nf.format(stats.messages || 0) })}` }),
+      h("p", { class: "muted era-note", text: t("shownUnder", { name: eraName(room.era) }) }),
+      h("div", { class: "table-wrap" }, table),
+      h("h3", { text: t("arithmetic") }),
+      h("div", { class: "calc" },
+        h("label", { for: "mau" }, h("span", { text: t("mau") }), mau),
+        h("span", { class: "op", "aria-hidden": "true", text: "×" }),
+        h("label", { for: "share" }, h("span", { text: t("shareRate") }), share),
+        h("span", { class: "op", "aria-hidden": "true", text: "=" }),
+        h("div", { class: "calc-out" }, h("span", { text: t("pageViews") }), out, compact)),
+      h("p", { class: "muted small", text: t("arithmeticNote") }),
+    ],
+  });
+}
+
+async function newChatDialog() {
+  await refreshUsers(true);
+  const others = [...S.users.values()].filter((u) => u.id !== S.me.id && !u.bot);
+  const list = h("ul", { class: "pick-list" });
+  for (const u of others) {
+    list.appendChild(h("li", null, h("button", {
+      type: "button",
+      class: "pick",
+      dataset: { user: u.id },
+      onclick: async () => {
+        try {
+          const { room } = await api.createDirect(u.id);
+          upsertRoom(room);
+          closeModal();
+          location.hash = `#/rooms/${room.id}`;
+        } catch (err) {
+          fail(err);
+        }
+      },
+    }, avatar(u.id, u.name, false), h("span", { class: "pick-name", text: u.name }))));
+  }
+  openModal({
+    title: t("newChatTitle"),
+    className: "pick-modal",
+    body: others.length ? list : h("p", { class: "muted", text: t("noUsers") }),
+  });
+}
+
+async function newGroupDialog() {
+  await refreshUsers(true);
+  const others = [...S.users.values()].filter((u) => u.id !== S.me.id && !u.bot);
+  const name = h("input", { id: "group-name", type: "text", maxlength: "64", required: true, autofocus: true });
+  const err = h("p", { class: "form-error", role: "alert" });
+  const boxes = others.map((u) => h("li", null, h("label", { class: "check" },
+    h("input", { type: "checkbox", value: u.id, name: "member" }),
+    avatar(u.id, u.name, false),
+    h("span", { text: u.name }))));
+  const lang = h("select", { id: "group-lang" },
+    h("option", { value: "en", selected: getLang() === "en", text: t("langEn") }),
+    h("option", { value: "zh", selected: getLang() === "zh", text: t("langZh") }));
+  const form = h("form", { class: "group-form", novalidate: true },
+    h("label", { for: "group-name", text: t("groupName") }), name,
+    h("fieldset", null, h("legend", { text: t("groupMembers") }),
+      others.length ? h("ul", { class: "check-list" }, boxes) : h("p", { class: "muted", text: t("noUsers") })),
+    h("label", { for: "group-lang", text: t("groupLang") }), lang,
+    err,
+    h("div", { class: "modal-actions" },
+      h("button", { type: "button", class: "btn", text: t("cancel"), onclick: () => closeModal() }),
+      h("button", { type: "submit", class: "btn primary", text: t("create") })));
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const n = name.value.trim();
+    if (!n) {
+      err.textContent = t("groupNameMissing");
+      name.focus();
+      return;
+    }
+    const members = [...form.querySelectorAll('input[name="member"]:checked')].map((c) => c.value);
+    try {
+      const { room } = await api.createGroup(n, members, lang.value);
+      upsertRoom(room);
+      closeModal();
+      location.hash = `#/rooms/${room.id}`;
+    } catch (ex) {
+      err.textContent = ex.message;
+    }
+  });
+  openModal({ title: t("newGroupTitle"), className: "group-modal", body: form });
+}
+
+async function runWalkthrough() {
+  const time = new Date().toLocaleTimeString(locale(), { hour: "2-digit", minute: "2-digit" });
+  try {
+    const { room } = await api.createGroup(t("walkthroughName", { time }), [], getLang());
+    upsertRoom(room);
+    location.hash = `#/rooms/${room.id}`;
+    await api.walkthrough(room.id);
+    toast(t("walkthroughStarted"));
+  } catch (err) {
+    fail(err);
+  }
+}
+
+// ---------- start ----------
+
+async function boot() {
+  try {
+    const { user } = await api.me();
+    await startChat(user);
+  } catch (err) {
+    if (err instanceof APIError && err.status !== 401 && err.status !== 0) toast(err.message);
+    showJoin();
+  }
+}
+
+boot();

@@ -269,6 +269,14 @@ func (s *Store) CreateUser(ctx context.Context, u chat.User, tokenHash []byte) e
 	return storeErr("create user", tx.Commit())
 }
 
+// DeleteSession revokes a session (logout). Revoking an unknown session is
+// not an error: the outcome, no such session, is the same. The server uses
+// it through an optional interface; it is not part of chat.Store.
+func (s *Store) DeleteSession(ctx context.Context, tokenHash []byte) error {
+	_, err := s.w.ExecContext(ctx, "DELETE FROM sessions WHERE token_hash = ?", tokenHash)
+	return storeErr("delete session", err)
+}
+
 const userCols = "id, name, bot, created_at"
 
 type scanner interface{ Scan(dest ...any) error }

@@ -32,6 +32,7 @@ func TestStore(t *testing.T, open func(t *testing.T) chat.Store) {
 	}{
 		{"Users", testUsers},
 		{"Sessions", testSessions},
+		{"DeleteSession", testDeleteSession},
 		{"GroupRooms", testGroupRooms},
 		{"DirectRoomIdempotent", testDirectRoom},
 		{"DirectRoomConcurrent", testDirectRoomConcurrent},
@@ -193,6 +194,35 @@ func testSessions(t *testing.T, s chat.Store) {
 	got, err := s.UserBySession(ctx, []byte("tok-alice"))
 	if err != nil || got.ID != alice.ID {
 		t.Errorf("UserBySession(tok-alice) = %+v, %v after a clashing CreateUser; want alice", got, err)
+	}
+}
+
+// SessionDeleter is the optional logout method a store may have.
+type SessionDeleter interface {
+	DeleteSession(ctx context.Context, tokenHash []byte) error
+}
+
+func testDeleteSession(t *testing.T, s chat.Store) {
+	d, ok := s.(SessionDeleter)
+	if !ok {
+		t.Skip("store has no DeleteSession")
+	}
+	ctx := context.Background()
+	alice := NewUser(t, s, "alice", 0)
+	bob := NewUser(t, s, "bob", 1)
+	if err := d.DeleteSession(ctx, []byte("tok-alice")); err != nil {
+		t.Fatalf("DeleteSession: %v", err)
+	}
+	_, err := s.UserBySession(ctx, []byte("tok-alice"))
+	wantCode(t, "UserBySession after DeleteSession", err, chat.EUnauthorized)
+	if err := d.DeleteSession(ctx, []byte("tok-alice")); err != nil {
+		t.Errorf("DeleteSession again: %v, want nil", err)
+	}
+	if u, err := s.User(ctx, alice.ID); err != nil || u.ID != alice.ID {
+		t.Errorf("User after logout = %+v, %v; the user must stay", u, err)
+	}
+	if u, err := s.UserBySession(ctx, []byte("tok-bob")); err != nil || u.ID != bob.ID {
+		t.Errorf("other session after a logout = %+v, %v", u, err)
 	}
 }
 

@@ -2,8 +2,305 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
+	"fmt"
 	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/linkwall/linkwall/bot"
+	"github.com/linkwall/linkwall/internal/server"
+	"github.com/linkwall/linkwall/internal/sqlite"
 )
 
-// runServe implements `linkwall serve`. (placeholder; issue #3)
-func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int { return 1 }
+const (
+	defaultAddr = "127.0.0.1:8080"
+	defaultData = "./linkwall-data"
+	// defaultWalkthroughStep is the pause between eras of /walkthrough:
+	// long enough for a class to read each step.
+	defaultWalkthroughStep = 4 * time.Second
+	// policyPoll is how often the policy file's mtime is checked.
+	policyPoll = 2 * time.Second
+	// shutdownWait bounds a graceful shutdown.
+	shutdownWait = 10 * time.Second
+	// readHeaderTimeout bounds how long a client may take to send headers.
+	readHeaderTimeout = 10 * time.Second
+)
+
+// runServe implements `linkwall serve`: it runs until ctx ends (SIGINT or
+// SIGTERM), then shuts down gracefully.
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	m := NewMain()
+	m.Stderr = stderr
+	if err := m.ParseFlags(ctx, args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(stderr, "linkwall serve: %v\n", err)
+		return 2
+	}
+	if err := m.Run(ctx); err != nil {
+		fmt.Fprintf(stderr, "linkwall serve: %v\n", err)
+		_ = m.Close()
+		return 1
+	}
+	fmt.Fprintf(stdout, "linkwall is running: open http://%s/ in a browser (Ctrl-C stops it)\n", m.Addr())
+	<-ctx.Done()
+	if err := m.Close(); err != nil {
+		fmt.Fprintf(stderr, "linkwall serve: shutdown: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// Main is the `serve` program: flags, wiring and lifecycle. Tests run it
+// in-process on 127.0.0.1:0 with a temporary data dir.
+type Main struct {
+	// Settings, from flags or LINKWALL_* environment variables.
+	ListenAddr      string
+	DataDir         string
+	Era             string
+	PolicyPath      string
+	AllowedOrigins  []string
+	RedisURL        string
+	WalkthroughStep time.Duration
+	Limits          server.Limits
+
+	// Logger, if set before Run, receives the logs; else JSON on Stderr.
+	Logger *zap.Logger
+	Stderr io.Writer
+
+	ln     net.Listener
+	http   *http.Server
+	store  *sqlite.Store
+	bot    *bot.Bot
+	server *server.Server
+
+	stop  context.CancelFunc // ends the policy watcher
+	wg    sync.WaitGroup
+	close sync.Once
+	err   error
+}
+
+// NewMain returns a Main with the defaults.
+func NewMain() *Main {
+	return &Main{
+		ListenAddr:      defaultAddr,
+		DataDir:         defaultData,
+		WalkthroughStep: defaultWalkthroughStep,
+		Stderr:          os.Stderr,
+	}
+}
+
+// ParseFlags reads settings from LINKWALL_* environment variables, then
+// from args (flags win).
+func (m *Main) ParseFlags(_ context.Context, args []string) error {
+	env := func(name, def string) string {
+		if v, ok := os.LookupEnv("LINKWALL_" + name); ok {
+			return v
+		}
+		return def
+	}
+	step := m.WalkthroughStep
+	if v := env("WALKTHROUGH_STEP", ""); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return fmt.Errorf("LINKWALL_WALKTHROUGH_STEP: %w", err)
+		}
+		step = d
+	}
+	fs := flag.NewFlagSet("linkwall serve", flag.ContinueOnError)
+	fs.SetOutput(m.Stderr)
+	fs.StringVar(&m.ListenAddr, "addr", env("ADDR", m.ListenAddr), "listen address `HOST:PORT` (LINKWALL_ADDR)")
+	fs.StringVar(&m.DataDir, "data", env("DATA", m.DataDir), "data `DIR` for the SQLite store (LINKWALL_DATA)")
+	fs.StringVar(&m.Era, "era", env("ERA", m.Era), "era `ID|DATE` of new rooms; default: the policy's (LINKWALL_ERA)")
+	fs.StringVar(&m.PolicyPath, "policy", env("POLICY", m.PolicyPath), "policy `FILE` replacing the embedded one; reloaded on SIGHUP and on change (LINKWALL_POLICY)")
+	origins := fs.String("allowed-origins", env("ALLOWED_ORIGINS", strings.Join(m.AllowedOrigins, ",")), "comma-separated `ORIGINS` allowed besides the server's own, or * (LINKWALL_ALLOWED_ORIGINS)")
+	fs.StringVar(&m.RedisURL, "redis", env("REDIS", m.RedisURL), "`URL` of Redis for several nodes (LINKWALL_REDIS)")
+	fs.DurationVar(&m.WalkthroughStep, "walkthrough-step", step, "pause between eras of /walkthrough (LINKWALL_WALKTHROUGH_STEP)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	m.AllowedOrigins = nil
+	for _, o := range strings.Split(*origins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			m.AllowedOrigins = append(m.AllowedOrigins, o)
+		}
+	}
+	if m.WalkthroughStep < 0 {
+		return errors.New("--walkthrough-step must not be negative")
+	}
+	if _, _, err := net.SplitHostPort(m.ListenAddr); err != nil {
+		return fmt.Errorf("--addr: %w", err)
+	}
+	return nil
+}
+
+// Run opens the store, starts the server and returns once it listens.
+func (m *Main) Run(ctx context.Context) error {
+	if m.RedisURL != "" {
+		return errors.New("--redis: not yet supported (issue #6); run without it for the embedded store")
+	}
+	if m.Logger == nil {
+		m.Logger = newLogger(m.Stderr)
+	}
+	policy := bot.DefaultPolicy()
+	if m.PolicyPath != "" {
+		p, err := bot.LoadPolicyFile(m.PolicyPath)
+		if err != nil {
+			return fmt.Errorf("--policy: %w", err)
+		}
+		policy = p
+	}
+	if m.Era != "" {
+		if _, err := policy.ResolveEra(m.Era); err != nil {
+			return fmt.Errorf("--era: %w", err)
+		}
+	}
+	m.bot = bot.New(policy, m.Logger.Named("bot"), bot.WithOpenGraph(bot.NewOpenGraphFetcher()))
+
+	store, err := sqlite.Open(ctx, m.DataDir, m.Logger.Named("store"))
+	if err != nil {
+		return err
+	}
+	m.store = store
+	m.server, err = server.New(server.Config{
+		Store:           store,
+		Bot:             m.bot,
+		Logger:          m.Logger.Named("server"),
+		AllowedOrigins:  m.AllowedOrigins,
+		Limits:          m.Limits,
+		DefaultEra:      m.Era,
+		WalkthroughStep: m.WalkthroughStep,
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", m.ListenAddr)
+	if err != nil {
+		return err
+	}
+	m.ln = ln
+	m.http = &http.Server{
+		Handler:           m.server.Handler(),
+		ReadHeaderTimeout: readHeaderTimeout,
+		ErrorLog:          zap.NewStdLog(m.Logger.Named("http")),
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		if err := m.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			m.Logger.Error("http server stopped", zap.Error(err))
+		}
+	}()
+	if m.PolicyPath != "" {
+		wctx, stop := context.WithCancel(context.Background())
+		m.stop = stop
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			m.watchPolicy(wctx)
+		}()
+	}
+	m.Logger.Info("serving", zap.String("addr", ln.Addr().String()), zap.String("data", m.DataDir),
+		zap.String("era", m.Era), zap.String("policy", m.PolicyPath))
+	return nil
+}
+
+// Addr returns the address the server listens on ("" before Run).
+func (m *Main) Addr() string {
+	if m.ln == nil {
+		return ""
+	}
+	return m.ln.Addr().String()
+}
+
+// Close shuts down gracefully: stop accepting, finish requests, close
+// WebSockets with 1001 Going Away, then flush and close the store.
+func (m *Main) Close() error {
+	m.close.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), shutdownWait)
+		defer cancel()
+		var errs []error
+		if m.stop != nil {
+			m.stop()
+		}
+		if m.http != nil {
+			errs = append(errs, m.http.Shutdown(ctx))
+		}
+		if m.server != nil {
+			errs = append(errs, m.server.Shutdown(ctx))
+		}
+		m.wg.Wait()
+		if m.store != nil {
+			errs = append(errs, m.store.Close())
+		}
+		m.err = errors.Join(errs...)
+		if m.Logger != nil {
+			m.Logger.Info("stopped", zap.Error(m.err))
+			_ = m.Logger.Sync()
+		}
+	})
+	return m.err
+}
+
+// watchPolicy reloads the policy file on SIGHUP and when its modification
+// time or size changes. An invalid file keeps the policy in force.
+func (m *Main) watchPolicy(ctx context.Context) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	tick := time.NewTicker(policyPoll)
+	defer tick.Stop()
+	log := m.Logger.With(zap.String("policy", m.PolicyPath))
+	stamp := func() (time.Time, int64) {
+		fi, err := os.Stat(m.PolicyPath)
+		if err != nil {
+			return time.Time{}, -1
+		}
+		return fi.ModTime(), fi.Size()
+	}
+	mtime, size := stamp()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			log.Info("SIGHUP: reloading the policy")
+		case <-tick.C:
+			t, n := stamp()
+			if t.Equal(mtime) && n == size {
+				continue
+			}
+			mtime, size = t, n
+		}
+		p, err := bot.LoadPolicyFile(m.PolicyPath)
+		if err != nil {
+			log.Error("policy not reloaded; the previous one stays in force", zap.Error(err))
+			continue
+		}
+		m.bot.SetPolicy(p)
+		log.Info("policy reloaded")
+	}
+}
+
+// newLogger returns a production JSON logger writing to w.
+func newLogger(w io.Writer) *zap.Logger {
+	enc := zap.NewProductionEncoderConfig()
+	enc.EncodeTime = zapcore.ISO8601TimeEncoder
+	core := zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.Lock(zapcore.AddSync(w)), zap.InfoLevel)
+	return zap.New(core)
+}

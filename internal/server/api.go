@@ -118,7 +118,7 @@ func (s *Server) newRoom(r *http.Request, u chat.User, req createRoomRequest) (c
 		return chat.Room{}, err
 	}
 	room := chat.Room{
-		ID: uuid.NewString(), Kind: req.Kind, Era: s.bot.Policy().DefaultEra(), Lang: lang,
+		ID: uuid.NewString(), Kind: req.Kind, Era: s.defaultEra(), Lang: lang,
 		CreatedAt: time.Now().UTC().Truncate(time.Millisecond),
 	}
 	for _, m := range req.Members {
@@ -329,7 +329,7 @@ func (s *Server) preview(w http.ResponseWriter, r *http.Request) {
 	if req.Era != "" {
 		era, err := p.ResolveEra(req.Era)
 		if err != nil {
-			s.writeError(w, r, chat.Errorf(chat.EInvalid, "%v", err))
+			s.writeError(w, r, chat.Errorf(chat.ENotFound, "%v", err))
 			return
 		}
 		eraID = era.ID
@@ -362,4 +362,3 @@ func (s *Server) platforms(w http.ResponseWriter, r *http.Request) {
 		Platforms []bot.Platform `json:"platforms"`
 	}{ps})
 }
-

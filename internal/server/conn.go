@@ -92,12 +92,12 @@ func newConn(s *Server, ws *websocket.Conn, u chat.User) *conn {
 	ctx, cancel := context.WithCancel(s.ctx)
 	return &conn{
 		srv: s, ws: ws, user: u, ctx: ctx, cancel: cancel,
-		log:   s.log.With(zap.String("user", u.ID)),
-		wake:  make(chan struct{}, 1),
-		done:  make(chan struct{}),
-		rooms: make(map[string]*roomState),
+		log:      s.log.With(zap.String("user", u.ID)),
+		wake:     make(chan struct{}, 1),
+		done:     make(chan struct{}),
+		rooms:    make(map[string]*roomState),
 		starting: true,
-		work:  make(map[string]struct{}),
+		work:     make(map[string]struct{}),
 	}
 }
 
@@ -346,12 +346,17 @@ func (c *conn) writeLoop() {
 			}
 			continue
 		}
+		c.mu.Lock()
+		closing, code, text := c.closing, c.code, c.text
+		if closing && code == CloseSlowConsumer {
+			// It could not keep up: it resumes after reconnecting.
+			putBuf(c.queue)
+			c.queue = nil
+		}
+		c.mu.Unlock()
 		if err := c.flush(); err != nil {
 			return
 		}
-		c.mu.Lock()
-		closing, code, text := c.closing, c.code, c.text
-		c.mu.Unlock()
 		if closing {
 			msg := websocket.FormatCloseMessage(code, text)
 			_ = c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(writeWait))

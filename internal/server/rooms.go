@@ -191,7 +191,7 @@ func (s *Server) botPost(ctx context.Context, room *chat.Room, text string, syst
 func (s *Server) setEra(ctx context.Context, by chat.User, room chat.Room, idOrDate string) (chat.Room, error) {
 	era, err := s.bot.Policy().ResolveEra(idOrDate)
 	if err != nil {
-		return chat.Room{}, chat.Errorf(chat.EInvalid, "%v", err)
+		return chat.Room{}, chat.Errorf(chat.ENotFound, "%v", err)
 	}
 	updated, err := s.store.SetRoomEra(ctx, room.ID, era.ID)
 	if err != nil {

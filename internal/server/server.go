@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/url"
@@ -30,6 +31,9 @@ type Config struct {
 	// state-changing requests: exact origins ("https://example.org") or "*".
 	AllowedOrigins []string
 	Limits         Limits
+	// DefaultEra is the era of new rooms (an id or a date); "" is the
+	// policy's default.
+	DefaultEra string
 	// WalkthroughStep is the pause between eras in /walkthrough.
 	WalkthroughStep time.Duration
 	// Metrics receives the server's series; nil: a new registry with the
@@ -45,6 +49,7 @@ type Server struct {
 	log     *zap.Logger
 	limits  Limits
 	step    time.Duration
+	era     string // DefaultEra as given; resolved against the policy in force
 	origins map[string]bool
 	anyOrig bool
 
@@ -67,9 +72,9 @@ type Server struct {
 	bgCancel context.CancelFunc
 	wg       sync.WaitGroup // connections and walkthroughs
 
-	mu       sync.Mutex
-	closed   bool
-	walking  map[string]bool // rooms running a walkthrough
+	mu      sync.Mutex
+	closed  bool
+	walking map[string]bool // rooms running a walkthrough
 }
 
 // New returns a Server for cfg.
@@ -92,6 +97,7 @@ func New(cfg Config) (*Server, error) {
 		log:      log,
 		limits:   cfg.Limits.withDefaults(),
 		step:     cfg.WalkthroughStep,
+		era:      cfg.DefaultEra,
 		origins:  make(map[string]bool),
 		registry: reg,
 		rooms:    newRoomCache(),
@@ -105,6 +111,11 @@ func New(cfg Config) (*Server, error) {
 			s.anyOrig = true
 		default:
 			s.origins[strings.ToLower(o)] = true
+		}
+	}
+	if s.era != "" {
+		if _, err := cfg.Bot.Policy().ResolveEra(s.era); err != nil {
+			return nil, fmt.Errorf("server: default era: %w", err)
 		}
 	}
 	s.metrics = newMetrics(reg)
@@ -183,9 +194,6 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /api/v1/preview", s.preview)
 	mux.HandleFunc("GET /api/v1/eras", s.eras)
 	mux.HandleFunc("GET /api/v1/platforms", s.platforms)
-	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
-		s.writeError(w, r, chat.Errorf(chat.ENotFound, "no such endpoint: %s %s", r.Method, r.URL.Path))
-	})
 	mux.HandleFunc("GET /ws", s.serveWS)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -193,7 +201,18 @@ func (s *Server) routes() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
-	mux.Handle("GET /", http.FileServerFS(web.Files()))
+	files := http.FileServerFS(web.Files())
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case strings.HasPrefix(r.URL.Path, "/api/"):
+			s.writeError(w, r, chat.Errorf(chat.ENotFound, "no such endpoint: %s %.100s", r.Method, r.URL.Path))
+		case r.Method != http.MethodGet && r.Method != http.MethodHead:
+			w.Header().Set("Allow", "GET, HEAD")
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		default:
+			files.ServeHTTP(w, r)
+		}
+	})
 	return s.secure(mux)
 }
 
@@ -317,4 +336,15 @@ func clientIP(r *http.Request) string {
 		return r.RemoteAddr
 	}
 	return host
+}
+
+// defaultEra is the era id new rooms start in.
+func (s *Server) defaultEra() string {
+	p := s.bot.Policy()
+	if s.era != "" {
+		if e, err := p.ResolveEra(s.era); err == nil {
+			return e.ID
+		}
+	}
+	return p.DefaultEra()
 }

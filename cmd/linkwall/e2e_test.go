@@ -1,0 +1,834 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/linkwall/linkwall/bot"
+	"github.com/linkwall/linkwall/internal/chat"
+	"github.com/linkwall/linkwall/internal/server"
+)
+
+// waitFor bounds every wait of the end-to-end tests; they fail instead of hanging.
+const waitFor = 10 * time.Second
+
+// testServer is the real `linkwall serve` on 127.0.0.1:0.
+type testServer struct {
+	t   *testing.T
+	m   *Main
+	dir string
+}
+
+func newTestServer(t *testing.T, dir string, extra ...string) *testServer {
+	t.Helper()
+	m := NewMain()
+	m.Logger = zaptest.NewLogger(t, zaptest.Level(zapcore.WarnLevel))
+	args := append([]string{"--addr", "127.0.0.1:0", "--data", dir, "--walkthrough-step", "0"}, extra...)
+	if err := m.ParseFlags(context.Background(), args); err != nil {
+		t.Fatal(err)
+	}
+	// Tests send faster than people type.
+	m.Limits = server.Limits{SendRate: 5000, SendBurst: 5000}
+	if err := m.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	s := &testServer{t: t, m: m, dir: dir}
+	t.Cleanup(func() { _ = m.Close() })
+	return s
+}
+
+func (s *testServer) url(path string) string { return "http://" + s.m.Addr() + path }
+
+// user is a signed-in test user.
+type member struct {
+	s     *testServer
+	token string
+	chat.User
+}
+
+func (s *testServer) newUser(name string) *member {
+	s.t.Helper()
+	var resp struct {
+		Token string    `json:"token"`
+		User  chat.User `json:"user"`
+	}
+	s.do("", "POST", "/api/v1/session", map[string]string{"name": name}, http.StatusCreated, &resp)
+	if resp.Token == "" || resp.User.ID == "" || resp.User.Name != name {
+		s.t.Fatalf("session: %+v", resp)
+	}
+	return &member{s: s, token: resp.Token, User: resp.User}
+}
+
+// do runs one API request and checks its status; out may be nil.
+func (s *testServer) do(token, method, path string, body any, want int, out any) {
+	s.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, s.url(path), rd)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != want {
+		s.t.Fatalf("%s %s: status %d, want %d: %s", method, path, resp.StatusCode, want, data)
+	}
+	if resp.StatusCode >= 400 {
+		var e struct {
+			Error struct{ Code, Message string } `json:"error"`
+		}
+		if err := json.Unmarshal(data, &e); err != nil || e.Error.Code == "" || e.Error.Message == "" {
+			s.t.Fatalf("%s %s: error body %q is not {\"error\":{code,message}}", method, path, data)
+		}
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			s.t.Fatalf("%s %s: %v: %s", method, path, err, data)
+		}
+	}
+}
+
+func (u *member) do(method, path string, body any, want int, out any) {
+	u.s.t.Helper()
+	u.s.do(u.token, method, path, body, want, out)
+}
+
+func (u *member) direct(other *member, want int) chat.Room {
+	u.s.t.Helper()
+	var r struct{ Room chat.Room }
+	u.do("POST", "/api/v1/rooms", map[string]any{"kind": "direct", "members": []string{other.ID}}, want, &r)
+	return r.Room
+}
+
+func (u *member) group(name, lang string, others ...*member) chat.Room {
+	u.s.t.Helper()
+	ids := []string{}
+	for _, o := range others {
+		ids = append(ids, o.ID)
+	}
+	var r struct{ Room chat.Room }
+	u.do("POST", "/api/v1/rooms", map[string]any{"kind": "group", "name": name, "members": ids, "lang": lang}, http.StatusCreated, &r)
+	return r.Room
+}
+
+func (u *member) history(room string, after int64) []chat.Message {
+	u.s.t.Helper()
+	var r struct{ Messages []chat.Message }
+	u.do("GET", fmt.Sprintf("/api/v1/rooms/%s/messages?after=%d&limit=1000", room, after), nil, http.StatusOK, &r)
+	return r.Messages
+}
+
+// frame is any server → client object.
+type frame struct {
+	Type        string          `json:"type"`
+	Raw         json.RawMessage `json:"message"`
+	ClientMsgID string          `json:"client_msg_id"`
+	Room        *chat.Room      `json:"room"`
+	User        *chat.User      `json:"user"`
+	Rooms       []chat.Room     `json:"rooms"`
+	Code        string          `json:"code"`
+	Ref         string          `json:"ref"`
+
+	Msg  *chat.Message `json:"-"` // Raw, for "message"
+	Text string        `json:"-"` // Raw, for "error"
+}
+
+// wsClient is a real WebSocket client; a goroutine reads frames into a channel.
+type wsClient struct {
+	t      *testing.T
+	ws     *websocket.Conn
+	frames chan frame
+	done   chan struct{}
+	err    error // why reading ended; valid after done
+}
+
+func (u *member) dial(header http.Header) (*wsClient, *http.Response, error) {
+	if header == nil {
+		header = http.Header{}
+	}
+	if u != nil && header.Get("Authorization") == "" {
+		header.Set("Authorization", "Bearer "+u.token)
+	}
+	return u.s.dialRaw(header, nil)
+}
+
+func (s *testServer) dialRaw(header http.Header, netDial func(network, addr string) (net.Conn, error)) (*wsClient, *http.Response, error) {
+	d := websocket.Dialer{HandshakeTimeout: waitFor, NetDial: netDial}
+	ws, resp, err := d.Dial("ws://"+s.m.Addr()+"/ws", header)
+	if err != nil {
+		return nil, resp, err
+	}
+	c := &wsClient{t: s.t, ws: ws, frames: make(chan frame, 100_000), done: make(chan struct{})}
+	s.t.Cleanup(func() { ws.Close() })
+	return c, resp, nil
+}
+
+// connect dials and checks the hello frame.
+func (u *member) connect() *wsClient {
+	u.s.t.Helper()
+	c, _, err := u.dial(nil)
+	if err != nil {
+		u.s.t.Fatal(err)
+	}
+	c.start()
+	f := c.next()
+	if f.Type != "hello" || f.User == nil || f.User.ID != u.ID {
+		u.s.t.Fatalf("first frame %+v, want hello", f)
+	}
+	return c
+}
+
+func (c *wsClient) start() {
+	go func() {
+		defer close(c.done)
+		for {
+			_, data, err := c.ws.ReadMessage()
+			if err != nil {
+				c.err = err
+				return
+			}
+			for _, line := range bytes.Split(data, []byte("\n")) {
+				var f frame
+				if err := json.Unmarshal(line, &f); err != nil {
+					c.err = fmt.Errorf("bad object %q: %w", line, err)
+					return
+				}
+				switch f.Type {
+				case "message":
+					f.Msg = new(chat.Message)
+					if err := json.Unmarshal(f.Raw, f.Msg); err != nil {
+						c.err = err
+						return
+					}
+				case "error":
+					_ = json.Unmarshal(f.Raw, &f.Text)
+				}
+				c.frames <- f
+			}
+		}
+	}()
+}
+
+func (c *wsClient) next() frame {
+	c.t.Helper()
+	select {
+	case f := <-c.frames:
+		return f
+	case <-c.done:
+		select {
+		case f := <-c.frames:
+			return f
+		default:
+		}
+		c.t.Fatalf("connection ended: %v", c.err)
+	case <-time.After(waitFor):
+		c.t.Fatal("no frame in time")
+	}
+	return frame{}
+}
+
+// until returns the first frame matching ok, skipping others.
+func (c *wsClient) until(what string, ok func(frame) bool) frame {
+	c.t.Helper()
+	deadline := time.After(waitFor)
+	for {
+		select {
+		case f := <-c.frames:
+			if ok(f) {
+				return f
+			}
+		case <-c.done:
+			c.t.Fatalf("waiting for %s: connection ended: %v", what, c.err)
+		case <-deadline:
+			c.t.Fatalf("waiting for %s: timeout", what)
+		}
+	}
+}
+
+func (c *wsClient) message(room string, ok func(*chat.Message) bool) frame {
+	c.t.Helper()
+	return c.until("a message", func(f frame) bool {
+		return f.Type == "message" && f.Msg.Room == room && (ok == nil || ok(f.Msg))
+	})
+}
+
+func (c *wsClient) errorFrame(ref string) frame {
+	c.t.Helper()
+	return c.until("error "+ref, func(f frame) bool { return f.Type == "error" && f.Ref == ref })
+}
+
+func (c *wsClient) write(v any) {
+	c.t.Helper()
+	if err := c.ws.WriteJSON(v); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+func (c *wsClient) send(room, text, id string) {
+	c.t.Helper()
+	c.write(map[string]any{"type": "send", "room": room, "text": text, "client_msg_id": id})
+}
+
+// sendAck sends and waits for the acknowledgement (the own copy with client_msg_id).
+func (c *wsClient) sendAck(room, text, id string) *chat.Message {
+	c.t.Helper()
+	c.send(room, text, id)
+	f := c.until("ack "+id, func(f frame) bool {
+		if f.Type == "error" && f.Ref == id {
+			c.t.Fatalf("send %s: %s: %s", id, f.Code, f.Text)
+		}
+		return f.Type == "message" && f.ClientMsgID == id
+	})
+	return f.Msg
+}
+
+// closeCode waits for the connection to end and returns its close code.
+func (c *wsClient) closeCode() int {
+	c.t.Helper()
+	select {
+	case <-c.done:
+	case <-time.After(waitFor):
+		c.t.Fatal("connection not closed in time")
+	}
+	var ce *websocket.CloseError
+	if errors.As(c.err, &ce) {
+		return ce.Code
+	}
+	c.t.Fatalf("connection ended without a close frame: %v", c.err)
+	return 0
+}
+
+func outcomes(m *chat.Message) map[string]bot.Outcome {
+	out := map[string]bot.Outcome{}
+	for _, l := range m.Links {
+		out[l.Platform] = l.Outcome
+	}
+	return out
+}
+
+// sampleText has a Taobao, a Douyin and a JD link, pasted the way people do.
+const sampleText = "【淘宝】好物分享 https://m.tb.cn/h.5Zq8Lmn 点击链接直接打开，抖音看看https://v.douyin.com/iRNBho6/，京东 https://item.jd.com/100012043978.html"
+
+func TestSessionsRoomsAndMembership(t *testing.T) {
+	s := newTestServer(t, t.TempDir())
+	alice, bob, carol := s.newUser("alice"), s.newUser("bob"), s.newUser("carol")
+
+	var me struct{ User chat.User }
+	alice.do("GET", "/api/v1/me", nil, http.StatusOK, &me)
+	if me.User.ID != alice.ID {
+		t.Fatalf("me = %+v", me.User)
+	}
+	s.do("", "GET", "/api/v1/me", nil, http.StatusUnauthorized, nil)
+	s.do("not-a-token", "GET", "/api/v1/rooms", nil, http.StatusUnauthorized, nil)
+	s.do("", "POST", "/api/v1/session", map[string]string{"name": "  "}, http.StatusBadRequest, nil)
+	s.do("", "POST", "/api/v1/session", map[string]string{"name": strings.Repeat("名", 33)}, http.StatusRequestEntityTooLarge, nil)
+
+	var users struct{ Users []chat.User }
+	alice.do("GET", "/api/v1/users", nil, http.StatusOK, &users)
+	if len(users.Users) != 3 {
+		t.Fatalf("users = %+v, want alice, bob and carol (LinkBot excluded)", users.Users)
+	}
+
+	d1 := alice.direct(bob, http.StatusCreated)
+	d2 := alice.direct(bob, http.StatusOK)
+	d3 := bob.direct(alice, http.StatusOK)
+	if d1.ID != d2.ID || d1.ID != d3.ID || d1.Kind != chat.Direct || len(d1.Members) != 2 || d1.Era != "group-ecommerce" {
+		t.Fatalf("direct rooms %+v %+v %+v", d1, d2, d3)
+	}
+	alice.do("POST", "/api/v1/rooms", map[string]any{"kind": "direct", "members": []string{alice.ID}}, http.StatusBadRequest, nil)
+	alice.do("POST", "/api/v1/rooms", map[string]any{"kind": "direct", "members": []string{"6f1f3c39-1d6e-4d8f-9d0c-3c0b8c1f0000"}}, http.StatusNotFound, nil)
+	alice.do("POST", "/api/v1/rooms", map[string]any{"kind": "circle"}, http.StatusBadRequest, nil)
+
+	g := alice.group("课堂", "zh", bob)
+	if g.Kind != chat.Group || g.Lang != "zh" || !g.HasMember(alice.ID) || !g.HasMember(bob.ID) || g.HasMember(carol.ID) {
+		t.Fatalf("group %+v", g)
+	}
+	var rooms struct{ Rooms []chat.Room }
+	bob.do("GET", "/api/v1/rooms", nil, http.StatusOK, &rooms)
+	if len(rooms.Rooms) != 2 {
+		t.Fatalf("bob's rooms: %+v", rooms.Rooms)
+	}
+	carol.do("GET", "/api/v1/rooms", nil, http.StatusOK, &rooms)
+	if len(rooms.Rooms) != 0 {
+		t.Fatalf("carol's rooms: %+v", rooms.Rooms)
+	}
+
+	// Carol is in neither room: 403 everywhere; unknown rooms are 404.
+	for _, id := range []string{d1.ID, g.ID} {
+		carol.do("GET", "/api/v1/rooms/"+id, nil, http.StatusForbidden, nil)
+		carol.do("GET", "/api/v1/rooms/"+id+"/messages", nil, http.StatusForbidden, nil)
+		carol.do("PUT", "/api/v1/rooms/"+id+"/era", map[string]string{"era": "walled"}, http.StatusForbidden, nil)
+		carol.do("PUT", "/api/v1/rooms/"+id+"/lang", map[string]string{"lang": "en"}, http.StatusForbidden, nil)
+		carol.do("GET", "/api/v1/rooms/"+id+"/stats", nil, http.StatusForbidden, nil)
+		carol.do("POST", "/api/v1/rooms/"+id+"/walkthrough", nil, http.StatusForbidden, nil)
+	}
+	carol.do("GET", "/api/v1/rooms/6f1f3c39-1d6e-4d8f-9d0c-3c0b8c1f0000/messages", nil, http.StatusNotFound, nil)
+	alice.do("PUT", "/api/v1/rooms/"+g.ID+"/era", map[string]string{"era": "no-such-era"}, http.StatusNotFound, nil)
+
+	// Over WebSocket too, and the others see nothing.
+	a, b, c := alice.connect(), bob.connect(), carol.connect()
+	c.send(d1.ID, "let me in", "c1")
+	if f := c.errorFrame("c1"); f.Code != chat.EForbidden {
+		t.Fatalf("send to others' room: %+v", f)
+	}
+	c.write(map[string]any{"type": "resume", "room": g.ID, "after": 0})
+	if f := c.errorFrame("resume"); f.Code != chat.EForbidden {
+		t.Fatalf("resume of others' room: %+v", f)
+	}
+	c.send("6f1f3c39-1d6e-4d8f-9d0c-3c0b8c1f0000", "hello?", "c2")
+	if f := c.errorFrame("c2"); f.Code != chat.ENotFound {
+		t.Fatalf("send to unknown room: %+v", f)
+	}
+	a.sendAck(d1.ID, "hi bob", "a1")
+	if m := b.message(d1.ID, nil).Msg; m.Text != "hi bob" || m.Sender.ID != alice.ID {
+		t.Fatalf("bob got %+v", m)
+	}
+	if len(bob.history(d1.ID, 0)) != 1 {
+		t.Fatal("history should hold one message")
+	}
+
+	// A connection receives rooms created after it connected.
+	g2 := bob.group("later", "", alice)
+	if f := a.until("room frame", func(f frame) bool { return f.Type == "room" && f.Room.ID == g2.ID }); f.Room.Lang != "en" {
+		t.Fatalf("room frame %+v", f.Room)
+	}
+
+	// Never-authenticated upgrades are refused before the upgrade.
+	_, resp, err := s.dialRaw(nil, nil)
+	if err == nil || resp == nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("unauthenticated upgrade: %v %v", resp, err)
+	}
+}
+
+func TestLinksUnderEras(t *testing.T) {
+	s := newTestServer(t, t.TempDir())
+	alice, bob := s.newUser("alice"), s.newUser("bob")
+	direct := alice.direct(bob, http.StatusCreated)
+	group := alice.group("class", "en", bob)
+	a, b := alice.connect(), bob.connect()
+
+	tests := []struct {
+		era    string
+		room   chat.Room
+		taobao bot.Outcome
+		douyin bot.Outcome
+	}{
+		{"walled", direct, bot.Blocked, bot.Blocked},
+		{"walled", group, bot.Blocked, bot.Blocked},
+		{"direct-open", direct, bot.Hyperlink, bot.Hyperlink},
+		{"direct-open", group, bot.Blocked, bot.Blocked},
+		{"group-ecommerce", direct, bot.Hyperlink, bot.Hyperlink},
+		{"group-ecommerce", group, bot.Hyperlink, bot.Blocked},
+		{"2021-10-01", group, bot.Blocked, bot.Blocked}, // a date → direct-open
+		{"open-api", group, bot.CardView, bot.CardView},
+	}
+	for i, tt := range tests {
+		var r struct{ Room chat.Room }
+		alice.do("PUT", "/api/v1/rooms/"+tt.room.ID+"/era", map[string]string{"era": tt.era}, http.StatusOK, &r)
+		b.until("room frame", func(f frame) bool { return f.Type == "room" && f.Room.ID == tt.room.ID && f.Room.Era == r.Room.Era })
+		id := fmt.Sprintf("m%d", i)
+		ack := a.sendAck(tt.room.ID, sampleText, id)
+		got := b.message(tt.room.ID, func(m *chat.Message) bool { return m.ID == ack.ID }).Msg
+		o := outcomes(got)
+		if o["taobao"] != tt.taobao || o["douyin"] != tt.douyin || o["jd"] != bot.CardView || got.Era != r.Room.Era {
+			t.Errorf("%s in %s: got %v (era %s), want taobao %s, douyin %s, jd card", tt.era, tt.room.Kind, o, got.Era, tt.taobao, tt.douyin)
+		}
+		if o["jd"] == bot.CardView {
+			for _, l := range got.Links {
+				if l.Platform == "jd" && (l.Card == nil || l.Card.Title == "") {
+					t.Errorf("jd card without title: %+v", l)
+				}
+			}
+		}
+		if tt.taobao == bot.Blocked || tt.douyin == bot.Blocked {
+			// LinkBot's grey notice follows, from the policy, in the room's language.
+			n := b.message(tt.room.ID, func(m *chat.Message) bool { return m.Sender.Bot && m.System }).Msg
+			if n.Text != bot.DefaultPolicy().BlockedNotice("en") || n.Sender.ID != chat.LinkBotID || n.Seq != got.Seq+1 {
+				t.Errorf("notice %+v", n)
+			}
+		}
+	}
+}
+
+func TestIdempotentSend(t *testing.T) {
+	s := newTestServer(t, t.TempDir())
+	alice, bob := s.newUser("alice"), s.newUser("bob")
+	room := alice.direct(bob, http.StatusCreated)
+	a, b := alice.connect(), bob.connect()
+	first := a.sendAck(room.ID, "once", "same-id")
+	second := a.sendAck(room.ID, "once", "same-id")
+	if first.ID != second.ID || first.Seq != second.Seq {
+		t.Fatalf("two acks for one client_msg_id: %+v %+v", first, second)
+	}
+	a.sendAck(room.ID, "marker", "marker")
+	got := b.message(room.ID, nil).Msg
+	next := b.message(room.ID, nil).Msg
+	if got.Text != "once" || next.Text != "marker" {
+		t.Fatalf("bob got %q then %q, want the message once, then the marker", got.Text, next.Text)
+	}
+	if h := alice.history(room.ID, 0); len(h) != 2 {
+		t.Fatalf("history has %d messages, want 2", len(h))
+	}
+}
+
+func TestResumeWhileMessagesFlow(t *testing.T) {
+	s := newTestServer(t, t.TempDir())
+	alice, bob := s.newUser("alice"), s.newUser("bob")
+	room := alice.group("flow", "en", bob)
+	a := alice.connect()
+	const total = 300
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		for i := 1; i <= total; i++ {
+			if err := a.ws.WriteJSON(map[string]any{"type": "send", "room": room.ID, "text": fmt.Sprintf("n%d", i), "client_msg_id": fmt.Sprint(i)}); err != nil {
+				return
+			}
+			if i%20 == 0 {
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
+	}()
+
+	// Bob connects while alice sends, resumes from 0, drops the connection
+	// half-way and resumes from the last seq he saw: every seq exactly once, in order.
+	var seen []int64
+	last := int64(0)
+	for round := 0; last < total; round++ {
+		b := bob.connect()
+		b.write(map[string]any{"type": "resume", "room": room.ID, "after": last})
+		stop := last + total/3
+		if round >= 2 {
+			stop = total
+		}
+		for last < stop {
+			m := b.message(room.ID, nil).Msg
+			seen = append(seen, m.Seq)
+			if m.Seq != last+1 {
+				t.Fatalf("round %d: got seq %d after %d (seen %v)", round, m.Seq, last, seen)
+			}
+			last = m.Seq
+		}
+		b.ws.Close()
+	}
+	<-sent
+	if len(seen) != total {
+		t.Fatalf("saw %d messages, want %d", len(seen), total)
+	}
+}
+
+func TestRestartKeepsHistory(t *testing.T) {
+	dir := t.TempDir()
+	s := newTestServer(t, dir)
+	alice, bob := s.newUser("alice"), s.newUser("bob")
+	room := alice.direct(bob, http.StatusCreated)
+	a := alice.connect()
+	for i := 1; i <= 3; i++ {
+		a.sendAck(room.ID, fmt.Sprintf("before %d", i), fmt.Sprint(i))
+	}
+	b := bob.connect()
+	if err := s.m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if code := b.closeCode(); code != websocket.CloseGoingAway {
+		t.Fatalf("shutdown closed with %d, want 1001", code)
+	}
+
+	s2 := newTestServer(t, dir)
+	alice.s, bob.s = s2, s2 // the sessions survive the restart
+	a2 := alice.connect()
+	if m := a2.sendAck(room.ID, "after restart", "4"); m.Seq != 4 {
+		t.Fatalf("seq after restart = %d, want 4", m.Seq)
+	}
+	h := bob.history(room.ID, 0)
+	if len(h) != 4 || h[0].Text != "before 1" || h[3].Text != "after restart" {
+		t.Fatalf("history after restart: %+v", h)
+	}
+	// A duplicate of a message acknowledged before the restart is still one message.
+	if m := a2.sendAck(room.ID, "before 1", "1"); m.Seq != 1 {
+		t.Fatalf("resent message got seq %d, want 1", m.Seq)
+	}
+}
+
+func TestSlowConsumerDropped(t *testing.T) {
+	s := newTestServer(t, t.TempDir())
+	alice, bob, slow := s.newUser("alice"), s.newUser("bob"), s.newUser("slow")
+	room := alice.group("busy", "en", bob, slow)
+	a, b := alice.connect(), bob.connect()
+
+	// The slow client has a tiny receive buffer and never reads.
+	dial := func(network, addr string) (net.Conn, error) {
+		d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+			var serr error
+			err := rc.Control(func(fd uintptr) {
+				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+			})
+			return errors.Join(err, serr)
+		}}
+		return d.Dial(network, addr)
+	}
+	sc, _, err := s.dialRaw(http.Header{"Authorization": {"Bearer " + slow.token}}, dial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 12 KB per message: a few hundred pass the 1 MiB queue plus the socket buffers.
+	text := strings.Repeat("汉", 4000)
+	const total = 700
+	go func() {
+		for i := 1; i <= total; i++ {
+			if a.ws.WriteJSON(map[string]any{"type": "send", "room": room.ID, "text": text, "client_msg_id": fmt.Sprint(i)}) != nil {
+				return
+			}
+		}
+	}()
+	for i := int64(1); i <= total; i++ {
+		if m := b.message(room.ID, nil).Msg; m.Seq != i {
+			t.Fatalf("bob got seq %d, want %d", m.Seq, i)
+		}
+	}
+	if got := s.metric("linkwall_slow_consumers_dropped_total"); got != "1" {
+		t.Fatalf("slow consumers dropped = %s, want 1", got)
+	}
+	// Now the slow client reads: what was written, then the close frame.
+	sc.start()
+	if code := sc.closeCode(); code != server.CloseSlowConsumer {
+		t.Fatalf("slow client closed with %d, want %d", code, server.CloseSlowConsumer)
+	}
+}
+
+// metric returns the value of an unlabelled series from /metrics.
+func (s *testServer) metric(name string) string {
+	s.t.Helper()
+	resp, err := http.Get(s.url("/metrics"))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+func TestEraChangeRerendersHistory(t *testing.T) {
+	s := newTestServer(t, t.TempDir(), "--era", "walled")
+	alice, bob := s.newUser("alice"), s.newUser("bob")
+	room := alice.group("replay", "en", bob)
+	if room.Era != "walled" {
+		t.Fatalf("--era walled: new room has era %q", room.Era)
+	}
+	a, b := alice.connect(), bob.connect()
+	a.sendAck(room.ID, sampleText, "x")
+	if o := outcomes(&alice.history(room.ID, 0)[0]); o["taobao"] != bot.Blocked {
+		t.Fatalf("walled: %v", o)
+	}
+	var r struct{ Room chat.Room }
+	alice.do("PUT", "/api/v1/rooms/"+room.ID+"/era", map[string]string{"era": "group-ecommerce"}, http.StatusOK, &r)
+	if f := b.until("room frame", func(f frame) bool { return f.Type == "room" }); f.Room.Era != "group-ecommerce" {
+		t.Fatalf("room frame %+v", f.Room)
+	}
+	h := bob.history(room.ID, 0)
+	if h[0].Era != "group-ecommerce" || outcomes(&h[0])["taobao"] != bot.Hyperlink || h[0].Text != sampleText {
+		t.Fatalf("history under the new era: %+v", h[0])
+	}
+	// Resume renders under the current era too.
+	b2 := bob.connect()
+	b2.write(map[string]any{"type": "resume", "room": room.ID, "after": 0})
+	if m := b2.message(room.ID, nil).Msg; m.Seq != 1 || outcomes(m)["taobao"] != bot.Hyperlink {
+		t.Fatalf("resumed message %+v", m)
+	}
+}
+
+func TestOriginCheck(t *testing.T) {
+	s := newTestServer(t, t.TempDir(), "--allowed-origins", "https://class.example")
+	alice := s.newUser("alice")
+	_, resp, err := alice.dial(http.Header{"Origin": {"https://evil.example"}})
+	if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("foreign origin: %v %v", resp, err)
+	}
+	for _, origin := range []string{"http://" + s.m.Addr(), "https://class.example"} {
+		c, _, err := alice.dial(http.Header{"Origin": {origin}})
+		if err != nil {
+			t.Fatalf("origin %s: %v", origin, err)
+		}
+		c.ws.Close()
+	}
+	req, _ := http.NewRequest("POST", s.url("/api/v1/session"), strings.NewReader(`{"name":"mallory"}`))
+	req.Header.Set("Origin", "https://evil.example")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("cross-origin POST: %d", resp.StatusCode)
+	}
+	resp, err = http.Get(s.url("/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self'") ||
+		resp.Header.Get("X-Content-Type-Options") != "nosniff" {
+		t.Fatalf("page headers %v", resp.Header)
+	}
+}
+
+func TestLinkBotCommands(t *testing.T) {
+	s := newTestServer(t, t.TempDir())
+	alice, bob := s.newUser("alice"), s.newUser("bob")
+	room := alice.group("bot", "en", bob)
+	zhRoom := alice.group("机器人", "zh", bob)
+	a, b := alice.connect(), bob.connect()
+	reply := func(c *wsClient, room string) *chat.Message {
+		t.Helper()
+		return c.message(room, func(m *chat.Message) bool { return m.Sender.ID == chat.LinkBotID }).Msg
+	}
+
+	a.sendAck(room.ID, "/help", "h")
+	if m := reply(b, room.ID); !strings.Contains(m.Text, "/walkthrough") || m.Sender.Name != "LinkBot" || !m.Sender.Bot {
+		t.Fatalf("/help: %+v", m)
+	}
+	a.sendAck(zhRoom.ID, "/help", "hz")
+	if m := reply(b, zhRoom.ID); !strings.Contains(m.Text, "命令") {
+		t.Fatalf("/help in zh: %q", m.Text)
+	}
+	a.sendAck(room.ID, "/era", "e")
+	if m := reply(b, room.ID); !strings.Contains(m.Text, "group-ecommerce") || !strings.Contains(m.Text, "walled") {
+		t.Fatalf("/era: %q", m.Text)
+	}
+	a.sendAck(room.ID, "/era walled", "e2")
+	if f := b.until("room frame", func(f frame) bool { return f.Type == "room" }); f.Room.Era != "walled" {
+		t.Fatalf("/era walled: %+v", f.Room)
+	}
+	if m := reply(b, room.ID); !strings.Contains(m.Text, "walled") {
+		t.Fatalf("era change announcement: %q", m.Text)
+	}
+	a.sendAck(room.ID, "/era bronze-age", "e3")
+	if m := reply(b, room.ID); !strings.Contains(m.Text, "Cannot") {
+		t.Fatalf("bad era: %q", m.Text)
+	}
+
+	a.sendAck(room.ID, sampleText, "links")
+	reply(b, room.ID) // the blocked notice
+	a.sendAck(room.ID, "/why", "w")
+	if m := reply(b, room.ID); !strings.Contains(m.Text, "m.tb.cn") || !strings.Contains(m.Text, "blocked") {
+		t.Fatalf("/why: %q", m.Text)
+	}
+	a.sendAck(room.ID, "/stats", "s")
+	if m := reply(b, room.ID); !strings.Contains(m.Text, "taobao blocked: 1") {
+		t.Fatalf("/stats: %q", m.Text)
+	}
+	var st server.Stats
+	alice.do("GET", "/api/v1/rooms/"+room.ID+"/stats", nil, http.StatusOK, &st)
+	if st.Links != 3 || st.Messages == 0 {
+		t.Fatalf("stats %+v", st)
+	}
+
+	a.sendAck(room.ID, "/walkthrough", "wt")
+	eras := bot.DefaultPolicy().Eras()
+	for _, e := range eras {
+		b.until("walkthrough era "+e.ID, func(f frame) bool { return f.Type == "room" && f.Room.Era == e.ID })
+	}
+	b.message(room.ID, func(m *chat.Message) bool { return strings.Contains(m.Text, "Walkthrough done") })
+	alice.do("POST", "/api/v1/rooms/"+room.ID+"/walkthrough", nil, http.StatusAccepted, nil)
+}
+
+func TestProtocolAbuse(t *testing.T) {
+	s := newTestServer(t, t.TempDir())
+	alice, bob := s.newUser("alice"), s.newUser("bob")
+	room := alice.direct(bob, http.StatusCreated)
+	a, b := alice.connect(), bob.connect()
+
+	for _, bad := range []string{`{"type":`, `{"type":"send","room":5}`, `{"type":"dance"}`, "\xff\xfe"} {
+		if err := a.ws.WriteMessage(websocket.TextMessage, []byte(bad)); err != nil {
+			t.Fatal(err)
+		}
+		if f := a.until("error", func(f frame) bool { return f.Type == "error" }); f.Code != chat.EInvalid {
+			t.Fatalf("%q: %+v", bad, f)
+		}
+	}
+	for _, tc := range []struct{ text, code string }{
+		{"", chat.EInvalid},
+		{"   ", chat.EInvalid},
+		{"bell\a", chat.EInvalid},
+		{strings.Repeat("x", 4001), chat.ETooLarge},
+	} {
+		a.send(room.ID, tc.text, "bad")
+		if f := a.errorFrame("bad"); f.Code != tc.code {
+			t.Fatalf("text %.10q: %+v, want %s", tc.text, f, tc.code)
+		}
+	}
+	a.write(map[string]string{"type": "ping"})
+	a.until("pong", func(f frame) bool { return f.Type == "pong" })
+	// Still usable, and bob saw none of it.
+	a.sendAck(room.ID, "still here", "ok")
+	if m := b.message(room.ID, nil).Msg; m.Text != "still here" {
+		t.Fatalf("bob got %q", m.Text)
+	}
+
+	// A frame past the read limit closes with 1009.
+	big, _ := json.Marshal(map[string]string{"type": "send", "room": room.ID, "text": strings.Repeat("x", server.DefaultMaxFrameBytes)})
+	_ = a.ws.WriteMessage(websocket.TextMessage, big)
+	if code := a.closeCode(); code != websocket.CloseMessageTooBig {
+		t.Fatalf("big frame closed with %d", code)
+	}
+}
+
+func TestRateLimit(t *testing.T) {
+	dir := t.TempDir()
+	m := NewMain()
+	m.Logger = zap.NewNop()
+	if err := m.ParseFlags(context.Background(), []string{"--addr", "127.0.0.1:0", "--data", dir}); err != nil {
+		t.Fatal(err)
+	}
+	m.Limits = server.Limits{SendRate: 1, SendBurst: 2, RateStrikes: 5}
+	if err := m.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close() })
+	s := &testServer{t: t, m: m, dir: dir}
+	alice, bob := s.newUser("alice"), s.newUser("bob")
+	room := alice.direct(bob, http.StatusCreated)
+	a := alice.connect()
+	a.sendAck(room.ID, "1", "1")
+	a.sendAck(room.ID, "2", "2")
+	a.send(room.ID, "3", "3")
+	if f := a.errorFrame("3"); f.Code != chat.ERateLimited {
+		t.Fatalf("third send: %+v", f)
+	}
+	for i := 0; i < 10; i++ {
+		a.send(room.ID, "flood", fmt.Sprint("f", i))
+	}
+	if code := a.closeCode(); code != server.CloseRateLimited {
+		t.Fatalf("flood closed with %d, want %d", code, server.CloseRateLimited)
+	}
+}

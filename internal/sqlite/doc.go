@@ -9,11 +9,15 @@
 // (SIGKILL, tested) and a power loss. synchronous=NORMAL would survive a
 // process crash too but could lose the last commits on power loss; it was
 // measured and rejected because group commit makes FULL cheap where it
-// matters (2-core VM, ext4, BenchmarkAppend*):
+// matters (shared 2-core VM, ext4; BenchmarkAppend and
+// BenchmarkAppendParallel, time per append, ranges over noisy runs):
 //
-//	                       NORMAL      FULL
-//	one caller at a time   ~70 µs     ~1.5 ms  (one fsync per append)
-//	64 concurrent callers  ~18 µs     ~24 µs   per append (one fsync per batch)
+//	                       NORMAL        FULL
+//	one caller at a time   50-70 µs      0.2-1.5 ms  (one fsync per append)
+//	64 concurrent callers  18-28 µs      24-40 µs    (one fsync per batch)
+//
+// A lone sender waits one fsync (well under a human's notice); under load
+// FULL adds 20-50% to the time per append, not a fsync each.
 //
 // A full disk makes Append fail with chat.EUnavailable; the batch's
 // transaction is rolled back, so nothing acknowledged before is touched and
@@ -38,6 +42,10 @@
 // Other writes (users, rooms, era and language) share the single write
 // connection, so SQLite never sees two writers. Reads use a separate pool
 // of query-only connections, which in WAL mode never wait for the writer.
+//
+// One process per data directory: the seq counters live in the writer's
+// memory. (A second process would not corrupt anything, since seq is the
+// primary key, but its appends would fail until the counters reload.)
 //
 // # Schema
 //

@@ -410,8 +410,8 @@ function renderHeader() {
   head.append(
     h("button", { type: "button", class: "icon-btn back-btn", "aria-label": t("back"), onclick: () => { location.hash = "#/"; } }, icon("back")),
     h("div", { class: "conv-title" },
-      h("h2", { class: "conv-name", text: roomTitle(room) }),
-      h("div", { class: "conv-sub", text: `${sub} · ${t("roomLang", { lang: room.lang === "zh" ? t("langZh") : t("langEn") })}` })),
+      h("h2", { class: "conv-name", tabindex: "-1", text: roomTitle(room) }),
+      h("div", { class: "conv-sub", text: `${sub} · ${t("roomLang", { lang: room.lang === "zh" ? t("langNameZh") : t("langNameEn") })}` })),
     h("button", { type: "button", class: "btn era-btn", onclick: eraDialog, dataset: { era: room.era || "" } },
       icon("clock"), h("span", { text: t("eraButton", { name: eraName(room.era) }) })),
     h("button", { type: "button", class: "btn traffic-btn", onclick: trafficDialog }, icon("chart"), h("span", { text: t("traffic") })));
@@ -493,8 +493,10 @@ function openRoom(id) {
   renderConversation();
   renderRoomList();
   if (!roomState(id).loaded) loadRoom(id);
+  // On a phone, focusing the input would pop the keyboard over the history:
+  // focus the title instead so keyboard and screen-reader users land in the room.
   if (S.el.input && window.matchMedia("(min-width: 701px)").matches) S.el.input.focus();
-  else if (S.el.messages) S.el.messages.focus({ preventScroll: true });
+  else S.el.conv.querySelector(".conv-name")?.focus({ preventScroll: true });
 }
 
 function closeRoom() {
@@ -835,7 +837,7 @@ async function trafficDialog() {
       const cells = outcomes.map((o) => {
         sum += counts[o];
         totals[o] += counts[o];
-        return h("td", { class: counts[o] ? `num o-${o}` : "num zero", text: nf.format(counts[o]) });
+        return h("td", { class: counts[o] ? `num n-${o}` : "num zero", text: nf.format(counts[o]) });
       });
       body.appendChild(h("tr", { dataset: { platform: pf } }, h("th", { scope: "row", text: platformName(pf) || t("otherSite") }), cells, h("td", { class: "num total", text: nf.format(sum) })));
     }
@@ -852,13 +854,16 @@ async function trafficDialog() {
   const mau = h("input", { id: "mau", type: "number", min: "0", step: "1000000", value: String(DEFAULT_MAU), inputmode: "numeric" });
   const share = h("input", { id: "share", type: "number", min: "0", max: "100", step: "0.1", value: String(DEFAULT_SHARE), inputmode: "decimal" });
   const out = h("output", { class: "pv", for: "mau share", "aria-live": "polite" });
+  const mauHint = h("span", { class: "calc-hint" });
   const compact = h("span", { class: "pv-compact" });
   const update = () => {
     const users = Math.max(0, Number(mau.value) || 0);
     const rate = Math.min(100, Math.max(0, Number(share.value) || 0));
     const views = Math.round(users * rate / 100);
     out.textContent = nf.format(views);
-    compact.textContent = `≈ ${new Intl.NumberFormat(locale(), { notation: "compact", maximumFractionDigits: 2 }).format(views)}`;
+    const cf = new Intl.NumberFormat(locale(), { notation: "compact", maximumFractionDigits: 2 });
+    compact.textContent = `≈ ${cf.format(views)}`;
+    mauHint.textContent = t("mauHint", { n: cf.format(users) });
   };
   mau.addEventListener("input", update);
   share.addEventListener("input", update);
@@ -872,7 +877,7 @@ async function trafficDialog() {
       h("div", { class: "table-wrap" }, table),
       h("h3", { text: t("arithmetic") }),
       h("div", { class: "calc" },
-        h("label", { for: "mau" }, h("span", { text: t("mau") }), mau),
+        h("label", { for: "mau" }, h("span", { text: t("mau") }), mau, mauHint),
         h("span", { class: "op", "aria-hidden": "true", text: "×" }),
         h("label", { for: "share" }, h("span", { text: t("shareRate") }), share),
         h("span", { class: "op", "aria-hidden": "true", text: "=" }),

@@ -1,0 +1,463 @@
+package main
+
+// Browser tests: the real server on 127.0.0.1:0 and Debian's Chromium driven
+// by chromedp, two users in two browser contexts (separate cookie jars).
+//
+//	go test ./cmd/linkwall -run Browser              # the tests
+//	go test ./cmd/linkwall -run Browser -screenshots # also writes docs/screenshots/*.png
+//
+// They skip when /usr/bin/chromium is missing, and fail instead when
+// LINKWALL_REQUIRE_INTEGRATION=1 (CI).
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
+)
+
+var screenshots = flag.Bool("screenshots", false, "write screenshots of the page to docs/screenshots")
+
+const (
+	chromiumPath   = "/usr/bin/chromium"
+	browserTimeout = 50 * time.Second // the whole browser test; CI budget is one minute
+	waitTimeout    = 8 * time.Second  // one expected change on the page
+)
+
+// The links every era test posts: a Taobao share text, a Douyin link, a JD item.
+const (
+	taobaoLink = "https://m.tb.cn/h.UXpq2Xr"
+	douyinLink = "https://v.douyin.com/iRNBho6/"
+	jdLink     = "https://item.jd.com/100012043978.html"
+	linksText  = "【淘宝】" + taobaoLink + " 看看这个，抖音 " + douyinLink + " 京东 " + jdLink
+	xssText    = `<img src=x onerror=alert(1)>`
+)
+
+func requireChromium(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat(chromiumPath); err != nil {
+		if os.Getenv("LINKWALL_REQUIRE_INTEGRATION") == "1" {
+			t.Fatalf("LINKWALL_REQUIRE_INTEGRATION=1 but Chromium is missing at %s: %v", chromiumPath, err)
+		}
+		t.Skipf("skipping browser test: Chromium not found at %s (apt-get install -y chromium)", chromiumPath)
+	}
+}
+
+// newBrowser starts one headless Chromium with a fresh profile and returns
+// its root context; users get their own browser contexts from it.
+func newBrowser(t *testing.T, ctx context.Context) context.Context {
+	t.Helper()
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(chromiumPath),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.Flag("disable-extensions", true),
+		chromedp.Flag("disable-features", "Translate"),
+		chromedp.Flag("force-color-profile", "srgb"),
+		chromedp.Flag("font-render-hinting", "none"),
+		chromedp.WindowSize(1280, 800),
+	}
+	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
+	bctx, cancelBrowser := chromedp.NewContext(actx)
+	if err := chromedp.Do(bctx); err != nil { // starts the browser
+		cancelBrowser()
+		cancelAlloc()
+		t.Fatalf("start chromium: %v", err)
+	}
+	t.Cleanup(func() {
+		cancelBrowser()
+		cancelAlloc()
+	})
+	return bctx
+}
+
+// user is one person in their own browser context (own cookies and storage).
+type user struct {
+	t       *testing.T
+	name    string
+	ctx     context.Context
+	browser context.Context
+	base    string
+}
+
+func newUser(t *testing.T, browser context.Context, base, name string) *user {
+	t.Helper()
+	u := &user{t: t, name: name, browser: browser, base: base}
+	// An alert() from injected markup would block the page: fail loudly instead.
+	onEvent := func(ev any) {
+		switch ev := ev.(type) {
+		case *page.EventJavascriptDialogOpening:
+			t.Errorf("%s: a JavaScript dialog opened (%q): markup from a message ran", name, ev.Message)
+			go chromedp.Call(u.ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: true}) //nolint:errcheck // best effort
+		case *runtime.EventConsoleAPICalled:
+			var args []string
+			for _, a := range ev.Args {
+				args = append(args, string(a.Value)+a.Description)
+			}
+			t.Logf("%s: console.%s: %s", name, ev.Type, strings.Join(args, " "))
+		case *runtime.EventExceptionThrown:
+			// A script error on the page is a bug even if the test goes on.
+			t.Errorf("%s: uncaught exception in the page: %s", name, describeException(ev.ExceptionDetails))
+		}
+	}
+	ctx, cancel := chromedp.NewContext(browser, chromedp.WithNewBrowserContext(), chromedp.WithListener(onEvent))
+	t.Cleanup(cancel)
+	u.ctx = ctx
+	// The first run creates the tab, which lives as long as that run's
+	// context: it must be ctx itself, not a child with a timeout.
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 800)); err != nil {
+		t.Fatalf("%s: open a tab: %v", name, err)
+	}
+	return u
+}
+
+// do runs actions, failing the test with the user's name on error.
+func (u *user) do(actions ...chromedp.Action[chromedp.Void]) {
+	u.t.Helper()
+	ctx, cancel := context.WithTimeout(u.ctx, 15*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		u.t.Fatalf("%s: %v", u.name, err)
+	}
+}
+
+// eval evaluates a JavaScript expression in the user's page.
+func eval[T any](u *user, expr string) T {
+	u.t.Helper()
+	ctx, cancel := context.WithTimeout(u.ctx, 10*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr, chromedp.EvalAwaitPromise))
+	if err != nil {
+		u.t.Fatalf("%s: eval %s: %v", u.name, firstLine(expr), err)
+	}
+	return v
+}
+
+// waitFor polls a JavaScript predicate until it holds.
+func (u *user) waitFor(what, predicate string) {
+	u.t.Helper()
+	ctx, cancel := context.WithTimeout(u.ctx, waitTimeout+2*time.Second)
+	defer cancel()
+	_, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](predicate,
+		chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(waitTimeout)))
+	if err != nil {
+		state := eval[string](u, `document.querySelector(".messages") ? document.querySelector(".messages").innerText.slice(-600) : document.body.innerText.slice(0, 600)`)
+		u.t.Fatalf("%s: waiting for %s: %v\npage shows:\n%s", u.name, what, err, state)
+	}
+}
+
+func describeException(d *runtime.ExceptionDetails) string {
+	if d == nil {
+		return "?"
+	}
+	msg := d.Text
+	if d.Exception != nil && d.Exception.Description != "" {
+		msg = d.Exception.Description
+	}
+	return fmt.Sprintf("%s (%s:%d:%d)", msg, d.URL, d.LineNumber+1, d.ColumnNumber+1)
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
+	return s
+}
+
+func (u *user) join() {
+	u.t.Helper()
+	u.do(
+		chromedp.Navigate(u.base+"/"),
+		chromedp.WaitVisible(chromedp.ID("join-name")),
+		chromedp.SetValue(chromedp.ID("join-name"), u.name),
+		chromedp.Click(chromedp.CSS(".join-form button[type=submit]")),
+		chromedp.WaitVisible(chromedp.CSS(".sidebar")),
+	)
+	u.waitFor("the socket's hello", `document.body.dataset.ws === "up"`)
+}
+
+// openRoom opens a room by deep link and waits for its history.
+func (u *user) openRoom(id string) {
+	u.t.Helper()
+	u.do(chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`location.hash = "#/rooms/%s"`, id)))
+	u.waitFor("room "+id, fmt.Sprintf(`(document.querySelector(".messages") || {}).dataset?.room === %q && document.querySelector(".messages").dataset.loaded === "true"`, id))
+}
+
+// roomID is the open room, from the deep link.
+func (u *user) roomID() string {
+	return strings.TrimPrefix(eval[string](u, `location.hash`), "#/rooms/")
+}
+
+// send types text and presses Enter, then waits for the acknowledgement.
+func (u *user) send(text string) int {
+	u.t.Helper()
+	before := eval[int](u, `Math.max(0, ...[...document.querySelectorAll(".messages .msg-own[data-seq]")].map(e => +e.dataset.seq))`)
+	u.do(
+		chromedp.SetValue(chromedp.CSS(".composer-input"), text),
+		chromedp.SendKeys(chromedp.CSS(".composer-input"), kb.Enter),
+	)
+	u.waitFor("the acknowledgement of "+text, fmt.Sprintf(`!document.querySelector(".messages .msg.pending") && [...document.querySelectorAll(".messages .msg-own[data-seq]")].some(e => +e.dataset.seq > %d)`, before))
+	return eval[int](u, `Math.max(...[...document.querySelectorAll(".messages .msg-own[data-seq]")].map(e => +e.dataset.seq))`)
+}
+
+// outcomes returns platform → data-outcome of the links in message seq.
+func (u *user) outcomes(seq int) map[string]string {
+	return eval[map[string]string](u, fmt.Sprintf(`Object.fromEntries([...document.querySelectorAll('.messages [data-seq="%d"] [data-outcome]')].map(e => [e.dataset.platform, e.dataset.outcome]))`, seq))
+}
+
+// waitOutcomes waits until message seq shows exactly want.
+func (u *user) waitOutcomes(seq int, want map[string]string) {
+	u.t.Helper()
+	var conds []string
+	for pf, o := range want {
+		conds = append(conds, fmt.Sprintf(`m.querySelector('[data-platform=%q]') && m.querySelector('[data-platform=%q]').dataset.outcome === %q`, pf, pf, o))
+	}
+	pred := fmt.Sprintf(`(() => { const m = document.querySelector('.messages [data-seq="%d"]'); return !!m && %s; })()`, seq, strings.Join(conds, " && "))
+	ctx, cancel := context.WithTimeout(u.ctx, waitTimeout+2*time.Second)
+	defer cancel()
+	if _, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](pred, chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(waitTimeout))); err != nil {
+		u.t.Fatalf("%s: message %d: outcomes %v, want %v (%v)", u.name, seq, u.outcomes(seq), want, err)
+	}
+}
+
+// setEra picks an era on the timeline, as a person would.
+func (u *user) setEra(era string) {
+	u.t.Helper()
+	u.do(
+		chromedp.Click(chromedp.CSS(".conv-head .era-btn")),
+		chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf(`.timeline .tl-btn[data-era=%q]`, era))),
+		chromedp.Click(chromedp.CSS(fmt.Sprintf(`.timeline .tl-btn[data-era=%q]`, era))),
+	)
+	u.waitFor("era "+era, fmt.Sprintf(`!document.querySelector(".modal") && document.querySelector(".era-bar").dataset.era === %q`, era))
+}
+
+func (u *user) shot(name string) {
+	u.t.Helper()
+	if !*screenshots {
+		return
+	}
+	// Let fonts and layout settle; a screenshot mid-animation looks broken.
+	time.Sleep(250 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(u.ctx, 10*time.Second)
+	defer cancel()
+	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		u.t.Fatalf("screenshot %s: %v", name, err)
+	}
+	dir := filepath.Join("..", "..", "docs", "screenshots")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		u.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
+		u.t.Fatal(err)
+	}
+}
+
+func TestBrowser(t *testing.T) {
+	requireChromium(t)
+	ctx, cancel := context.WithTimeout(context.Background(), browserTimeout)
+	defer cancel()
+	base := startServer(t, ctx)
+
+	// The server sends a CSP that forbids inline scripts on the page itself.
+	resp, err := http.Get(base + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	csp := resp.Header.Get("Content-Security-Policy")
+	if !strings.Contains(csp, "script-src 'self'") || strings.Contains(csp, "unsafe-inline") {
+		t.Errorf("Content-Security-Policy = %q, want script-src 'self' without unsafe-inline", csp)
+	}
+
+	browser := newBrowser(t, ctx)
+	bob := newUser(t, browser, base, "Bob")
+	bob.join()
+	alice := newUser(t, browser, base, "Alice")
+	alice.join()
+
+	bobID := eval[string](bob, `fetch("/api/v1/me").then(r => r.json()).then(j => j.user.id)`)
+
+	t.Run("direct", func(t *testing.T) {
+		alice.t, bob.t = t, t
+		alice.do(
+			chromedp.Click(chromedp.CSS(".side-actions .new-chat")),
+			chromedp.WaitVisible(chromedp.CSS(".pick-list .pick")),
+		)
+		alice.do(chromedp.Click(chromedp.CSS(fmt.Sprintf(`.pick[data-user=%q]`, bobID))))
+		alice.waitFor("the direct room", `location.hash.startsWith("#/rooms/") && !!document.querySelector(".composer-input")`)
+		room := alice.roomID()
+		hello := alice.send("hi Bob")
+
+		bob.waitFor("the new room in the list", fmt.Sprintf(`!!document.querySelector('.room-item[data-room=%q]')`, room))
+		bob.do(chromedp.Click(chromedp.CSS(fmt.Sprintf(`.room-item[data-room=%q]`, room))))
+		bob.waitFor("alice's message", fmt.Sprintf(`(document.querySelector('.messages [data-seq="%d"]') || {}).textContent?.includes("hi Bob")`, hello))
+		if got := eval[string](bob, `document.querySelector(".conv-name").textContent`); got != "Alice" {
+			t.Errorf("bob's direct room is titled %q, want the other member's name Alice", got)
+		}
+
+		// Links in a one-to-one chat: bare hyperlinks for rivals, a card for JD.
+		seq := bob.send(linksText)
+		want := map[string]string{"taobao": "hyperlink", "douyin": "hyperlink", "jd": "card"}
+		bob.waitOutcomes(seq, want)
+		alice.waitOutcomes(seq, want)
+		alice.shot("desktop-en-direct")
+
+		// A hyperlink to a rival opens the log-in interstitial, with a safe "Open anyway".
+		alice.do(
+			chromedp.Click(chromedp.CSS(fmt.Sprintf(`.messages [data-seq="%d"] a[data-platform="taobao"]`, seq))),
+			chromedp.WaitVisible(chromedp.CSS(".interstitial-login")),
+		)
+		rel := eval[string](alice, `document.querySelector(".interstitial-login a[target=_blank]").rel`)
+		if rel != "noopener noreferrer" {
+			t.Errorf("Open anyway rel = %q", rel)
+		}
+		alice.shot("desktop-en-login-interstitial")
+		alice.do(chromedp.SendKeys(chromedp.CSS(".interstitial-login .btn"), kb.Escape))
+		alice.waitFor("Escape to close the dialog", `!document.querySelector(".modal")`)
+
+		// Walled era in the same room: every rival link is blocked.
+		alice.setEra("walled")
+		blocked := map[string]string{"taobao": "blocked", "douyin": "blocked", "jd": "card"}
+		alice.waitOutcomes(seq, blocked)
+		bob.waitOutcomes(seq, blocked)
+		bob.waitFor("the era label", `document.querySelector(".era-bar").dataset.era === "walled"`)
+
+		// Blocked: the WeChat interstitial with the address to copy.
+		alice.do(
+			chromedp.Click(chromedp.CSS(fmt.Sprintf(`.messages [data-seq="%d"] [data-platform="douyin"]`, seq))),
+			chromedp.WaitVisible(chromedp.CSS(".interstitial-blocked input.addr")),
+		)
+		if got := eval[string](alice, `document.querySelector(".interstitial-blocked input.addr").value`); got != douyinLink {
+			t.Errorf("blocked interstitial address = %q, want %q", got, douyinLink)
+		}
+		alice.shot("desktop-en-blocked-interstitial")
+		alice.do(chromedp.KeyEvent(kb.Escape))
+		alice.waitFor("Escape to close the dialog", `!document.querySelector(".modal")`)
+
+		// XSS: markup in a message is shown as text and never becomes an element.
+		x := bob.send(xssText)
+		alice.waitFor("the markup message", fmt.Sprintf(`!!document.querySelector('.messages [data-seq="%d"]')`, x))
+		got := eval[string](alice, fmt.Sprintf(`document.querySelector('.messages [data-seq="%d"] .msg-text').textContent`, x))
+		if got != xssText {
+			t.Errorf("markup message shows %q, want the text %q", got, xssText)
+		}
+		if n := eval[int](alice, `document.querySelectorAll('.messages img[src="x"], img[onerror]').length`); n != 0 {
+			t.Errorf("%d img elements were created from message text", n)
+		}
+		alice.setEra("group-ecommerce")
+	})
+
+	t.Run("group", func(t *testing.T) {
+		alice.t, bob.t = t, t
+		alice.do(
+			chromedp.Click(chromedp.CSS(".side-actions .new-group")),
+			chromedp.WaitVisible(chromedp.ID("group-name")),
+			chromedp.SetValue(chromedp.ID("group-name"), "Class 3"),
+			chromedp.Click(chromedp.CSS(fmt.Sprintf(`input[name=member][value=%q]`, bobID))),
+			chromedp.Click(chromedp.CSS(".group-form button[type=submit]")),
+		)
+		alice.waitFor("the group", `location.hash.startsWith("#/rooms/") && document.querySelector(".conv-name").textContent === "Class 3"`)
+		room := alice.roomID()
+		seq := alice.send(linksText)
+		alice.send("看看")
+
+		bob.openRoom(room)
+		steps := []struct {
+			era  string
+			want map[string]string
+		}{
+			{"group-ecommerce", map[string]string{"taobao": "hyperlink", "douyin": "blocked", "jd": "card"}},
+			{"walled", map[string]string{"taobao": "blocked", "douyin": "blocked", "jd": "card"}},
+			{"open-api", map[string]string{"taobao": "card", "douyin": "card", "jd": "card"}},
+			{"direct-open", map[string]string{"taobao": "blocked", "douyin": "blocked", "jd": "card"}},
+			{"group-ecommerce", map[string]string{"taobao": "hyperlink", "douyin": "blocked", "jd": "card"}},
+		}
+		for i, s := range steps {
+			if i > 0 {
+				// Alternate who turns the timeline: everyone sees the change.
+				[]*user{bob, alice}[i%2].setEra(s.era)
+			}
+			alice.waitOutcomes(seq, s.want)
+			bob.waitOutcomes(seq, s.want)
+			if s.era == "walled" {
+				bob.shot("desktop-en-group-walled")
+			}
+		}
+
+		// "Why?" shows the rule the server applied.
+		rule := eval[string](alice, fmt.Sprintf(`fetch("/api/v1/rooms/%s/messages?after=%d&limit=1").then(r => r.json()).then(j => j.messages[0].links.find(l => l.platform === "douyin").rule)`, room, seq-1))
+		alice.do(chromedp.Click(chromedp.CSS(fmt.Sprintf(`.messages [data-seq="%d"] .why-row .why[data-why-for=%q]`, seq, douyinLink))))
+		alice.waitFor("the Why? panel", fmt.Sprintf(`[...document.querySelectorAll('.messages [data-seq="%d"] .why-panel')].some(p => !p.hidden && p.querySelector(".why-rule").textContent === %q && p.querySelector(".why-reason").textContent.length > 0)`, seq, rule))
+		alice.shot("desktop-en-group-why")
+
+		// The traffic panel counts this room's links under its era.
+		alice.do(chromedp.Click(chromedp.CSS(".conv-head .traffic-btn")), chromedp.WaitVisible(chromedp.CSS(".traffic-modal .pv")))
+		if got := eval[string](alice, `document.querySelector(".traffic-modal tr[data-platform=douyin] td.n-blocked").textContent`); got != "1" {
+			t.Errorf("traffic panel: douyin blocked = %q, want 1", got)
+		}
+		if got := eval[string](alice, `document.querySelector(".traffic-modal .pv").textContent`); got != "12,500,000" {
+			t.Errorf("traffic arithmetic = %q, want 12,500,000", got)
+		}
+		alice.shot("desktop-en-traffic")
+		alice.do(chromedp.KeyEvent(kb.Escape))
+
+		if *screenshots {
+			takeScreenshots(t, alice, bob, room)
+		}
+	})
+}
+
+// takeScreenshots renders the main views at desktop and phone width, in
+// English and Chinese.
+func takeScreenshots(t *testing.T, alice, bob *user, room string) {
+	for _, lang := range []string{"en", "zh"} {
+		for _, v := range []struct {
+			name string
+			w, h int64
+		}{{"desktop", 1280, 800}, {"phone", 390, 844}} {
+			alice.do(
+				chromedp.EmulateViewport(v.w, v.h),
+				chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`localStorage.setItem("linkwall.lang", %q)`, lang)),
+				chromedp.Navigate(alice.base+"/"),
+			)
+			alice.waitFor("the chat list", `!!document.querySelector(".room-item") && document.body.dataset.ws === "up"`)
+			if v.name == "phone" {
+				alice.shot(fmt.Sprintf("%s-%s-list", v.name, lang))
+			}
+			alice.openRoom(room)
+			alice.shot(fmt.Sprintf("%s-%s-chat", v.name, lang))
+			alice.do(chromedp.Click(chromedp.CSS(".conv-head .era-btn")), chromedp.WaitVisible(chromedp.CSS(".timeline")))
+			alice.shot(fmt.Sprintf("%s-%s-eras", v.name, lang))
+			alice.do(chromedp.KeyEvent(kb.Escape))
+		}
+	}
+	// The join screen, in both languages.
+	for _, lang := range []string{"en", "zh"} {
+		u := newUser(t, alice.browser, alice.base, "Carol")
+		u.do(
+			chromedp.Navigate(u.base+"/"),
+			chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`localStorage.setItem("linkwall.lang", %q)`, lang)),
+			chromedp.Reload(),
+			chromedp.WaitVisible(chromedp.ID("join-name")),
+		)
+		u.shot("desktop-" + lang + "-join")
+	}
+}

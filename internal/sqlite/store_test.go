@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"sync"
 	"testing"
+	"time"
 
 	"go.uber.org/zap/zaptest"
 
@@ -249,4 +252,66 @@ func TestDiskFull(t *testing.T) {
 	if err != nil || m.Seq != int64(len(acked)+1) {
 		t.Errorf("Append with room again: seq=%d %v; want %d", m.Seq, err, len(acked)+1)
 	}
+}
+
+// TestCloseWhileAppending closes the store under a stream of appends: every
+// Append must return (no caller stranded), either acknowledged or with
+// EUnavailable, and every acknowledged message must be there on reopen.
+func TestCloseWhileAppending(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openT(t, dir)
+	alice := chattest.NewUser(t, s, "alice", 0)
+	room := chattest.NewGroup(t, s, "g", alice.ID).ID
+
+	const appenders = 20
+	acked := make(chan chat.Message, 100000)
+	errc := make(chan error, appenders)
+	var wg sync.WaitGroup
+	for a := range appenders {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				m, _, err := s.Append(ctx, chattest.Msg(room, alice, fmt.Sprint(a, "/", i)))
+				if err != nil {
+					if chat.ErrorCode(err) != chat.EUnavailable {
+						errc <- err
+					}
+					return
+				}
+				acked <- m
+			}
+		})
+	}
+	for start := time.Now(); len(acked) < 200; runtime.Gosched() {
+		if time.Since(start) > 10*time.Second {
+			t.Fatalf("only %d appends in 10s", len(acked))
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	wg.Wait() // hangs (test timeout) if Close stranded a caller
+	close(acked)
+	close(errc)
+	for err := range errc {
+		t.Errorf("Append during Close: %v, want %s", err, chat.EUnavailable)
+	}
+
+	s = openT(t, dir)
+	defer s.Close()
+	ms, err := s.Messages(ctx, room, 0, MaxPage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for m := range acked {
+		n++
+		if m.Seq > int64(len(ms)) || ms[m.Seq-1].ID != m.ID {
+			t.Fatalf("acknowledged seq %d (%s) not stored (%d stored)", m.Seq, m.ID, len(ms))
+		}
+	}
+	if len(ms) != n {
+		t.Errorf("%d stored, %d acknowledged: Close wrote messages nobody was told about", len(ms), n)
+	}
+	t.Logf("%d appends acknowledged before Close", n)
 }

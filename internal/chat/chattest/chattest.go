@@ -4,6 +4,21 @@
 //	func TestConformance(t *testing.T) {
 //		chattest.TestStore(t, func(t *testing.T) chat.Store { … a new, empty store … })
 //	}
+//
+// Beyond the chat.Store comments, the suite pins down what the server
+// relies on:
+//   - a bot user (LinkBot) may be created with no session (nil token hash);
+//   - Users includes bot users and orders by CreatedAt;
+//   - empty ID (room, message) and zero CreatedAt/SentAt are filled in;
+//     given ones are kept;
+//   - Room.Members keep their order; a direct room needs two distinct members
+//     (EInvalid), and a second CreateRoom of the pair returns the first room
+//     unchanged, whatever else the request says;
+//   - Rooms of an unknown user, Messages and Append to an unknown room are
+//     ENotFound; limit <= 0 and after < 0 are EInvalid;
+//   - a duplicate client_msg_id returns the first stored message, which
+//     carries ClientMsgID; dedup is per (room, sender);
+//   - DeleteSession, when a store has it, is idempotent.
 package chattest
 
 import (

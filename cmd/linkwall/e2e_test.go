@@ -826,7 +826,10 @@ func TestRateLimit(t *testing.T) {
 		t.Fatalf("third send: %+v", f)
 	}
 	for i := 0; i < 10; i++ {
-		a.send(room.ID, "flood", fmt.Sprint("f", i))
+		// The server closes the connection mid-flood; later writes fail.
+		if a.ws.WriteJSON(map[string]any{"type": "send", "room": room.ID, "text": "flood", "client_msg_id": fmt.Sprint("f", i)}) != nil {
+			break
+		}
 	}
 	if code := a.closeCode(); code != server.CloseRateLimited {
 		t.Fatalf("flood closed with %d, want %d", code, server.CloseRateLimited)

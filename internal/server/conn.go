@@ -214,6 +214,10 @@ func (c *conn) deliverLocked(ev chat.Event) bool {
 		if ev.Seq < st.base {
 			// Overtaken by a later event before this connection started
 			// tracking the room: never delivered here, so not a duplicate.
+			// Extending the tracked range down makes a repeat a duplicate.
+			if ev.Seq == st.base-1 {
+				st.base--
+			}
 			return c.enqueueLocked(ev.Payload)
 		}
 		return false
@@ -576,24 +580,44 @@ func (c *conn) readLoop() {
 // handleFrame runs every JSON object of one text frame. It reports false
 // when the connection must end.
 func (c *conn) handleFrame(data []byte) bool {
-	if !utf8.Valid(data) {
-		c.send(encodeError(chat.EInvalid, "frame is not valid UTF-8", ""))
-		return true
+	frames, err := decodeFrames(data)
+	for i := range frames {
+		if !c.handle(&frames[i]) {
+			return false
+		}
 	}
+	if err != nil {
+		c.send(encodeErr(err, ""))
+	}
+	return true
+}
+
+// maxObjectsPerFrame bounds the objects of one inbound text frame; each
+// send among them still counts against the rate limit.
+const maxObjectsPerFrame = 100
+
+// decodeFrames parses the JSON objects of one inbound text frame (one or
+// more, separated by whitespace such as '\n'). It returns the objects
+// before the first bad one, and an EInvalid error describing it.
+func decodeFrames(data []byte) ([]inFrame, error) {
+	if !utf8.Valid(data) {
+		return nil, chat.Errorf(chat.EInvalid, "frame is not valid UTF-8")
+	}
+	var out []inFrame
 	dec := json.NewDecoder(bytes.NewReader(data))
 	for {
 		var f inFrame
 		err := dec.Decode(&f)
 		if err == io.EOF {
-			return true
+			return out, nil
 		}
 		if err != nil {
-			c.send(encodeError(chat.EInvalid, "malformed frame: "+err.Error(), ""))
-			return true
+			return out, chat.Errorf(chat.EInvalid, "malformed frame: %v", err)
 		}
-		if !c.handle(&f) {
-			return false
+		if len(out) == maxObjectsPerFrame {
+			return out, chat.Errorf(chat.EInvalid, "more than %d objects in one frame", maxObjectsPerFrame)
 		}
+		out = append(out, f)
 	}
 }
 

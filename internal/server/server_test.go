@@ -1,0 +1,250 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/linkwall/linkwall/bot"
+	"github.com/linkwall/linkwall/internal/chat"
+)
+
+// nopStore satisfies chat.Store for tests that never reach the store;
+// calling it panics, which fails the test.
+type nopStore struct{ chat.Store }
+
+func newTestServer(t testing.TB, limits Limits) *Server {
+	t.Helper()
+	s, err := New(Config{Store: nopStore{}, Bot: bot.New(nil, nil), Limits: limits})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func ev(room string, seq int64) chat.Event {
+	return chat.Event{Room: room, Seq: seq, Payload: []byte(fmt.Sprintf(`{"seq":%d}`, seq))}
+}
+
+// queued returns the seqs in c's queue, and empties it.
+func queued(t *testing.T, c *conn) []int64 {
+	t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []int64
+	if len(c.queue) == 0 {
+		return out
+	}
+	for _, line := range bytes.Split(c.queue, []byte("\n")) {
+		var v struct{ Seq int64 }
+		if err := json.Unmarshal(line, &v); err != nil {
+			t.Fatalf("queue holds %q: %v", c.queue, err)
+		}
+		out = append(out, v.Seq)
+	}
+	c.queue = nil
+	return out
+}
+
+func TestConnSequence(t *testing.T) {
+	tests := []struct {
+		name string
+		in   []int64
+		want []int64
+	}{
+		{"in order", []int64{1, 2, 3}, []int64{1, 2, 3}},
+		{"duplicates skipped", []int64{1, 2, 2, 1, 3}, []int64{1, 2, 3}},
+		{"overtaken before tracking: passed through once", []int64{5, 4, 6, 4}, []int64{5, 4, 6}},
+		{"gap filled live, in order", []int64{1, 3, 4, 2, 5}, []int64{1, 2, 3, 4, 5}},
+		{"room events always delivered", []int64{1, 0, 0, 2}, []int64{1, 0, 0, 2}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newTestServer(t, Limits{})
+			c := newConn(s, nil, chat.User{ID: "u"})
+			c.start([]byte(`{"seq":-1}`), nil)
+			for _, seq := range tt.in {
+				c.deliver(ev("r", seq))
+			}
+			got := queued(t, c)[1:] // after the hello
+			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
+				t.Fatalf("delivered %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestConnHoldUntilResumeOrSend(t *testing.T) {
+	s := newTestServer(t, Limits{})
+	c := newConn(s, nil, chat.User{ID: "u"})
+	// Events that arrive while the hello is prepared come after it.
+	c.deliver(ev("a", 7))
+	c.start([]byte(`{"seq":-1}`), []chat.Room{{ID: "a"}, {ID: "b"}})
+	c.deliver(ev("a", 8))
+	c.deliver(ev("b", 3))
+	if got := queued(t, c); fmt.Sprint(got) != "[-1]" {
+		t.Fatalf("held rooms delivered %v", got)
+	}
+	c.release("a") // the client sent to room a
+	if got := queued(t, c); fmt.Sprint(got) != "[7 8]" {
+		t.Fatalf("after release: %v", got)
+	}
+	c.resume("b", 1) // events wait until the store catch-up ran
+	c.deliver(ev("b", 4))
+	if got := queued(t, c); len(got) != 0 {
+		t.Fatalf("resuming room delivered %v", got)
+	}
+}
+
+func TestConnSlowConsumer(t *testing.T) {
+	s := newTestServer(t, Limits{MaxQueueBytes: 100})
+	c := newConn(s, nil, chat.User{ID: "u"})
+	c.start(nil, nil)
+	for seq := int64(1); seq <= 20; seq++ {
+		c.deliver(ev("r", seq)) // never blocks
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.closing || c.code != CloseSlowConsumer || len(c.queue) > 100 {
+		t.Fatalf("closing=%v code=%d queue=%d bytes", c.closing, c.code, len(c.queue))
+	}
+}
+
+func TestWithClientMsgID(t *testing.T) {
+	m := &chat.Message{ID: "m", Room: "r", Seq: 3, Text: "hi"}
+	for _, id := range []string{"", "abc", `quo"te\`, "ünï</script>"} {
+		got := withClientMsgID(encodeMessage(m), id)
+		want := mustJSON(messageFrame{Type: typeMessage, Message: m, ClientMsgID: id})
+		var a, b any
+		if json.Unmarshal(got, &a) != nil || json.Unmarshal(want, &b) != nil || fmt.Sprint(a) != fmt.Sprint(b) {
+			t.Errorf("id %q: got %s, want %s", id, got, want)
+		}
+	}
+}
+
+func TestCheckText(t *testing.T) {
+	tests := []struct {
+		text, code string
+	}{
+		{"hello", ""},
+		{"多行\n文本\twith tab\r\n", ""},
+		{"", chat.EInvalid},
+		{" \n\t", chat.EInvalid},
+		{"nul\x00", chat.EInvalid},
+		{"esc\x1b[31m", chat.EInvalid},
+		{"c1\u0085", chat.EInvalid},
+		{"bad \xff utf8", chat.EInvalid},
+		{strings.Repeat("汉", 20), ""},
+		{strings.Repeat("汉", 21), chat.ETooLarge},
+	}
+	for _, tt := range tests {
+		if got := chat.ErrorCode(checkText(tt.text, 20)); got != tt.code {
+			t.Errorf("checkText(%q) = %q, want %q", tt.text, got, tt.code)
+		}
+	}
+	if _, err := checkName("name", "a\u202eb", 32); chat.ErrorCode(err) != chat.EInvalid {
+		t.Errorf("a bidi override in a name is accepted")
+	}
+	if n, err := checkName("name", "  阿丽  ", 32); err != nil || n != "阿丽" {
+		t.Errorf("checkName trims: %q %v", n, err)
+	}
+}
+
+func TestErrorMapping(t *testing.T) {
+	tests := []struct {
+		code   string
+		status int
+		close  int
+	}{
+		{chat.EInvalid, http.StatusBadRequest, websocket.ClosePolicyViolation},
+		{chat.EUnauthorized, http.StatusUnauthorized, CloseUnauthorized},
+		{chat.EForbidden, http.StatusForbidden, websocket.ClosePolicyViolation},
+		{chat.ENotFound, http.StatusNotFound, websocket.ClosePolicyViolation},
+		{chat.EConflict, http.StatusConflict, websocket.ClosePolicyViolation},
+		{chat.ETooLarge, http.StatusRequestEntityTooLarge, websocket.CloseMessageTooBig},
+		{chat.ERateLimited, http.StatusTooManyRequests, CloseRateLimited},
+		{chat.EUnavailable, http.StatusServiceUnavailable, websocket.CloseTryAgainLater},
+		{chat.EInternal, http.StatusInternalServerError, websocket.CloseInternalServerErr},
+	}
+	for _, tt := range tests {
+		if got := httpStatus(tt.code); got != tt.status {
+			t.Errorf("httpStatus(%s) = %d, want %d", tt.code, got, tt.status)
+		}
+		if got := closeCode(tt.code); got != tt.close {
+			t.Errorf("closeCode(%s) = %d, want %d", tt.code, got, tt.close)
+		}
+	}
+}
+
+func TestChainOrder(t *testing.T) {
+	var trace []string
+	mw := func(name string) Middleware {
+		return func(next Handler) Handler {
+			return HandlerFunc(func(ctx context.Context, r *Request) error {
+				trace = append(trace, name)
+				return next.Handle(ctx, r)
+			})
+		}
+	}
+	h := Chain(HandlerFunc(func(context.Context, *Request) error {
+		trace = append(trace, "end")
+		return nil
+	}), mw("a"), mw("b"))
+	if err := h.Handle(context.Background(), &Request{}); err != nil || strings.Join(trace, ",") != "a,b,end" {
+		t.Fatalf("trace %v, err %v", trace, err)
+	}
+}
+
+func TestValidateStopsBadMessages(t *testing.T) {
+	s := newTestServer(t, Limits{})
+	reached := false
+	h := s.validate(HandlerFunc(func(context.Context, *Request) error { reached = true; return nil }))
+	for _, r := range []*Request{
+		{RoomID: "", Text: "x"},
+		{RoomID: "r", Text: ""},
+		{RoomID: "r", Text: "x", ClientMsgID: strings.Repeat("i", maxClientMsgID+1)},
+	} {
+		if err := h.Handle(context.Background(), r); chat.ErrorCode(err) != chat.EInvalid || reached {
+			t.Errorf("%+v: err %v, reached %v", r, err, reached)
+		}
+	}
+}
+
+func FuzzDecodeFrames(f *testing.F) {
+	for _, seed := range []string{
+		`{"type":"send","room":"r","text":"hi","client_msg_id":"1"}`,
+		`{"type":"resume","room":"r","after":5}` + "\n" + `{"type":"ping"}`,
+		`{"type":"send","room":5}`,
+		`{"type":`,
+		"\xff",
+		`[1,2]`,
+		`null`,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		frames, err := decodeFrames(data)
+		if len(frames) > maxObjectsPerFrame {
+			t.Fatalf("%d objects, limit %d", len(frames), maxObjectsPerFrame)
+		}
+		if err != nil && chat.ErrorCode(err) != chat.EInvalid {
+			t.Fatalf("error %v is not EInvalid", err)
+		}
+		if !bytes.Equal(bytes.ToValidUTF8(data, nil), data) && (err == nil || len(frames) > 0) {
+			t.Fatal("invalid UTF-8 accepted")
+		}
+		for _, fr := range frames {
+			// Every decoded object round-trips: nothing is lost or invented.
+			again, err := decodeFrames(mustJSON(fr))
+			if err != nil || len(again) != 1 || again[0] != fr {
+				t.Fatalf("%+v does not round-trip: %+v %v", fr, again, err)
+			}
+		}
+	})
+}

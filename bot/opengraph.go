@@ -42,6 +42,7 @@ const (
 // the first request and every redirect. Safe for concurrent use.
 type OpenGraphFetcher struct {
 	client *http.Client
+	dialer *net.Dialer
 	cache  *cardCache
 
 	// Test hooks: tests fetch from httptest servers on 127.0.0.1 and
@@ -58,7 +59,7 @@ func NewOpenGraphFetcher() *OpenGraphFetcher {
 			return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
 		},
 	}
-	dialer := &net.Dialer{
+	f.dialer = &net.Dialer{
 		Timeout: ogTimeout,
 		// Second line of defence: whatever address a connection ends up
 		// using is checked once more on the socket itself.
@@ -75,7 +76,7 @@ func NewOpenGraphFetcher() *OpenGraphFetcher {
 		Transport: &http.Transport{
 			Proxy: nil, // a proxy would dial on our behalf, unchecked
 			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-				return f.dial(ctx, dialer, network, addr)
+				return f.dial(ctx, network, addr)
 			},
 			TLSHandshakeTimeout:    ogTimeout,
 			ResponseHeaderTimeout:  ogTimeout,
@@ -98,7 +99,7 @@ func NewOpenGraphFetcher() *OpenGraphFetcher {
 }
 
 // dial resolves addr's host itself and connects only to an allowed address.
-func (f *OpenGraphFetcher) dial(ctx context.Context, d *net.Dialer, network, addr string) (net.Conn, error) {
+func (f *OpenGraphFetcher) dial(ctx context.Context, network, addr string) (net.Conn, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, err
@@ -120,7 +121,7 @@ func (f *OpenGraphFetcher) dial(ctx context.Context, d *net.Dialer, network, add
 			err = e
 			continue
 		}
-		conn, e := d.DialContext(ctx, network, net.JoinHostPort(ip.Unmap().String(), port))
+		conn, e := f.dialer.DialContext(ctx, network, net.JoinHostPort(ip.Unmap().String(), port))
 		if e == nil {
 			return conn, nil
 		}

@@ -67,8 +67,10 @@ type load struct {
 	connected []int64 // connected members per room: deliveries per message
 	clients   []*wsClient
 	senders   []*wsClient
-	rr        int   // next sender, round robin
-	nextN     int64 // next message number
+	rr        int          // next sender, round robin
+	nextN     int64        // next message number, owned by the pacer
+	issued    atomic.Int64 // nextN for the readers: numbers ≥ it are not ours
+	unsent    atomic.Int64 // handed to writers, not yet written (or failed)
 	marker    []byte
 
 	sent, acked, rejected  atomic.Int64
@@ -271,6 +273,9 @@ func (l *load) close() {
 			c.conn.Close()
 		}
 	}
+	// Idle keep-alive connections would hold up the server's graceful
+	// shutdown (compare stops its children right after a load).
+	l.api.hc.CloseIdleConnections()
 }
 
 // wsClient is one WebSocket connection of the load: one reader goroutine,
@@ -333,7 +338,7 @@ func (c *wsClient) line(line []byte, now int64) {
 			l.otherMsgs.Add(1)
 		case bytes.Contains(line, botID):
 			l.botMsgs.Add(1) // LinkBot quoting one of ours
-		case room >= len(c.inRoom) || !c.inRoom[room]:
+		case room < 0 || room >= len(c.inRoom) || !c.inRoom[room] || n < 0 || n >= l.issued.Load():
 			l.stray.Add(1)
 		case c.markSeen(n):
 			l.dups.Add(1)
@@ -455,6 +460,7 @@ func (c *wsClient) write(rng *mrand.Rand) {
 	failed := false
 	for n := range c.out {
 		if failed {
+			l.unsent.Add(-1)
 			continue
 		}
 		ts := l.now()
@@ -474,6 +480,7 @@ func (c *wsClient) write(rng *mrand.Rand) {
 			}
 			failed = true
 		}
+		l.unsent.Add(-1)
 	}
 }
 
@@ -545,8 +552,9 @@ send:
 		case <-tick.C:
 		}
 		el := time.Since(start)
-		if (dur > 0 && el >= dur) || (count > 0 && issued >= count) {
-			break
+		over := dur > 0 && el >= dur
+		if over {
+			el = dur // the last tick issues what the window is owed
 		}
 		due := int64(rate * el.Seconds())
 		if count > 0 {
@@ -555,17 +563,24 @@ send:
 		for ; issued < due; issued++ {
 			c := l.senders[l.rr%len(l.senders)]
 			l.rr++
+			// Published before the send: the echo may beat this goroutine.
+			l.issued.Store(l.nextN + 1)
+			l.unsent.Add(1)
 			select {
 			case c.out <- l.nextN:
 				l.nextN++
 			case <-ctx.Done():
+				l.unsent.Add(-1)
 				break send
 			}
+		}
+		if over || (count > 0 && issued >= count) {
+			break
 		}
 	}
 	window := time.Since(start)
 	// Wait until every sender has written what it was handed.
-	for l.pending() > 0 && ctx.Err() == nil && time.Since(start) < window+l.cfg.Drain {
+	for l.unsent.Load() > 0 && ctx.Err() == nil && time.Since(start) < window+l.cfg.Drain {
 		time.Sleep(time.Millisecond)
 	}
 	sendEnd := time.Now()
@@ -591,14 +606,6 @@ send:
 	}
 	p.DeliveredPerSec = float64(d.received) / (window + drain).Seconds()
 	return p
-}
-
-func (l *load) pending() int {
-	n := 0
-	for _, c := range l.senders {
-		n += len(c.out)
-	}
-	return n
 }
 
 func (l *load) errCount() int64 {

@@ -39,12 +39,18 @@ run 'linkload COMMAND -h' for the flags
 `
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signalContext()
 	defer stop()
 	if err := raiseNofile(); err != nil {
 		fmt.Fprintln(os.Stderr, "linkload: cannot raise the open-file limit:", err)
 	}
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// signalContext ends on SIGINT or SIGTERM, so that child servers and
+// connections are closed on the way out.
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 }
 
 // raiseNofile lifts the soft limit on open files to the hard limit: each

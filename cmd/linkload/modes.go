@@ -321,6 +321,7 @@ func runIdle(ctx context.Context, target string, n, users int, settle time.Durat
 	wg.Wait()
 	connectTime := time.Since(start)
 	defer func() {
+		a.hc.CloseIdleConnections()
 		msg := websocket.FormatCloseMessage(websocket.CloseNormalClosure, "idle done")
 		for _, c := range conns {
 			if c != nil {

@@ -1,0 +1,273 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/linkwall/linkwall/internal/baseline"
+)
+
+// asMain makes the test binary act as linkload itself, so that compare can
+// start it as a child: as "baseline-server", and as a stand-in for
+// "linkwall serve --addr A --data D" (which it answers with the baseline).
+const asMain = "LINKLOAD_TEST_AS_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(asMain) == "1" {
+		args := os.Args[1:]
+		if len(args) > 2 && args[0] == "serve" && args[1] == "--addr" {
+			args = []string{"baseline-server", "-addr", args[2]}
+		}
+		ctx, stop := signalContext()
+		defer stop()
+		os.Exit(run(ctx, args, os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+func startBaseline(t *testing.T) string {
+	t.Helper()
+	s := baseline.New(zap.NewNop())
+	hs := httptest.NewServer(s.Handler())
+	t.Cleanup(func() {
+		s.Close()
+		hs.Close()
+	})
+	return hs.URL
+}
+
+func runCmd(t *testing.T, args ...string) (stdout, stderr string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var out, errb bytes.Buffer
+	if rc := run(ctx, args, &out, &errb); rc != 0 {
+		t.Fatalf("linkload %q: exit %d\nstdout:\n%s\nstderr:\n%s", args, rc, out.String(), errb.String())
+	}
+	return out.String(), errb.String()
+}
+
+func readReport[T any](t *testing.T, path string) T {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v T
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return v
+}
+
+// checkDelivered asserts that every message reached every member once.
+func checkDelivered(t *testing.T, name string, p *phase, msgs, members int64) {
+	t.Helper()
+	if p == nil {
+		t.Fatalf("%s: no phase in the report", name)
+	}
+	if msgs > 0 && p.Sent != msgs {
+		t.Errorf("%s: sent %d, want %d", name, p.Sent, msgs)
+	}
+	if p.Sent == 0 || p.Acked != p.Sent || p.Rejected != 0 {
+		t.Errorf("%s: sent %d acked %d rejected %d, want every send acknowledged", name, p.Sent, p.Acked, p.Rejected)
+	}
+	if p.Expected != p.Sent*members || p.Received != p.Expected || p.Dropped != 0 {
+		t.Errorf("%s: expected %d received %d dropped %d, want %d×%d deliveries", name, p.Expected, p.Received, p.Dropped, p.Sent, members)
+	}
+	if p.Duplicates != 0 || p.Stray != 0 || p.ClientsDropped != 0 {
+		t.Errorf("%s: duplicates %d stray %d clients dropped %d", name, p.Duplicates, p.Stray, p.ClientsDropped)
+	}
+	if p.Latency.Count != uint64(p.Received) || p.Latency.P50Ms <= 0 || p.Latency.P99Ms < p.Latency.P50Ms || p.Latency.MaxMs < p.Latency.P99Ms {
+		t.Errorf("%s: latency %+v does not describe %d deliveries", name, p.Latency, p.Received)
+	}
+	if p.DeliveredPerSec <= 0 {
+		t.Errorf("%s: delivered/s %v", name, p.DeliveredPerSec)
+	}
+}
+
+func TestLoadDeliversEveryMessageToEveryMember(t *testing.T) {
+	url := startBaseline(t)
+	out := filepath.Join(t.TempDir(), "r.json")
+	// 25 users in 3 rooms of 10: the rooms overlap, so some users get
+	// messages of two rooms and must not count them as strays.
+	stdout, stderr := runCmd(t, "-url", url, "-users", "25", "-rooms", "3", "-group", "10",
+		"-rate", "200", "-n", "300", "-d", "10s", "-json", out)
+	r := readReport[Report](t, out)
+	checkDelivered(t, "load", r.Load, 300, 10)
+	if r.Config == nil || r.Config.Conns != 25 || r.Config.Senders != 25 {
+		t.Errorf("config %+v, want 25 connections and senders", r.Config)
+	}
+	if r.Connect == nil || r.Connect.RSSAfter <= 0 || r.Connect.HeapAfter <= 0 || r.Connect.Conns != 25 {
+		t.Errorf("connect memory %+v, want figures from /metrics", r.Connect)
+	}
+	if !strings.Contains(stdout, "dropped 0") || !strings.Contains(stderr, "[linkload]") {
+		t.Errorf("want a summary and progress lines; stdout:\n%s\nstderr:\n%s", stdout, stderr)
+	}
+}
+
+func TestMaxRampsThenRunsAtHalfPeak(t *testing.T) {
+	url := startBaseline(t)
+	out := filepath.Join(t.TempDir(), "r.json")
+	runCmd(t, "-url", url, "-users", "20", "-rooms", "2", "-group", "10", "-max",
+		"-max-start", "50", "-max-factor", "2", "-max-rate", "100", "-max-step", "400ms", "-d", "500ms", "-q", "-json", out)
+	r := readReport[Report](t, out)
+	m := r.Max
+	// The baseline keeps up with 100 msgs/s easily, but a loaded machine
+	// may starve the pacer; what must hold either way is the ramp's logic.
+	if m == nil || len(m.Steps) == 0 || m.PeakRate == 0 || m.PeakDeliveredPerSec <= 0 || m.LimitedBy == "" {
+		t.Fatalf("max %+v, want a peak and why the ramp stopped", m)
+	}
+	for _, p := range m.Steps {
+		if p.TargetRate <= m.PeakRate && verdict(p) != "" {
+			t.Errorf("step at %v msgs/s failed (%s) but the peak is %v", p.TargetRate, verdict(p), m.PeakRate)
+		}
+	}
+	if m.PeakRate == 100 && m.LimitedBy != "rate limit of the ramp (-max-rate)" {
+		t.Errorf("limited by %q at the ramp's top rate", m.LimitedBy)
+	}
+	checkDelivered(t, "half peak", m.HalfPeak, 0, 10)
+	if m.HalfPeak.TargetRate != m.PeakRate/2 {
+		t.Errorf("half peak ran at %v msgs/s, want %v", m.HalfPeak.TargetRate, m.PeakRate/2)
+	}
+}
+
+func TestIdleReportsMemoryPerConnection(t *testing.T) {
+	url := startBaseline(t)
+	out := filepath.Join(t.TempDir(), "r.json")
+	runCmd(t, "idle", "-url", url, "-conns", "60", "-idle-users", "20", "-settle", "100ms", "-json", out)
+	r := readReport[Report](t, out)
+	if r.Idle == nil || r.Idle.Conns != 60 || r.Idle.HelloMissing != 0 || r.Idle.RSSAfter <= 0 || r.Idle.HeapAfter <= 0 || r.Idle.Goroutines < 120 {
+		t.Errorf("idle %+v, want 60 connections with a hello each and memory figures", r.Idle)
+	}
+}
+
+func TestCompareRunsBothServersAsChildren(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts child processes")
+	}
+	t.Setenv(asMain, "1")
+	out := filepath.Join(t.TempDir(), "c.json")
+	stdout, _ := runCmd(t, "compare", "-linkwall", os.Args[0], "-users", "20", "-rooms", "2", "-group", "10",
+		"-rate", "200", "-n", "100", "-idle", "40", "-settle", "100ms", "-q", "-json", out)
+	c := readReport[Comparison](t, out)
+	if c.Baseline == nil || c.Linkwall == nil {
+		t.Fatalf("want both reports, got %+v", c)
+	}
+	checkDelivered(t, "baseline", c.Baseline.Load, 100, 10)
+	checkDelivered(t, "linkwall", c.Linkwall.Load, 100, 10)
+	for _, k := range []string{"delivered_per_s", "p99", "idle_rss_per_conn"} {
+		if c.Ratios[k] <= 0 {
+			t.Errorf("ratio %s = %v", k, c.Ratios[k])
+		}
+	}
+	if !strings.Contains(stdout, "linkwall / baseline") {
+		t.Errorf("no ratio table in:\n%s", stdout)
+	}
+}
+
+func TestHistQuantiles(t *testing.T) {
+	var h hist
+	for v := 1; v <= 100000; v++ {
+		h.Record(time.Duration(v) * time.Microsecond)
+	}
+	tests := []struct {
+		q    float64
+		want time.Duration
+	}{
+		{0.5, 50 * time.Millisecond},
+		{0.9, 90 * time.Millisecond},
+		{0.99, 99 * time.Millisecond},
+		{1, 100 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		got := h.Quantile(tt.q)
+		if got < tt.want || float64(got) > float64(tt.want)*(1+1.0/histSub) {
+			t.Errorf("q%v = %v, want %v within 1/%d above", tt.q, got, tt.want, histSub)
+		}
+	}
+	if s := h.Summary(); s.Count != 100000 || s.MaxMs != 100 || s.MeanMs < 50 || s.MeanMs > 50.01 {
+		t.Errorf("summary %+v", s)
+	}
+}
+
+func TestHistIndexIsMonotonic(t *testing.T) {
+	prev := 0
+	for v := int64(0); v < 1<<40; v = v*5/4 + 1 {
+		i := histIndex(v)
+		if i < prev || v > histUpper(i) && i != histBuckets-1 {
+			t.Fatalf("value %d: bucket %d (upper %d) after bucket %d", v, i, histUpper(i), prev)
+		}
+		prev = i
+	}
+}
+
+func TestParseMarker(t *testing.T) {
+	tests := []struct {
+		in    string
+		room  int
+		n, ts int64
+		ok    bool
+	}{
+		{"1~42~123456789] hello", 1, 42, 123456789, true},
+		{"0~0~1]", 0, 0, 1, true},
+		{"1~42~123", 0, 0, 0, false},
+		{"~42~1]", 0, 0, 0, false},
+		{"a~42~1]", 0, 0, 0, false},
+		{"1~42]", 0, 0, 0, false},
+		{"", 0, 0, 0, false},
+	}
+	for _, tt := range tests {
+		room, n, ts, ok := parseMarker([]byte(tt.in))
+		if ok != tt.ok || room != tt.room || n != tt.n || ts != tt.ts {
+			t.Errorf("parseMarker(%q) = %d %d %d %v, want %d %d %d %v", tt.in, room, n, ts, ok, tt.room, tt.n, tt.ts, tt.ok)
+		}
+	}
+}
+
+func TestParseMetrics(t *testing.T) {
+	text := "# HELP process_resident_memory_bytes Resident memory size in bytes.\n" +
+		"# TYPE process_resident_memory_bytes gauge\n" +
+		"process_resident_memory_bytes 1.2345e+07\n" +
+		"go_memstats_heap_inuse_bytes 4096\n" +
+		"go_memstats_heap_inuse_bytes_total 1\n" +
+		`http_requests{code="200"} 5` + "\n"
+	got := parseMetrics([]byte(text), "process_resident_memory_bytes", "go_memstats_heap_inuse_bytes", "go_goroutines")
+	if len(got) != 2 || got["process_resident_memory_bytes"] != 12345000 || got["go_memstats_heap_inuse_bytes"] != 4096 {
+		t.Errorf("parseMetrics = %v", got)
+	}
+}
+
+// A frame from a server, however malformed, never panics the reader and
+// never counts as a delivery unless it carries a well-formed marker of
+// this run for a room of the client.
+func FuzzLine(f *testing.F) {
+	f.Add([]byte(`{"type":"message","message":{"text":"[lw~abc~0~1~5] hi"},"client_msg_id":"abc-0-1"}`))
+	f.Add([]byte(`{"type":"error","code":"rate_limited","ref":"abc-1-9"}`))
+	f.Add([]byte(`{"type":"hello","user":{}}`))
+	f.Add([]byte(`[lw~abc~0~99999999999999999999~1]`))
+	f.Fuzz(func(t *testing.T, line []byte) {
+		l := &load{run: "abc", marker: []byte("[lw~abc~"), connected: []int64{3, 3},
+			errs: map[string]int64{}, closes: map[string]int64{}}
+		l.issued.Store(100)
+		l.lat.Store(new(hist))
+		c := &wsClient{l: l, inRoom: []bool{true, false}, hello: make(chan struct{})}
+		c.line(line, 10)
+		c.line(line, 10)
+		if got := l.received.Load(); got > 1 {
+			t.Fatalf("one line counted %d times", got)
+		}
+		if l.received.Load() == 1 && (l.dups.Load() != 1 || !bytes.Contains(line, []byte("[lw~abc~0~"))) {
+			t.Fatalf("delivery counted without a marker for room 0, or repeat not a duplicate")
+		}
+	})
+}

@@ -30,14 +30,19 @@ const (
 	maxGapTries = 5
 	// maxPooledBuf keeps pooled queue buffers small; larger ones are left
 	// to the garbage collector so idle connections hold nothing.
-	maxPooledBuf = 64 << 10
+	maxPooledBuf   = 2 << 20 // a full queue (1 MiB) plus slack
+	maxPooledQueue = 1024
 	// maxEarlyEvents bounds the events kept while a new connection's hello
 	// is prepared (one store read).
 	maxEarlyEvents = 10_000
 )
 
-// bufPool recycles queue buffers between writes.
-var bufPool = sync.Pool{New: func() any { return new([]byte) }}
+// bufPool recycles the writers' frame buffers; queuePool the queues.
+// Idle connections hold neither.
+var (
+	bufPool   = sync.Pool{New: func() any { return new([]byte) }}
+	queuePool = sync.Pool{New: func() any { return new([][]byte) }}
+)
 
 func getBuf() []byte { return (*bufPool.Get().(*[]byte))[:0] }
 
@@ -47,6 +52,17 @@ func putBuf(b []byte) {
 	}
 	b = b[:0]
 	bufPool.Put(&b)
+}
+
+func getQueue() [][]byte { return (*queuePool.Get().(*[][]byte))[:0] }
+
+func putQueue(q [][]byte) {
+	if cap(q) == 0 || cap(q) > maxPooledQueue {
+		return
+	}
+	clear(q) // drop the payloads
+	q = q[:0]
+	queuePool.Put(&q)
 }
 
 // conn is one WebSocket connection: a reader goroutine that runs the
@@ -64,8 +80,9 @@ type conn struct {
 	done chan struct{} // closed when the writer has ended
 
 	mu           sync.Mutex
-	queue        []byte // encoded objects separated by '\n', written as one frame
-	pendingBytes int    // bytes held in roomState.pending, counted against the bound
+	queue        [][]byte // encoded objects, shared with other connections; written as one frame
+	queueBytes   int      // bytes in queue, counted against the bound
+	pendingBytes int      // bytes held in roomState.pending, counted against the bound
 	closing      bool
 	code         int
 	text         string
@@ -114,7 +131,9 @@ func (c *conn) signal() {
 func (c *conn) start(hello []byte, rooms []chat.Room) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.enqueueLocked(hello)
+	if hello != nil {
+		c.enqueueLocked(hello)
+	}
 	for _, r := range rooms {
 		c.rooms[r.ID] = &roomState{held: true}
 	}
@@ -157,17 +176,15 @@ func (c *conn) enqueueLocked(b []byte) bool {
 	if c.closing {
 		return false
 	}
-	if len(c.queue)+1+len(b)+c.pendingBytes > c.srv.limits.MaxQueueBytes {
+	if c.queueBytes+len(b)+1+c.pendingBytes > c.srv.limits.MaxQueueBytes {
 		c.dropSlowLocked()
 		return false
 	}
 	if c.queue == nil {
-		c.queue = getBuf()
+		c.queue = getQueue()
 	}
-	if len(c.queue) > 0 {
-		c.queue = append(c.queue, '\n')
-	}
-	c.queue = append(c.queue, b...)
+	c.queue = append(c.queue, b) // the payload is immutable once published
+	c.queueBytes += len(b) + 1
 	c.signal()
 	return true
 }
@@ -232,7 +249,7 @@ func (c *conn) deliverLocked(ev chat.Event) bool {
 }
 
 func (c *conn) bufferLocked(st *roomState, ev chat.Event) bool {
-	if len(c.queue)+len(ev.Payload)+c.pendingBytes > c.srv.limits.MaxQueueBytes {
+	if c.queueBytes+len(ev.Payload)+c.pendingBytes > c.srv.limits.MaxQueueBytes {
 		c.dropSlowLocked()
 		return false
 	}
@@ -335,8 +352,8 @@ func (c *conn) writeLoop() {
 		_ = c.ws.Close()
 		c.mu.Lock()
 		c.closing = true
-		putBuf(c.queue)
-		c.queue, c.rooms, c.pendingBytes = nil, nil, 0
+		putQueue(c.queue)
+		c.queue, c.queueBytes, c.rooms, c.pendingBytes = nil, 0, nil, 0
 		c.mu.Unlock()
 		close(c.done)
 	}()
@@ -354,8 +371,8 @@ func (c *conn) writeLoop() {
 		closing, code, text := c.closing, c.code, c.text
 		if closing && code == CloseSlowConsumer {
 			// It could not keep up: it resumes after reconnecting.
-			putBuf(c.queue)
-			c.queue = nil
+			putQueue(c.queue)
+			c.queue, c.queueBytes = nil, 0
 		}
 		c.mu.Unlock()
 		if err := c.flush(); err != nil {
@@ -379,19 +396,35 @@ func (c *conn) writeLoop() {
 // flush writes everything queued as one text frame.
 func (c *conn) flush() error {
 	c.mu.Lock()
-	buf := c.queue
-	c.queue = nil
+	q := c.queue
+	c.queue, c.queueBytes = nil, 0
 	c.mu.Unlock()
-	return c.write(buf)
+	return c.write(q)
 }
 
-func (c *conn) write(buf []byte) error {
-	if len(buf) == 0 {
+// write sends the objects of q as one text frame, separated by '\n'. The
+// copy into one buffer happens here, in this connection's writer, not in
+// the fan-out.
+func (c *conn) write(q [][]byte) error {
+	if len(q) == 0 {
 		return nil
 	}
+	var err error
 	_ = c.ws.SetWriteDeadline(time.Now().Add(writeWait))
-	err := c.ws.WriteMessage(websocket.TextMessage, buf)
-	putBuf(buf)
+	if len(q) == 1 {
+		err = c.ws.WriteMessage(websocket.TextMessage, q[0])
+	} else {
+		buf := getBuf()
+		for i, p := range q {
+			if i > 0 {
+				buf = append(buf, '\n')
+			}
+			buf = append(buf, p...)
+		}
+		err = c.ws.WriteMessage(websocket.TextMessage, buf)
+		putBuf(buf)
+	}
+	putQueue(q)
 	if err != nil {
 		c.log.Debug("write failed", zap.Error(err))
 	}
@@ -483,20 +516,14 @@ func (c *conn) catchUp(room string) error {
 			return nil
 		}
 		// Everything queued so far is older than this page: write it first.
-		buf := c.queue
-		c.queue = nil
-		if buf == nil {
-			buf = getBuf()
-		}
+		q := c.queue
+		c.queue, c.queueBytes = nil, 0
 		for i := range msgs {
 			m := &msgs[i]
 			if m.Seq <= st.last {
 				continue
 			}
-			if len(buf) > 0 {
-				buf = append(buf, '\n')
-			}
-			buf = append(buf, c.pageEntryLocked(st, m)...)
+			q = append(q, c.pageEntryLocked(st, m))
 			st.last = m.Seq
 		}
 		finished := false
@@ -515,7 +542,7 @@ func (c *conn) catchUp(room string) error {
 			tries++
 		}
 		c.mu.Unlock()
-		if err := c.write(buf); err != nil {
+		if err := c.write(q); err != nil {
 			return err
 		}
 		if finished {

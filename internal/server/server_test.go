@@ -38,17 +38,14 @@ func queued(t *testing.T, c *conn) []int64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var out []int64
-	if len(c.queue) == 0 {
-		return out
-	}
-	for _, line := range bytes.Split(c.queue, []byte("\n")) {
+	for _, line := range c.queue {
 		var v struct{ Seq int64 }
 		if err := json.Unmarshal(line, &v); err != nil {
 			t.Fatalf("queue holds %q: %v", c.queue, err)
 		}
 		out = append(out, v.Seq)
 	}
-	c.queue = nil
+	c.queue, c.queueBytes = nil, 0
 	return out
 }
 
@@ -111,8 +108,8 @@ func TestConnSlowConsumer(t *testing.T) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.closing || c.code != CloseSlowConsumer || len(c.queue) > 100 {
-		t.Fatalf("closing=%v code=%d queue=%d bytes", c.closing, c.code, len(c.queue))
+	if !c.closing || c.code != CloseSlowConsumer || c.queueBytes > 100 {
+		t.Fatalf("closing=%v code=%d queue=%d bytes", c.closing, c.code, c.queueBytes)
 	}
 }
 

@@ -1,0 +1,129 @@
+package server
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/linkwall/linkwall/bot"
+	"github.com/linkwall/linkwall/internal/chat"
+)
+
+// benchMessage is a typical message: a Chinese share text with three links.
+func benchMessage(b *testing.B) *chat.Message {
+	text := "【淘宝】好物分享 https://m.tb.cn/h.5Zq8Lmn 抖音 https://v.douyin.com/iRNBho6/ 京东 https://item.jd.com/100012043978.html"
+	res := bot.New(nil, nil).Decide(b.Context(), text, bot.Group, "group-ecommerce")
+	return &chat.Message{
+		ID: "0b5e3f7e-8a53-4d39-9d7c-0e7a1f1c2d3e", Room: "6f1f3c39-1d6e-4d8f-9d0c-3c0b8c1f0000", Seq: 42,
+		Sender: chat.Sender{ID: "c1a8381b-8b7a-40d6-a89b-74e0e2b5feac", Name: "alice"},
+		Text:   text, Links: res.Links, Era: "group-ecommerce", SentAt: time.Now().UTC(),
+	}
+}
+
+// BenchmarkEncodeMessage is the per-message encoding cost of a fan-out:
+// once for all recipients, plus the sender's copy.
+func BenchmarkEncodeMessage(b *testing.B) {
+	m := benchMessage(b)
+	b.ReportAllocs()
+	var n int
+	for b.Loop() {
+		p := encodeMessage(m)
+		n = len(withClientMsgID(p, "client-1"))
+	}
+	b.SetBytes(int64(n))
+}
+
+// BenchmarkFanout100 delivers one event to a 100-member room: the hub's
+// lookup, each connection's sequence check and the enqueue.
+func BenchmarkFanout100(b *testing.B) {
+	s := newTestServer(b, Limits{MaxQueueBytes: 1 << 30})
+	members := make([]string, 100)
+	conns := make([]*conn, 100)
+	for i := range members {
+		members[i] = fmt.Sprintf("user-%03d", i)
+		c := newConn(s, nil, chat.User{ID: members[i]})
+		c.start(nil, nil)
+		s.hub.add(c)
+		conns[i] = c
+	}
+	payload := encodeMessage(benchMessage(b))
+	b.ReportAllocs()
+	b.ResetTimer()
+	seq := int64(0)
+	for b.Loop() {
+		seq++
+		s.hub.Deliver(chat.Event{Room: "r", Seq: seq, Members: members, Payload: payload})
+		if seq%256 == 0 { // what the writers would do
+			for _, c := range conns {
+				c.mu.Lock()
+				putQueue(c.queue)
+				c.queue, c.queueBytes = nil, 0
+				c.mu.Unlock()
+			}
+		}
+	}
+	b.ReportMetric(float64(b.N*len(members))/b.Elapsed().Seconds(), "deliveries/s")
+}
+
+// BenchmarkCoalescedWriter pushes messages through one real connection's
+// queue and writer over loopback; the client reads and discards.
+func BenchmarkCoalescedWriter(b *testing.B) {
+	s := newTestServer(b, Limits{MaxQueueBytes: 64 << 20})
+	accepted := make(chan *conn, 1)
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := s.upgrader.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		c := newConn(s, ws, chat.User{ID: "u"})
+		c.start(nil, nil)
+		accepted <- c
+		c.writeLoop()
+	}))
+	defer ts.Close()
+	client, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(ts.URL, "http"), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer client.Close()
+	c := <-accepted
+	payload := encodeMessage(benchMessage(b))
+	done := make(chan int)
+	go func() {
+		objects := 0
+		for objects < b.N {
+			_, data, err := client.ReadMessage()
+			if err != nil {
+				break
+			}
+			objects += strings.Count(string(data), "\n") + 1
+		}
+		done <- objects
+	}()
+	b.SetBytes(int64(len(payload)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for {
+			c.mu.Lock()
+			full := c.queueBytes > 8<<20
+			if !full {
+				c.enqueueLocked(payload)
+			}
+			c.mu.Unlock()
+			if !full {
+				break
+			}
+			time.Sleep(10 * time.Microsecond) // let the writer catch up
+		}
+	}
+	if got := <-done; got != b.N {
+		b.Fatalf("client read %d objects, want %d", got, b.N)
+	}
+	c.closeWith(websocket.CloseNormalClosure, "")
+}

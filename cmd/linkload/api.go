@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -20,25 +21,68 @@ type api struct {
 	base   *url.URL // http://host:port
 	origin string   // Origin header for REST and WebSocket: the target itself
 	hc     *http.Client
+
+	// usersPerIP > 0 spreads session creation over loopback source
+	// addresses 127.77.x.y, that many users each: servers limit sessions
+	// per client IP (linkwall: a burst of 20, then 1/s), and a load of
+	// thousands of users would otherwise spend minutes signing up.
+	usersPerIP int
+	mu         sync.Mutex
+	bySource   map[int]*http.Client
 }
 
-func newAPI(target string) (*api, error) {
+func newTransport(local net.Addr) *http.Transport {
+	return &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 10 * time.Second, LocalAddr: local}).DialContext,
+		MaxIdleConns:        128,
+		MaxIdleConnsPerHost: 128,
+		IdleConnTimeout:     30 * time.Second,
+	}
+}
+
+// sessionClient returns the client that creates user i's session.
+func (a *api) sessionClient(i int) *http.Client {
+	if a.usersPerIP <= 0 {
+		return a.hc
+	}
+	k := i / a.usersPerIP
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if c, ok := a.bySource[k]; ok {
+		return c
+	}
+	ip := net.IPv4(127, 77, byte(k/250), byte(k%250+1))
+	c := &http.Client{Timeout: 30 * time.Second, Transport: newTransport(&net.TCPAddr{IP: ip})}
+	a.bySource[k] = c
+	return c
+}
+
+// closeIdle closes idle keep-alive connections, which would otherwise hold
+// up a server's graceful shutdown.
+func (a *api) closeIdle() {
+	a.hc.CloseIdleConnections()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, c := range a.bySource {
+		c.CloseIdleConnections()
+	}
+}
+
+func newAPI(target string, usersPerIP int) (*api, error) {
 	u, err := url.Parse(strings.TrimRight(target, "/"))
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("target %q: want http://host:port", target)
 	}
-	return &api{
-		base:   u,
-		origin: u.Scheme + "://" + u.Host,
-		hc: &http.Client{
-			Timeout: 30 * time.Second,
-			Transport: &http.Transport{
-				MaxIdleConns:        128,
-				MaxIdleConnsPerHost: 128,
-				IdleConnTimeout:     30 * time.Second,
-			},
-		},
-	}, nil
+	a := &api{
+		base:     u,
+		origin:   u.Scheme + "://" + u.Host,
+		hc:       &http.Client{Timeout: 30 * time.Second, Transport: newTransport(nil)},
+		bySource: map[int]*http.Client{},
+	}
+	if ip := net.ParseIP(u.Hostname()); ip != nil && ip.IsLoopback() && ip.To4() != nil {
+		a.usersPerIP = usersPerIP
+	}
+	return a, nil
 }
 
 type user struct {
@@ -64,6 +108,10 @@ func (e *apiError) Error() string {
 }
 
 func (a *api) do(ctx context.Context, method, path, token string, in, out any) error {
+	return a.doWith(ctx, a.hc, method, path, token, in, out)
+}
+
+func (a *api) doWith(ctx context.Context, hc *http.Client, method, path, token string, in, out any) error {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
@@ -83,7 +131,7 @@ func (a *api) do(ctx context.Context, method, path, token string, in, out any) e
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := a.hc.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", method, path, err)
 	}
@@ -108,12 +156,12 @@ func (a *api) do(ctx context.Context, method, path, token string, in, out any) e
 	return nil
 }
 
-func (a *api) createUser(ctx context.Context, name string) (user, error) {
+func (a *api) createUser(ctx context.Context, i int, name string) (user, error) {
 	var out struct {
 		Token string `json:"token"`
 		User  user   `json:"user"`
 	}
-	if err := a.do(ctx, http.MethodPost, "/api/v1/session", "", map[string]string{"name": name}, &out); err != nil {
+	if err := a.doWith(ctx, a.sessionClient(i), http.MethodPost, "/api/v1/session", "", map[string]string{"name": name}, &out); err != nil {
 		return user{}, err
 	}
 	if out.Token == "" || out.User.ID == "" {
@@ -132,7 +180,7 @@ func (a *api) createUsers(ctx context.Context, prefix string, n int) ([]user, er
 	for range min(n, 16) {
 		wg.Go(func() {
 			for i := range next {
-				u, err := a.createUser(ctx, fmt.Sprintf("%s-%d", prefix, i))
+				u, err := a.createUser(ctx, i, fmt.Sprintf("%s-%d", prefix, i))
 				if err != nil {
 					select {
 					case errs <- err:

@@ -117,7 +117,7 @@ func measure(ctx context.Context, o *options, c *child, stderr io.Writer) (*Repo
 	}
 	if o.idle > 0 {
 		fmt.Fprintf(stderr, "[linkload] %s: %d idle connections\n", c.name, o.idle)
-		m, err := runIdle(ctx, c.url, o.idle, o.idleUsers, o.settle, c.cmd.Process.Pid)
+		m, err := runIdle(ctx, c.url, o.idle, o.idleUsers, o.load.UsersPerIP, o.settle, c.cmd.Process.Pid)
 		if err != nil {
 			return rep, fmt.Errorf("%s idle: %w", c.name, err)
 		}

@@ -35,7 +35,10 @@ type loadConfig struct {
 	Duration time.Duration // send window (-d)
 	Count    int64         // stop after this many messages; 0 = no bound
 	Drain    time.Duration // how long to wait for the last deliveries
-	Progress io.Writer     // one line per second; nil for none
+	// UsersPerIP spreads session creation over loopback source addresses
+	// (see api.usersPerIP); 0 uses one address.
+	UsersPerIP int
+	Progress   io.Writer // one line per second; nil for none
 }
 
 func (c *loadConfig) check() error {
@@ -95,7 +98,7 @@ func newLoad(cfg loadConfig) (*load, error) {
 	if err := cfg.check(); err != nil {
 		return nil, err
 	}
-	a, err := newAPI(cfg.Target)
+	a, err := newAPI(cfg.Target, cfg.UsersPerIP)
 	if err != nil {
 		return nil, err
 	}
@@ -275,7 +278,7 @@ func (l *load) close() {
 	}
 	// Idle keep-alive connections would hold up the server's graceful
 	// shutdown (compare stops its children right after a load).
-	l.api.hc.CloseIdleConnections()
+	l.api.closeIdle()
 }
 
 // wsClient is one WebSocket connection of the load: one reader goroutine,

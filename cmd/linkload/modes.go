@@ -257,8 +257,8 @@ func (l *load) waitDrained(ctx context.Context, timeout time.Duration) bool {
 
 // runIdle opens n connections that only listen, spread over users, and
 // reports the server's memory per connection.
-func runIdle(ctx context.Context, target string, n, users int, settle time.Duration, pid int) (*MemReport, error) {
-	a, err := newAPI(target)
+func runIdle(ctx context.Context, target string, n, users, usersPerIP int, settle time.Duration, pid int) (*MemReport, error) {
+	a, err := newAPI(target, usersPerIP)
 	if err != nil {
 		return nil, err
 	}
@@ -321,7 +321,7 @@ func runIdle(ctx context.Context, target string, n, users int, settle time.Durat
 	wg.Wait()
 	connectTime := time.Since(start)
 	defer func() {
-		a.hc.CloseIdleConnections()
+		a.closeIdle()
 		msg := websocket.FormatCloseMessage(websocket.CloseNormalClosure, "idle done")
 		for _, c := range conns {
 			if c != nil {

@@ -10,7 +10,9 @@ package main
 // LINKWALL_REQUIRE_INTEGRATION=1 (CI).
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"net/http"
@@ -20,10 +22,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
+	"github.com/gorilla/websocket"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest"
 )
 
 var screenshots = flag.Bool("screenshots", false, "write screenshots of the page to docs/screenshots")
@@ -97,6 +104,7 @@ type user struct {
 	ctx     context.Context
 	browser context.Context
 	base    string
+	cookies []*network.Cookie // held while blockSocket keeps the socket off
 }
 
 func newUser(t *testing.T, browser context.Context, base, name string) *user {
@@ -416,18 +424,64 @@ func TestBrowser(t *testing.T) {
 		if got := eval[string](alice, `document.querySelector(".traffic-modal .pv").textContent`); got != "12,500,000" {
 			t.Errorf("traffic arithmetic = %q, want 12,500,000", got)
 		}
-		alice.shot("desktop-en-traffic")
 		alice.do(chromedp.KeyEvent(kb.Escape))
 
-		if *screenshots {
-			takeScreenshots(t, alice, bob, room)
-		}
 	})
+
+	t.Run("language", func(t *testing.T) {
+		alice.t, bob.t = t, t
+		// Alice is in the group; Bob opens it too. Switching the page to
+		// Chinese also switches LinkBot's language in the open room.
+		room := alice.roomID()
+		bob.openRoom(room)
+		alice.do(chromedp.Click(chromedp.CSS(".side-head .lang-btn")))
+		alice.waitFor("the Chinese page", `document.documentElement.lang === "zh-CN" && document.querySelector(".composer .send-btn").textContent === "发送"`)
+		bob.waitFor("LinkBot answering in Chinese", `document.querySelector(".conv-sub").textContent.includes("Chinese")`)
+		if got := eval[string](alice, `localStorage.getItem("linkwall.lang")`); got != "zh" {
+			t.Errorf("remembered language = %q, want zh", got)
+		}
+		alice.do(chromedp.Click(chromedp.CSS(".side-head .lang-btn")))
+		alice.waitFor("the English page", `document.documentElement.lang === "en" && document.querySelector(".composer .send-btn").textContent === "Send"`)
+		bob.waitFor("LinkBot answering in English", `document.querySelector(".conv-sub").textContent.includes("English")`)
+	})
+
+	t.Run("walkthrough", func(t *testing.T) {
+		alice.t, bob.t = t, t
+		before := alice.roomID()
+		last := eval[string](alice, `fetch("/api/v1/eras").then(r => r.json()).then(j => j.eras[j.eras.length - 1].id)`)
+		alice.do(chromedp.Click(chromedp.CSS(".side-actions .walkthrough-btn")))
+		alice.waitFor("the walkthrough group", fmt.Sprintf(`location.hash.startsWith("#/rooms/") && location.hash !== "#/rooms/%s" && document.querySelector(".conv-name").textContent.startsWith("Walkthrough")`, before))
+		// LinkBot steps through every era, posting the sample links each time.
+		alice.waitFor("every era's sample links", fmt.Sprintf(`document.querySelector(".era-bar").dataset.era === %q && document.querySelectorAll('.messages .msg-bot [data-platform="taobao"]').length >= 4 && document.querySelector(".messages").dataset.loaded === "true"`, last))
+		alice.shot("desktop-en-walkthrough")
+	})
+
+	if *screenshots {
+		t.Run("screenshots", func(t *testing.T) {
+			alice.t, bob.t = t, t
+			takeScreenshots(t, alice, bob, bobID)
+		})
+	}
 }
 
 // takeScreenshots renders the main views at desktop and phone width, in
-// English and Chinese.
-func takeScreenshots(t *testing.T, alice, bob *user, room string) {
+// English and Chinese, in a fresh group with a short conversation.
+func takeScreenshots(t *testing.T, alice, bob *user, bobID string) {
+	alice.do(
+		chromedp.Click(chromedp.CSS(".side-actions .new-group")),
+		chromedp.WaitVisible(chromedp.ID("group-name")),
+		chromedp.SetValue(chromedp.ID("group-name"), "Weekend deals 周末好物"),
+		chromedp.Click(chromedp.CSS(fmt.Sprintf(`input[name=member][value=%q]`, bobID))),
+		chromedp.Click(chromedp.CSS(".group-form button[type=submit]")),
+	)
+	alice.waitFor("the group", `location.hash.startsWith("#/rooms/") && document.querySelector(".conv-name").textContent.startsWith("Weekend")`)
+	room := alice.roomID()
+	alice.send("Found anything good this week? 这周有什么好物？")
+	bob.openRoom(room)
+	bob.send(linksText)
+	bob.send("Only the JD one shows a picture and a price.")
+	alice.send("Douyin is blocked in the group — send it to me one-to-one?")
+
 	for _, lang := range []string{"en", "zh"} {
 		for _, v := range []struct {
 			name string
@@ -447,8 +501,12 @@ func takeScreenshots(t *testing.T, alice, bob *user, room string) {
 			alice.do(chromedp.Click(chromedp.CSS(".conv-head .era-btn")), chromedp.WaitVisible(chromedp.CSS(".timeline")))
 			alice.shot(fmt.Sprintf("%s-%s-eras", v.name, lang))
 			alice.do(chromedp.KeyEvent(kb.Escape))
+			alice.do(chromedp.Click(chromedp.CSS(".conv-head .traffic-btn")), chromedp.WaitVisible(chromedp.CSS(".traffic-modal .pv")))
+			alice.shot(fmt.Sprintf("%s-%s-traffic", v.name, lang))
+			alice.do(chromedp.KeyEvent(kb.Escape))
 		}
 	}
+	alice.do(chromedp.EmulateViewport(1280, 800))
 	// The join screen, in both languages.
 	for _, lang := range []string{"en", "zh"} {
 		u := newUser(t, alice.browser, alice.base, "Carol")
@@ -459,5 +517,232 @@ func takeScreenshots(t *testing.T, alice, bob *user, room string) {
 			chromedp.WaitVisible(chromedp.ID("join-name")),
 		)
 		u.shot("desktop-" + lang + "-join")
+	}
+}
+
+// TestBrowserReconnect restarts the server under an open page: the page
+// shows the banner, keeps what was typed offline, reconnects by itself and
+// resumes every room with no gap and no duplicate.
+func TestBrowserReconnect(t *testing.T) {
+	requireChromium(t)
+	ctx, cancel := context.WithTimeout(context.Background(), browserTimeout)
+	defer cancel()
+	dir := t.TempDir()
+	m1 := runMain(t, ctx, "127.0.0.1:0", dir)
+	addr := m1.Addr()
+	base := "http://" + addr
+
+	browser := newBrowser(t, ctx)
+	alice := newUser(t, browser, base, "Alice")
+	alice.join()
+	aliceID := eval[string](alice, `fetch("/api/v1/me").then(r => r.json()).then(j => j.user.id)`)
+
+	carol := newWSUser(t, base, "Carol")
+	room := carol.group(t, "Night shift", aliceID)
+	carol.dial(t)
+	for i := 1; i <= 3; i++ {
+		carol.send(t, room, fmt.Sprintf("before %d", i))
+	}
+	alice.openRoom(room)
+	alice.waitFor("carol's messages", `document.querySelectorAll(".messages [data-seq]").length === 3`)
+
+	// The server goes away: the banner shows and a message typed now waits.
+	carol.close()
+	if err := m1.Close(); err != nil {
+		t.Fatalf("close server: %v", err)
+	}
+	alice.waitFor("the reconnecting banner", `!document.getElementById("banner").hidden && document.body.dataset.ws === "down"`)
+	alice.do(
+		chromedp.SetValue(chromedp.CSS(".composer-input"), "typed offline"),
+		chromedp.SendKeys(chromedp.CSS(".composer-input"), kb.Enter),
+	)
+	alice.waitFor("the pending bubble", `!!document.querySelector(".messages .msg.pending")`)
+
+	// Back on the same address and data: others talk while the page's
+	// socket is still held off, so the page must resume what it missed.
+	alice.blockSocket(true)
+	runMain(t, ctx, addr, dir)
+	carol.dial(t)
+	for i := 1; i <= 3; i++ {
+		carol.send(t, room, fmt.Sprintf("after %d", i))
+	}
+	time.Sleep(time.Second) // the page retries meanwhile, and fails
+	if got := eval[string](alice, `document.body.dataset.ws`); got != "down" {
+		t.Fatalf("the page reconnected while its socket was blocked (ws=%q)", got)
+	}
+	alice.blockSocket(false)
+	alice.waitFor("the page to reconnect", `document.getElementById("banner").hidden && document.body.dataset.ws === "up" && !document.querySelector(".messages .msg.pending")`)
+	alice.waitFor("every message", `document.querySelectorAll(".messages [data-seq]").length >= 7`)
+	carol.send(t, room, "live again")
+	alice.waitFor("the live message", `[...document.querySelectorAll(".messages [data-seq]")].some(e => e.textContent.includes("live again"))`)
+
+	seqs := eval[[]int](alice, `[...document.querySelectorAll(".messages [data-seq]")].map(e => +e.dataset.seq)`)
+	for i, s := range seqs {
+		if s != i+1 {
+			t.Fatalf("page shows seqs %v, want 1..%d in order, each once", seqs, len(seqs))
+		}
+	}
+	if len(seqs) != 8 {
+		t.Errorf("page shows %d messages, want 8 (3 before, 1 typed offline, 3 after, 1 live)", len(seqs))
+	}
+	texts := eval[[]string](alice, `[...document.querySelectorAll(".messages [data-seq] .msg-text")].map(e => e.textContent)`)
+	if n := strings.Count(strings.Join(texts, "\n"), "typed offline"); n != 1 {
+		t.Errorf("the message typed offline shows %d times, want once: %q", n, texts)
+	}
+}
+
+// blockSocket holds the page's WebSocket handshakes off (or lets them
+// through again) by taking its session cookie away, as an outage would:
+// the server refuses the upgrade and the page keeps retrying.
+func (u *user) blockSocket(block bool) {
+	u.t.Helper()
+	u.do(chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		if block {
+			res, err := cdp.Call(ctx, t, network.GetCookies, network.GetCookiesParams{URLs: []string{u.base + "/"}})
+			if err != nil {
+				return err
+			}
+			u.cookies = res.Cookies
+			for _, c := range res.Cookies {
+				if _, err := cdp.Call(ctx, t, network.DeleteCookies, network.DeleteCookiesParams{Name: c.Name, URL: u.base + "/"}); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		for _, c := range u.cookies {
+			httpOnly := c.HTTPOnly
+			if _, err := cdp.Call(ctx, t, network.SetCookie, network.SetCookieParams{
+				Name: c.Name, Value: c.Value, URL: u.base + "/", Path: c.Path, HTTPOnly: &httpOnly, SameSite: c.SameSite,
+			}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+}
+
+// runMain runs `linkwall serve` in-process on addr with data dir until the test ends.
+func runMain(t *testing.T, ctx context.Context, addr, dir string) *Main {
+	t.Helper()
+	m := NewMain()
+	m.Logger = zaptest.NewLogger(t, zaptest.Level(zapcore.ErrorLevel))
+	if err := m.ParseFlags(ctx, []string{"--addr", addr, "--data", dir, "--walkthrough-step", "0"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close() })
+	return m
+}
+
+// wsUser is a person using the API directly (REST and a WebSocket).
+type wsUser struct {
+	base, token string
+	conn        *websocket.Conn
+	frames      chan map[string]any
+}
+
+func newWSUser(t *testing.T, base, name string) *wsUser {
+	t.Helper()
+	var out struct{ Token string }
+	apiCall(t, base, "", http.MethodPost, "/api/v1/session", map[string]any{"name": name}, &out)
+	return &wsUser{base: base, token: out.Token}
+}
+
+func (u *wsUser) group(t *testing.T, name string, members ...string) string {
+	t.Helper()
+	var out struct{ Room struct{ ID string } }
+	apiCall(t, u.base, u.token, http.MethodPost, "/api/v1/rooms", map[string]any{"kind": "group", "name": name, "members": members}, &out)
+	return out.Room.ID
+}
+
+func (u *wsUser) dial(t *testing.T) {
+	t.Helper()
+	h := http.Header{"Authorization": {"Bearer " + u.token}, "Origin": {u.base}}
+	c, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(u.base, "http")+"/ws", h)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	u.conn = c
+	u.frames = make(chan map[string]any, 256)
+	go func(frames chan<- map[string]any) {
+		defer close(frames)
+		for {
+			_, data, err := c.ReadMessage()
+			if err != nil {
+				return
+			}
+			for _, line := range strings.Split(string(data), "\n") {
+				var f map[string]any
+				if json.Unmarshal([]byte(line), &f) == nil {
+					select {
+					case frames <- f:
+					default: // nobody reads the others' traffic; drop it
+					}
+				}
+			}
+		}
+	}(u.frames)
+}
+
+// send sends text and waits for the acknowledgement (the message is durable).
+func (u *wsUser) send(t *testing.T, room, text string) {
+	t.Helper()
+	id := fmt.Sprintf("go-%d", time.Now().UnixNano())
+	if err := u.conn.WriteJSON(map[string]any{"type": "send", "room": room, "text": text, "client_msg_id": id}); err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	timeout := time.After(waitTimeout)
+	for {
+		select {
+		case f, ok := <-u.frames:
+			if !ok {
+				t.Fatalf("connection closed before the acknowledgement of %q", text)
+			}
+			if f["type"] == "error" {
+				t.Fatalf("send %q: %v", text, f)
+			}
+			if f["type"] == "message" && f["client_msg_id"] == id {
+				return
+			}
+		case <-timeout:
+			t.Fatalf("no acknowledgement of %q", text)
+		}
+	}
+}
+
+func (u *wsUser) close() {
+	if u.conn != nil {
+		_ = u.conn.Close()
+	}
+}
+
+func apiCall(t *testing.T, base, token, method, path string, body, out any) {
+	t.Helper()
+	b, err := json.Marshal(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequest(method, base+path, bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Origin", base)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		t.Fatalf("%s %s: %s", method, path, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
 	}
 }

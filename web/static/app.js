@@ -405,7 +405,7 @@ function renderHeader() {
   if (!room || !head) return;
   clear(head);
   const sub = room.kind === "group"
-    ? `${t("group")} · ${t("members", { n: (room.members || []).length })}`
+    ? `${t("group")} · ${t((room.members || []).length === 1 ? "memberOne" : "members", { n: (room.members || []).length })}`
     : t("direct");
   head.append(
     h("button", { type: "button", class: "icon-btn back-btn", "aria-label": t("back"), onclick: () => { location.hash = "#/"; } }, icon("back")),
@@ -420,7 +420,7 @@ function renderHeader() {
   clear(bar);
   bar.dataset.era = room.era || "";
   bar.append(icon("clock", "tiny"), h("span", { class: "era-label", text: t("shownUnder", { name: eraName(room.era) }) }));
-  if (era) bar.append(h("span", { class: "era-date", text: era.from ? t("eraFrom", { date: era.from }) : t("eraAlways") }));
+  if (era && !era.hypothetical) bar.append(h("span", { class: "era-date", text: era.from ? t("eraFrom", { date: era.from }) : t("eraAlways") }));
   if (era && era.hypothetical) bar.append(h("span", { class: "tag tag-hypo", text: t("hypothetical") }));
   document.title = `${roomTitle(room)} · ${t("appName")}`;
 }

@@ -11,8 +11,9 @@ const AVATAR_COLOURS = 8;
 /** avatar is a square initial tile, coloured by a hash of the id. */
 export function avatar(id, name, bot) {
   if (bot) return h("div", { class: "avatar avatar-bot", "aria-hidden": "true" }, icon("bot"));
-  let hash = 0;
-  for (const ch of String(id)) hash = (hash * 31 + ch.codePointAt(0)) >>> 0;
+  // FNV-1a of the name: the same person keeps a colour across sessions.
+  let hash = 0x811c9dc5;
+  for (const ch of String(name || id)) hash = Math.imul(hash ^ ch.codePointAt(0), 0x01000193) >>> 0;
   const initial = Array.from((name || "?").trim())[0] || "?";
   return h("div", { class: `avatar c${hash % AVATAR_COLOURS}`, "aria-hidden": "true", text: initial.toUpperCase() });
 }

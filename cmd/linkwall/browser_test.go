@@ -261,7 +261,9 @@ func (u *user) shot(name string) {
 	if !*screenshots {
 		return
 	}
-	// Let fonts and layout settle; a screenshot mid-animation looks broken.
+	// A focus ring left by the test's own key presses is not part of the view;
+	// the composer keeps its focus style. Let layout and fonts settle.
+	u.do(chromedp.Evaluate[chromedp.Void](`document.activeElement && !document.activeElement.matches("textarea, input") && document.activeElement.blur()`))
 	time.Sleep(250 * time.Millisecond)
 	ctx, cancel := context.WithTimeout(u.ctx, 10*time.Second)
 	defer cancel()

@@ -12,6 +12,7 @@ import { messageElement, timeSeparator, avatar } from "./render.js";
 
 const SEPARATOR_GAP_MS = 5 * 60 * 1000; // a time separator after this much silence, as in WeChat
 const MAX_TEXT = 4000; // the composer stops here; the server enforces its own limit
+const REFUSED_BEFORE_PROBE = 3; // failed handshakes in a row before checking the session
 const RELOAD_DEBOUNCE_MS = 120; // era changes in quick succession (walkthrough) reload once
 const DEFAULT_MAU = 1.25e9; // the article's monthly active users
 const DEFAULT_SHARE = 1; // the article's share rate, in percent
@@ -249,6 +250,14 @@ async function startChat(user) {
       banner.textContent = t("reconnecting");
     },
     onAuthLost: () => showJoin(),
+    onRefused: (n) => {
+      // After a few refused handshakes, ask whether the session still exists
+      // (it ends when the user logs out in another tab).
+      if (n < REFUSED_BEFORE_PROBE) return;
+      api.me().catch((err) => {
+        if (err instanceof APIError && err.status === 401) showJoin();
+      });
+    },
   });
   S.socket.start();
   for (const id of S.rooms.keys()) loadRoom(id);
@@ -317,7 +326,7 @@ function renderRoomList() {
     let preview = "";
     if (last) {
       const who = last.sender && last.sender.id === S.me.id ? t("you") : last.sender ? last.sender.name : "";
-      preview = last.system || room.kind === "direct" && !last.sender?.bot ? last.text : `${who}: ${last.text}`;
+      preview = last.system || (room.kind === "direct" && !last.sender?.bot) ? last.text : `${who}: ${last.text}`;
     }
     const title = roomTitle(room);
     list.appendChild(h("li", null,

@@ -12,8 +12,9 @@ const AUTH_CLOSE_CODES = new Set([4401, 4403, 1008]);
 
 export class Socket {
   /**
-   * handlers: onFrame(obj), onOpen(), onDown() (connection lost, retrying),
-   * onAuthLost() (the session is no longer valid).
+   * handlers: onFrame(obj), onDown() (connection lost, retrying),
+   * onAuthLost() (the session is no longer valid), onRefused(n) (the n-th
+   * handshake in a row failed: the browser cannot tell a 401 from an outage).
    */
   constructor(handlers) {
     this.h = handlers;
@@ -24,6 +25,7 @@ export class Socket {
     this.lastHeard = 0;
     this.stopped = false;
     this.up = false;
+    this.refused = 0; // handshakes in a row that failed before "open"
   }
 
   start() {
@@ -50,7 +52,10 @@ export class Socket {
       return;
     }
     this.ws = ws;
+    let opened = false;
     ws.addEventListener("open", () => {
+      opened = true;
+      this.refused = 0;
       this.up = true;
       this.lastHeard = Date.now();
       clearInterval(this.heartbeat);
@@ -82,6 +87,7 @@ export class Socket {
         return;
       }
       this.h.onDown();
+      if (!opened && this.h.onRefused) this.h.onRefused(++this.refused);
       this.retry();
     });
   }

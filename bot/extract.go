@@ -167,13 +167,63 @@ func (s *scan) span(text string, a, b int) {
 		if h < 0 {
 			return
 		}
-		loc := s.x.schemed.FindStringIndex(sp[h:])
-		if loc == nil {
+		start, end, ok := s.x.find(s.x.schemed, sp[h:])
+		if !ok {
 			return
 		}
-		s.schemedLink(sp[h+loc[0] : h+loc[1]])
-		pos = h + loc[1]
+		s.schemedLink(sp[h+start : h+end])
+		pos = h + end
 	}
+}
+
+// find returns where re matches in s, like re.FindStringIndex. Most links
+// consist only of characters that xurls accepts anywhere in a URL; then
+// the match runs from the start to the last character that may end a URL,
+// and the regular expression (most of the cost of extraction) is skipped.
+// FuzzExtract checks that both ways agree.
+func (x *Extractor) find(re *regexp.Regexp, s string) (start, end int, ok bool) {
+	if end, plain := plainExtent(s); plain {
+		if re == x.schemed && end <= strings.Index(s, "://")+3 {
+			return 0, 0, false
+		}
+		return 0, end, true
+	}
+	loc := re.FindStringIndex(s)
+	if loc == nil {
+		return 0, 0, false
+	}
+	return loc[0], loc[1], true
+}
+
+// URL characters (ASCII) as xurls classifies them: midChars may appear
+// anywhere in a URL, endChars may also end one.
+const (
+	midChars = `/?#\` + `abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~` + `%` + `!$&'*+,;=` + `:@`
+	endChars = `/#` + `abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_~` + `%` + `$&+=`
+)
+
+var midSet, endSet = charSet(midChars), charSet(endChars)
+
+func charSet(chars string) (set [256]bool) {
+	for i := 0; i < len(chars); i++ {
+		set[chars[i]] = true
+	}
+	return set
+}
+
+// plainExtent reports whether s holds only midChars, at least one of them
+// an endChar, and if so the end of its last endChar.
+func plainExtent(s string) (end int, ok bool) {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !midSet[c] {
+			return 0, false
+		}
+		if endSet[c] {
+			end = i + 1
+		}
+	}
+	return end, end > 0
 }
 
 // indexScheme returns the index of the next "http://" or "https://" (any
@@ -295,12 +345,12 @@ func (s *scan) bareLinks(sp string, a, b int) {
 			continue
 		}
 		// xurls decides where the link ends (path, query, trailing punctuation).
-		loc := s.x.bare.FindStringIndex(sp[i:b])
-		if loc == nil || loc[0] != 0 || loc[1] < len(host) {
+		start, end, ok := s.x.find(s.x.bare, sp[i:b])
+		if !ok || start != 0 || end < len(host) {
 			i = j
 			continue
 		}
-		u := sp[i : i+loc[1]]
+		u := sp[i : i+end]
 		if strings.HasPrefix(u[len(host):], ":") {
 			// host:port — keep only a valid port.
 			if _, ok := validHost(u[:len(host)+strings.IndexAny(u[len(host):]+"/", "/?#")]); !ok {
@@ -309,7 +359,7 @@ func (s *scan) bareLinks(sp string, a, b int) {
 			}
 		}
 		s.add(Found{URL: "https://" + lower + u[len(host):], Kind: KindURL, Host: lower, Platform: pl})
-		i += loc[1]
+		i += end
 	}
 }
 

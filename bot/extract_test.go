@@ -6,6 +6,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -143,6 +144,17 @@ func FuzzExtract(f *testing.F) {
 		found, truncated := x.Extract(p, text)
 		if len(found) > MaxLinks || (truncated && len(found) != MaxLinks) {
 			t.Fatalf("%d links, truncated %v", len(found), truncated)
+		}
+		// The fast path of find must agree with xurls' expressions.
+		for _, tc := range []struct {
+			re *regexp.Regexp
+			s  string
+		}{{x.bare, text}, {x.schemed, "http://" + text}} {
+			start, end, ok := x.find(tc.re, tc.s)
+			loc := tc.re.FindStringIndex(tc.s)
+			if ok != (loc != nil) || (ok && (start != loc[0] || end != loc[1])) {
+				t.Errorf("find(%q) = %d, %d, %v; xurls: %v", tc.s, start, end, ok, loc)
+			}
 		}
 		lower := strings.ToLower(text)
 		seen := map[string]bool{}

@@ -9,6 +9,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -833,5 +835,46 @@ func TestRateLimit(t *testing.T) {
 	}
 	if code := a.closeCode(); code != server.CloseRateLimited {
 		t.Fatalf("flood closed with %d, want %d", code, server.CloseRateLimited)
+	}
+}
+
+func TestPolicyReload(t *testing.T) {
+	orig, err := os.ReadFile("../../bot/policy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "policy.yaml")
+	if err := os.WriteFile(path, orig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := newTestServer(t, t.TempDir(), "--policy", path)
+	eraName := func() string {
+		var r struct{ Eras []bot.Era }
+		s.do("", "GET", "/api/v1/eras", nil, http.StatusOK, &r)
+		return r.Eras[0].Name
+	}
+	name := eraName()
+	if name == "" || !bytes.Contains(orig, []byte(name)) {
+		t.Fatalf("first era name %q not found in the policy file", name)
+	}
+	// An invalid file keeps the policy in force…
+	if err := os.WriteFile(path, append(bytes.Clone(orig), "\neras: [\n"...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2*policyPoll + 500*time.Millisecond)
+	if got := eraName(); got != name {
+		t.Fatalf("invalid policy replaced the old one: %q", got)
+	}
+	// …a valid one replaces it.
+	renamed := bytes.Replace(orig, []byte(name), []byte(name+" (reloaded)"), 1)
+	if err := os.WriteFile(path, renamed, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(waitFor)
+	for eraName() != name+" (reloaded)" {
+		if time.Now().After(deadline) {
+			t.Fatal("the changed policy file was not reloaded")
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }

@@ -111,7 +111,7 @@ func BenchmarkCoalescedWriter(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		for {
 			c.mu.Lock()
-			full := c.queueBytes > 8<<20
+			full := c.queueBytes > DefaultMaxQueueBytes/2
 			if !full {
 				c.enqueueLocked(payload)
 			}

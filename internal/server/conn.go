@@ -28,10 +28,10 @@ const (
 	// connection gives up on it (the store must have every seq below a
 	// delivered one, so this only trips on a broken store).
 	maxGapTries = 5
-	// maxPooledBuf keeps pooled queue buffers small; larger ones are left
-	// to the garbage collector so idle connections hold nothing.
-	maxPooledBuf   = 2 << 20 // a full queue (1 MiB) plus slack
-	maxPooledQueue = 1024
+	// maxPooledBuf and maxPooledQueue bound what the pools keep: about one
+	// full queue. The pools are shared, so idle connections hold nothing.
+	maxPooledBuf   = 2 << 20
+	maxPooledQueue = 4096
 	// maxEarlyEvents bounds the events kept while a new connection's hello
 	// is prepared (one store read).
 	maxEarlyEvents = 10_000
@@ -73,7 +73,7 @@ type conn struct {
 	ws     *websocket.Conn
 	user   chat.User
 	log    *zap.Logger
-	ctx    context.Context // canceled when the connection ends
+	ctx    context.Context // canceled when the reader has ended (its last message is finished)
 	cancel context.CancelFunc
 
 	wake chan struct{} // capacity 1: the writer has something to do
@@ -347,7 +347,6 @@ func (c *conn) writeLoop() {
 	defer func() {
 		ticker.Stop()
 		timer.Stop()
-		c.cancel()
 		c.srv.hub.remove(c)
 		_ = c.ws.Close()
 		c.mu.Lock()

@@ -329,9 +329,6 @@ func (s *Server) walkthrough(ctx context.Context, room chat.Room) error {
 		if e.From != "" {
 			line += pick(zh, " (from "+e.From+")", "（自 "+e.From+" 起）")
 		}
-		if e.Hypothetical {
-			line += pick(zh, " (hypothetical)", "（假设）")
-		}
 		if sum := eraSummary(e, zh); sum != "" {
 			line += pick(zh, ": ", "：") + sum
 		}

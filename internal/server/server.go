@@ -319,6 +319,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		c.writeLoop()
 	}()
 	c.readLoop()
+	c.cancel() // after the reader's last message: sends in flight complete
 	<-c.done
 }
 

@@ -47,3 +47,27 @@ func BenchmarkBotDecide(b *testing.B) {
 		bot.Decide(ctx, benchMessage, Group, "group-ecommerce")
 	}
 }
+
+// benchMessages are other shapes of 200-byte messages: plain chat without
+// links (the most common), and links that need xurls' regular expression
+// (parentheses, a scheme-less registry domain with trailing punctuation).
+var benchMessages = map[string]string{
+	"no-links": "今天下午三点在会议室开会，请大家准时参加。会议主要讨论下个季度的产品计划和市场推广方案。如果有问题请提前联系我，谢谢大家的配合！收到请回复",
+	"regexp":   "这个好看(https://example.com/a_(b))，还有淘宝taobao.com/item/65x.！京东https://item.jd.com/100012043978.html，快来看看吧，今天下午三点之前下单有优惠，亲们别错过啦，好",
+}
+
+func BenchmarkExtractShapes(b *testing.B) {
+	p, x := DefaultPolicy(), NewExtractor()
+	for name, msg := range benchMessages {
+		b.Run(name, func(b *testing.B) {
+			if len(msg) < 190 || len(msg) > 210 {
+				b.Fatalf("message is %d bytes, want about 200", len(msg))
+			}
+			b.SetBytes(int64(len(msg)))
+			b.ReportAllocs()
+			for b.Loop() {
+				x.Extract(p, msg)
+			}
+		})
+	}
+}

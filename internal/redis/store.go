@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	neturl "net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -71,17 +72,22 @@ func WithMaxMessages(n int) Option {
 
 // Open connects to the Redis at url (redis://[user:pass@]HOST:PORT/DB,
 // rediss:// for TLS; go-redis URL parameters such as dial_timeout are
-// honoured) and checks that it answers.
+// honoured, and key_prefix=P sets the key prefix like WithPrefix) and
+// checks that it answers.
 func Open(ctx context.Context, url string, logger *zap.Logger, options ...Option) (*Store, error) {
 	if logger == nil {
 		logger = zap.NewNop()
+	}
+	url, prefix, err := cutPrefixParam(url)
+	if err != nil {
+		return nil, fmt.Errorf("redis: parse url: %w", err)
 	}
 	opts, err := goredis.ParseURL(url)
 	if err != nil {
 		return nil, fmt.Errorf("redis: parse url: %w", err)
 	}
 	setDefaults(opts)
-	s := &Store{opts: opts, log: logger, prefix: DefaultPrefix, max: DefaultMaxMessages}
+	s := &Store{opts: opts, log: logger, prefix: prefix, max: DefaultMaxMessages}
 	for _, o := range options {
 		o(s)
 	}
@@ -93,6 +99,27 @@ func Open(ctx context.Context, url string, logger *zap.Logger, options ...Option
 	logger.Info("redis store open", zap.String("addr", opts.Addr), zap.Int("db", opts.DB),
 		zap.String("prefix", s.prefix), zap.Int64("max_messages", s.max))
 	return s, nil
+}
+
+// prefixParam is the URL parameter that sets the key prefix; go-redis
+// refuses parameters it does not know, so Open takes it out first.
+const prefixParam = "key_prefix"
+
+// cutPrefixParam returns rawURL without its key_prefix parameter, and the
+// prefix (DefaultPrefix when absent).
+func cutPrefixParam(rawURL string) (string, string, error) {
+	u, err := neturl.Parse(rawURL)
+	if err != nil {
+		return "", "", err
+	}
+	q := u.Query()
+	if !q.Has(prefixParam) {
+		return rawURL, DefaultPrefix, nil
+	}
+	prefix := q.Get(prefixParam)
+	q.Del(prefixParam)
+	u.RawQuery = q.Encode()
+	return u.String(), prefix, nil
 }
 
 // setDefaults fills in what the URL did not set.

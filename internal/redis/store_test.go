@@ -3,6 +3,8 @@ package redis
 import (
 	"context"
 	"fmt"
+	neturl "net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -36,6 +38,27 @@ func TestOpenBadURL(t *testing.T) {
 			s.Close()
 			t.Errorf("Open(%q) succeeded", url)
 		}
+	}
+}
+
+func TestPrefixFromURL(t *testing.T) {
+	url := redistest.URL(t)
+	prefix := redistest.Prefix(t, url)
+	sep := "?"
+	if strings.Contains(url, "?") {
+		sep = "&"
+	}
+	s, err := Open(context.Background(), url+sep+"key_prefix="+neturl.QueryEscape(prefix)+"&dial_timeout=2s", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.prefix != prefix || s.opts.DialTimeout != 2*time.Second {
+		t.Errorf("prefix %q, dial timeout %v; want %q, 2s", s.prefix, s.opts.DialTimeout, prefix)
+	}
+	chattest.NewUser(t, s, "alice", 0)
+	if n, err := s.client.Exists(context.Background(), prefix+"users").Result(); err != nil || n != 1 {
+		t.Errorf("no %susers key after CreateUser: %d, %v", prefix, n, err)
 	}
 }
 

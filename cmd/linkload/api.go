@@ -6,11 +6,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -23,10 +25,11 @@ type api struct {
 	hc     *http.Client
 
 	// usersPerIP > 0 spreads session creation over loopback source
-	// addresses 127.77.x.y, that many users each: servers limit sessions
+	// addresses 127.1xx.y.z, that many users each: servers limit sessions
 	// per client IP (linkwall: a burst of 20, then 1/s), and a load of
 	// thousands of users would otherwise spend minutes signing up.
 	usersPerIP int
+	sourceBase int // first source address index of this api
 	mu         sync.Mutex
 	bySource   map[int]*http.Client
 }
@@ -40,18 +43,28 @@ func newTransport(local net.Addr) *http.Transport {
 	}
 }
 
+// sourceBlock is how many source addresses one api may use: 16,000 users.
+const sourceBlock = 1000
+
+// nextSource hands each api its own block of source addresses, starting
+// at a random one so that consecutive runs against one server do not reuse
+// addresses whose session burst is spent.
+var nextSource atomic.Int64
+
+func init() { nextSource.Store(mrand.Int64N(5000) * sourceBlock) }
+
 // sessionClient returns the client that creates user i's session.
 func (a *api) sessionClient(i int) *http.Client {
 	if a.usersPerIP <= 0 {
 		return a.hc
 	}
-	k := i / a.usersPerIP
+	k := a.sourceBase + i/a.usersPerIP
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if c, ok := a.bySource[k]; ok {
 		return c
 	}
-	ip := net.IPv4(127, 77, byte(k/250), byte(k%250+1))
+	ip := net.IPv4(127, byte(100+k/(250*250)%100), byte(k/250%250+1), byte(k%250+1))
 	c := &http.Client{Timeout: 30 * time.Second, Transport: newTransport(&net.TCPAddr{IP: ip})}
 	a.bySource[k] = c
 	return c
@@ -81,6 +94,7 @@ func newAPI(target string, usersPerIP int) (*api, error) {
 	}
 	if ip := net.ParseIP(u.Hostname()); ip != nil && ip.IsLoopback() && ip.To4() != nil {
 		a.usersPerIP = usersPerIP
+		a.sourceBase = int(nextSource.Add(sourceBlock) - sourceBlock)
 	}
 	return a, nil
 }

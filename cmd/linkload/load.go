@@ -160,6 +160,7 @@ func (l *load) setup(ctx context.Context) error {
 			}
 		}
 	}
+	l.api.closeIdle() // the sign-up connections are not part of the measurement
 	l.memBefore, _ = l.api.scrapeMetrics(ctx)
 	if err := l.connect(ctx); err != nil {
 		return err

@@ -100,7 +100,7 @@ func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *options) {
 	fs.Float64Var(&o.load.Rate, "rate", 200, "messages per second, all senders together (M)")
 	fs.DurationVar(&o.load.Duration, "d", 10*time.Second, "send for this long")
 	fs.Int64Var(&o.load.Count, "n", 0, "send at most this many messages (0 = no bound)")
-	fs.IntVar(&o.load.UsersPerIP, "users-per-ip", 16, "create at most this many sessions per loopback source address 127.77.x.y (servers limit sessions per IP; 0 = one address)")
+	fs.IntVar(&o.load.UsersPerIP, "users-per-ip", 16, "create at most this many sessions per loopback source address 127.1xx.y.z (servers limit sessions per IP; 0 = one address)")
 	fs.DurationVar(&o.load.Drain, "drain", 5*time.Second, "wait this long for deliveries after sending")
 	fs.BoolVar(&o.max, "max", false, "ramp the rate to the peak, then run at half of it for -d")
 	fs.Float64Var(&o.mc.Start, "max-start", 100, "first rate of the ramp, msgs/s")

@@ -270,6 +270,8 @@ func runIdle(ctx context.Context, target string, n, users, usersPerIP int, settl
 	if err != nil {
 		return nil, fmt.Errorf("create users: %w", err)
 	}
+	a.closeIdle() // the sign-up connections are not part of the measurement
+	time.Sleep(settle)
 	before := sampleMem(ctx, a, pid)
 	d := &websocket.Dialer{HandshakeTimeout: 30 * time.Second, ReadBufferSize: 512, WriteBufferSize: 512}
 	conns := make([]*websocket.Conn, n)

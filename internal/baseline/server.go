@@ -265,8 +265,12 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		conn.Close()
 		return
 	}
+	// Both pumps run in their own goroutines and the handler returns, as in
+	// the gorilla example: net/http then drops its per-connection state
+	// (request, 4 KB bufio reader and writer), which matters at 10k idle
+	// connections.
 	go c.writePump()
-	c.readPump()
+	go c.readPump()
 }
 
 // Wire types of the frames the baseline reads and writes.

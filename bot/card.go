@@ -118,7 +118,7 @@ func (b *Bot) attachCard(ctx context.Context, p *Policy, l *Link) {
 	if !ok {
 		// A rule gave a card to a site outside the registry: there is no
 		// provider to ask.
-		degrade(l, errors.New("no card provider for this site"))
+		degrade(l, errNoProvider)
 		return
 	}
 	pl := p.platforms[i]
@@ -140,9 +140,30 @@ func (b *Bot) attachCard(ctx context.Context, p *Policy, l *Link) {
 	}
 }
 
+// degrade turns a card link into a hyperlink whose reason says why. The
+// reason names the kind of failure only: the error itself may hold
+// resolved internal addresses, which chat members must not learn.
 func degrade(l *Link, err error) {
+	why, whyZh := "the page gave no preview", "页面没有提供预览"
+	switch {
+	case errors.Is(err, errNoOpenGraph):
+		why, whyZh = "no OpenGraph fetcher is configured", "未配置OpenGraph抓取"
+	case errors.Is(err, errNoProvider):
+		why, whyZh = "no card provider serves this site", "没有为该网站提供卡片的服务"
+	case errors.Is(err, errRefused):
+		why, whyZh = "the site's address is not public", "该网站的地址不是公网地址"
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled), isTimeout(err):
+		why, whyZh = "the site did not answer in time", "该网站未及时响应"
+	}
 	l.Outcome = Hyperlink
 	l.Card = nil
-	l.Reason += " The preview could not be loaded (" + err.Error() + "), so the link is shown as a plain hyperlink."
-	l.ReasonZh += "预览无法加载，因此显示为普通链接。"
+	l.Reason += " The preview could not be loaded (" + why + "), so the link is shown as a plain hyperlink."
+	l.ReasonZh += "预览无法加载（" + whyZh + "），因此显示为普通链接。"
 }
+
+func isTimeout(err error) bool {
+	var t interface{ Timeout() bool }
+	return errors.As(err, &t) && t.Timeout()
+}
+
+var errNoProvider = errors.New("no card provider for this site")

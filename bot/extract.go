@@ -351,9 +351,13 @@ func (s *scan) bareLinks(sp string, a, b int) {
 			continue
 		}
 		u := sp[i : i+end]
-		if strings.HasPrefix(u[len(host):], ":") {
+		if rest := u[len(host):]; strings.HasPrefix(rest, ":") {
 			// host:port — keep only a valid port.
-			if _, ok := validHost(u[:len(host)+strings.IndexAny(u[len(host):]+"/", "/?#")]); !ok {
+			portEnd := strings.IndexAny(rest, "/?#")
+			if portEnd < 0 {
+				portEnd = len(rest)
+			}
+			if _, ok := validHost(u[:len(host)+portEnd]); !ok {
 				i = j
 				continue
 			}

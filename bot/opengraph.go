@@ -66,7 +66,7 @@ func NewOpenGraphFetcher() *OpenGraphFetcher {
 		Control: func(_, address string, _ syscall.RawConn) error {
 			ap, err := netip.ParseAddrPort(address)
 			if err != nil {
-				return fmt.Errorf("refusing to connect to %q: %w", address, err)
+				return fmt.Errorf("%w to %q: %v", errRefused, address, err)
 			}
 			return checkAddr(ap.Addr(), f.allowLoopback)
 		},
@@ -108,7 +108,7 @@ func (f *OpenGraphFetcher) dial(ctx context.Context, network, addr string) (net.
 	if ip, err := netip.ParseAddr(host); err == nil {
 		ips = []netip.Addr{ip}
 	} else if numericHost(host) {
-		return nil, fmt.Errorf("refusing to connect to %q: not a canonical IP address", host)
+		return nil, fmt.Errorf("%w to %q: not a canonical IP address", errRefused, host)
 	} else if ips, err = f.lookup(ctx, host); err != nil {
 		return nil, fmt.Errorf("resolve %s: %w", host, err)
 	}

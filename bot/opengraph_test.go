@@ -261,11 +261,24 @@ eras:`, 1)
 	if l := res.Links[0]; l.Outcome != CardView || l.Card == nil || l.Card.Title != "Acme Rocket Skates" {
 		t.Errorf("acme link: %+v", l)
 	}
-	if l := res.Links[1]; l.Outcome != Hyperlink || l.Card != nil || !strings.Contains(l.Reason, "preview could not be loaded") || !strings.Contains(l.ReasonZh, "预览无法加载") {
+	if l := res.Links[1]; l.Outcome != Hyperlink || l.Card != nil || !strings.Contains(l.Reason, "preview could not be loaded (the site's address is not public)") ||
+		!strings.Contains(l.ReasonZh, "预览无法加载") || strings.Contains(l.Reason, "10.9.9.9") {
 		t.Errorf("unreachable link: %+v", l)
 	}
 	if l := res.Links[2]; l.Outcome != CardView || l.Card == nil || l.Card.Price != "¥5999.00" {
 		t.Errorf("jd link: %+v", l)
+	}
+
+	// A site that does not answer before the message's deadline.
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }))
+	defer slow.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	slowURL := strings.Replace(slow.URL, "127.0.0.1", "slow.acme.example", 1) + "/p"
+	f.lookup = func(context.Context, string) ([]netip.Addr, error) { return []netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil }
+	res = New(p, nil, WithOpenGraph(f)).Decide(ctx, "看 "+slowURL, Group, "walled")
+	if l := res.Links[0]; l.Outcome != Hyperlink || !strings.Contains(l.Reason, "did not answer in time") {
+		t.Errorf("slow site: %+v", l)
 	}
 
 	// Without a fetcher, the OpenGraph links degrade too.

@@ -62,7 +62,6 @@ const (
 // by era, chat kind and platform, so deciding a link is a lookup.
 type Policy struct {
 	name       string
-	version    int
 	platforms  []Platform
 	providers  []string       // card provider per platform index
 	platformIx map[string]int // platform id → index
@@ -323,8 +322,14 @@ func (l *loader) strs(m map[string]*yaml.Node, key, what string) []string {
 	if !ok {
 		return nil
 	}
-	var out []string
-	for _, it := range l.list(v, what+": "+key) {
+	items := l.list(v, what+": "+key)
+	if len(items) == 0 {
+		// An empty condition would silently match everything.
+		l.errf(v, "%s: %s is empty", what, key)
+		return nil
+	}
+	out := make([]string, 0, len(items))
+	for _, it := range items {
 		it = deref(it)
 		if it.Kind != yaml.ScalarNode || it.Tag == "!!null" {
 			l.errf(it, "%s: %s entries must be strings", what, key)
@@ -386,7 +391,6 @@ func (l *loader) load(root *yaml.Node) {
 		if n, err := strconv.Atoi(v.Value); err != nil || n != 1 {
 			l.errf(v, "policy: unsupported version %q (want 1)", v.Value)
 		}
-		l.p.version = 1
 	}
 	if n, ok := top["blocked_notice"]; ok {
 		m := l.fields(n, "blocked_notice", "en", "zh")

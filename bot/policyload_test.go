@@ -52,6 +52,8 @@ func TestLoadPolicyErrors(t *testing.T) {
 		{"undecided links", "  - id: other-site\n    match: {known: false}", "  - id: other-site\n    match: {known: false, chat: [direct]}",
 			"rules:\n", "no rule decides this site links in group chats of era walled"},
 		{"missing Chinese notice", `  zh: "如需浏览，请长按网址复制后使用浏览器访问"` + "\n", "", "  en: ", "missing zh"},
+		{"empty condition", "match: {owner: [alibaba, bytedance]}\n    outcome: blocked", "match: {owner: []}\n    outcome: blocked",
+			"match: {owner: []}", "owner is empty"},
 		{"yaml syntax", "  - id: tmall\n", "  - id: tmall\n  bad\n", "  bad", ""},
 		{"second token platform", "    owner: alibaba\n    category: ecommerce\n    api: false\n    domains: [tmall.com]",
 			"    owner: alibaba\n    category: ecommerce\n    api: false\n    tokens: true\n    domains: [tmall.com]", "tokens: true\n    domains: [tmall.com]", "share tokens already belong"},

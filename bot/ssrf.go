@@ -1,6 +1,7 @@
 package bot
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -30,6 +31,9 @@ var blockedPrefixes = [...]netip.Prefix{
 	netip.MustParsePrefix("3fff::/20"),       // documentation
 	netip.MustParsePrefix("5f00::/16"),       // segment routing SIDs
 }
+
+// errRefused marks a connection refused because its address is not public.
+var errRefused = errors.New("refusing to connect")
 
 // globalUnicast6 is the only IPv6 range in use on the public internet.
 var globalUnicast6 = netip.MustParsePrefix("2000::/3")
@@ -70,7 +74,7 @@ func checkAddr(ip netip.Addr, allowLoopback bool) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("refusing to connect to %s (%s address)", ip, kind)
+	return fmt.Errorf("%w to %s (%s address)", errRefused, ip, kind)
 }
 
 // numericHost reports whether host would be read as an IPv4 address by

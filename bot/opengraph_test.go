@@ -275,7 +275,9 @@ eras:`, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	slowURL := strings.Replace(slow.URL, "127.0.0.1", "slow.acme.example", 1) + "/p"
-	f.lookup = func(context.Context, string) ([]netip.Addr, error) { return []netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil }
+	f.lookup = func(context.Context, string) ([]netip.Addr, error) {
+		return []netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil
+	}
 	res = New(p, nil, WithOpenGraph(f)).Decide(ctx, "看 "+slowURL, Group, "walled")
 	if l := res.Links[0]; l.Outcome != Hyperlink || !strings.Contains(l.Reason, "did not answer in time") {
 		t.Errorf("slow site: %+v", l)

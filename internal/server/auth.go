@@ -129,6 +129,8 @@ func (s *Server) deleteSession(w http.ResponseWriter, r *http.Request, u chat.Us
 			return
 		}
 	}
+	// A session is a user here, so the user's sockets end with it.
+	s.hub.closeUser(u.ID, CloseUnauthorized, "signed out")
 	http.SetCookie(w, &http.Cookie{
 		Name: sessionCookie, Value: "", Path: "/", MaxAge: -1,
 		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil,

@@ -82,7 +82,7 @@ type conn struct {
 	mu           sync.Mutex
 	queue        [][]byte // encoded objects, shared with other connections; written as one frame
 	queueBytes   int      // bytes in queue, counted against the bound
-	pendingBytes int      // bytes held in roomState.pending, counted against the bound
+	pendingBytes int      // bytes held in roomState.pending, bounded separately
 	closing      bool
 	code         int
 	text         string
@@ -176,7 +176,7 @@ func (c *conn) enqueueLocked(b []byte) bool {
 	if c.closing {
 		return false
 	}
-	if c.queueBytes+len(b)+1+c.pendingBytes > c.srv.limits.MaxQueueBytes {
+	if c.queueBytes+len(b)+1 > c.srv.limits.MaxQueueBytes {
 		c.dropSlowLocked()
 		return false
 	}
@@ -226,7 +226,7 @@ func (c *conn) deliverLocked(ev chat.Event) bool {
 		c.rooms[ev.Room] = &roomState{last: ev.Seq, base: ev.Seq}
 		return c.enqueueLocked(ev.Payload)
 	case st.held || st.resuming:
-		return c.bufferLocked(st, ev)
+		return c.bufferLocked(ev.Room, st, ev)
 	case ev.Seq <= st.last:
 		if ev.Seq < st.base {
 			// Overtaken by a later event before this connection started
@@ -242,20 +242,44 @@ func (c *conn) deliverLocked(ev chat.Event) bool {
 		st.last = ev.Seq
 		return c.enqueueLocked(ev.Payload)
 	}
-	ok := c.bufferLocked(st, ev)
+	ok := c.bufferLocked(ev.Room, st, ev)
 	c.flushPendingLocked(st)
 	c.checkGapLocked(ev.Room, st)
 	return ok
 }
 
-func (c *conn) bufferLocked(st *roomState, ev chat.Event) bool {
-	if c.queueBytes+len(ev.Payload)+c.pendingBytes > c.srv.limits.MaxQueueBytes {
-		c.dropSlowLocked()
-		return false
+func (c *conn) bufferLocked(room string, st *roomState, ev chat.Event) bool {
+	if c.pendingBytes+len(ev.Payload) > c.srv.limits.MaxQueueBytes {
+		// Waiting events are only a shortcut: they are all in the store.
+		// Rather than hold more, drop them and read the room from the store.
+		c.overflowLocked(room, st, ev.Seq)
+		return true
 	}
 	st.pending = append(st.pending, ev)
 	c.pendingBytes += len(ev.Payload)
 	return true
+}
+
+// overflowLocked drops a room's waiting events and makes the writer read
+// them from the store instead. seq is the event that did not fit.
+func (c *conn) overflowLocked(room string, st *roomState, seq int64) {
+	if st.held {
+		// Deliver from the oldest waiting event on, as a release would.
+		first := seq
+		for _, p := range st.pending {
+			first = min(first, p.Seq)
+		}
+		st.held = false
+		st.base, st.last = first, first-1
+	}
+	for _, p := range st.pending {
+		c.pendingBytes -= len(p.Payload)
+	}
+	clear(st.pending)
+	st.pending = nil
+	st.resuming, st.gapSince = true, time.Time{}
+	c.work[room] = struct{}{}
+	c.signal()
 }
 
 // flushPendingLocked enqueues the pending events that continue the

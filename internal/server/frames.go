@@ -2,7 +2,6 @@ package server
 
 import (
 	"encoding/json"
-	"strconv"
 
 	"github.com/linkwall/linkwall/bot"
 	"github.com/linkwall/linkwall/internal/chat"
@@ -97,9 +96,6 @@ func encodeErr(err error, ref string) []byte {
 }
 
 var pongPayload = []byte(`{"type":"pong"}`)
-
-// itoa is strconv.FormatInt for log fields and messages.
-func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
 // mustJSON encodes values whose encoding cannot fail (no channels,
 // functions or cyclic data).

@@ -27,7 +27,7 @@ const (
 	// DefaultSendRate and DefaultSendBurst limit messages per user, over all
 	// of the user's connections: faster than anyone types, slower than a flood.
 	DefaultSendRate  rate.Limit = 20
-	DefaultSendBurst            = 40
+	DefaultSendBurst int        = 40
 	// DefaultRateStrikes is how many rate-limited sends in a row a
 	// connection may make before it is closed with CloseRateLimited.
 	DefaultRateStrikes = 100
@@ -38,7 +38,7 @@ const (
 	// DefaultSessionRate and DefaultSessionBurst limit session creation per
 	// client IP, so a script cannot create users without bound.
 	DefaultSessionRate  rate.Limit = 1
-	DefaultSessionBurst            = 20
+	DefaultSessionBurst int        = 20
 )
 
 // Protocol limits that are not configurable.

@@ -245,3 +245,20 @@ func FuzzDecodeFrames(f *testing.F) {
 		}
 	})
 }
+
+func TestConnHeldOverflowReadsStoreInstead(t *testing.T) {
+	s := newTestServer(t, Limits{MaxQueueBytes: 100})
+	c := newConn(s, nil, chat.User{ID: "u"})
+	c.start(nil, []chat.Room{{ID: "r"}})
+	for seq := int64(5); seq <= 30; seq++ {
+		c.deliver(ev("r", seq))
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := c.rooms["r"]
+	_, queuedWork := c.work["r"]
+	if c.closing || st.held || !st.resuming || st.last != 4 || len(st.pending) > 10 || !queuedWork || c.pendingBytes > 100 {
+		t.Fatalf("closing=%v held=%v resuming=%v last=%d pending=%d work=%v bytes=%d",
+			c.closing, st.held, st.resuming, st.last, len(st.pending), queuedWork, c.pendingBytes)
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -304,6 +305,7 @@ func TestBrowser(t *testing.T) {
 	alice.join()
 
 	bobID := eval[string](bob, `fetch("/api/v1/me").then(r => r.json()).then(j => j.user.id)`)
+	var groupRoom string // the group of Alice and Bob, made by the "group" subtest
 
 	t.Run("direct", func(t *testing.T) {
 		alice.t, bob.t = t, t
@@ -386,6 +388,7 @@ func TestBrowser(t *testing.T) {
 		)
 		alice.waitFor("the group", `location.hash.startsWith("#/rooms/") && document.querySelector(".conv-name").textContent === "Class 3"`)
 		room := alice.roomID()
+		groupRoom = room
 		seq := alice.send(linksText)
 		alice.send("看看")
 
@@ -434,8 +437,11 @@ func TestBrowser(t *testing.T) {
 		alice.t, bob.t = t, t
 		// Alice is in the group; Bob opens it too. Switching the page to
 		// Chinese also switches LinkBot's language in the open room.
-		room := alice.roomID()
-		bob.openRoom(room)
+		if groupRoom == "" {
+			t.Skip("needs the group subtest")
+		}
+		alice.openRoom(groupRoom)
+		bob.openRoom(groupRoom)
 		alice.do(chromedp.Click(chromedp.CSS(".side-head .lang-btn")))
 		alice.waitFor("the Chinese page", `document.documentElement.lang === "zh-CN" && document.querySelector(".composer .send-btn").textContent === "发送"`)
 		bob.waitFor("LinkBot answering in Chinese", `document.querySelector(".conv-sub").textContent.includes("Chinese")`)
@@ -445,6 +451,28 @@ func TestBrowser(t *testing.T) {
 		alice.do(chromedp.Click(chromedp.CSS(".side-head .lang-btn")))
 		alice.waitFor("the English page", `document.documentElement.lang === "en" && document.querySelector(".composer .send-btn").textContent === "Send"`)
 		bob.waitFor("LinkBot answering in English", `document.querySelector(".conv-sub").textContent.includes("English")`)
+	})
+
+	t.Run("phone", func(t *testing.T) {
+		alice.t, bob.t = t, t
+		if groupRoom == "" {
+			t.Skip("needs the group subtest")
+		}
+		// Under ~700px the list and the conversation are two screens, and
+		// nothing is wider than the phone.
+		alice.do(chromedp.EmulateViewport(390, 844), chromedp.Evaluate[chromedp.Void](`location.hash = "#/"`))
+		defer alice.do(chromedp.EmulateViewport(1280, 800))
+		alice.waitFor("the list screen", `getComputedStyle(document.querySelector(".sidebar")).display !== "none" && getComputedStyle(document.querySelector(".conv")).display === "none"`)
+		if w := eval[int](alice, `document.documentElement.scrollWidth`); w > 390 {
+			t.Errorf("chat list is %dpx wide on a 390px phone", w)
+		}
+		alice.openRoom(groupRoom)
+		alice.waitFor("the conversation screen", `getComputedStyle(document.querySelector(".sidebar")).display === "none" && getComputedStyle(document.querySelector(".conv")).display !== "none"`)
+		if w := eval[int](alice, `document.documentElement.scrollWidth`); w > 390 {
+			t.Errorf("conversation is %dpx wide on a 390px phone", w)
+		}
+		alice.do(chromedp.Click(chromedp.CSS(".conv-head .back-btn")))
+		alice.waitFor("back to the list", `location.hash === "#/" && getComputedStyle(document.querySelector(".sidebar")).display !== "none"`)
 	})
 
 	t.Run("walkthrough", func(t *testing.T) {
@@ -458,17 +486,60 @@ func TestBrowser(t *testing.T) {
 		alice.shot("desktop-en-walkthrough")
 	})
 
+	t.Run("markup", func(t *testing.T) {
+		alice.t, bob.t = t, t
+		// Names, group names and texts from others are all shown as text.
+		const (
+			name  = `<img src=x onerror=alert(2)>`
+			group = `<b>G<img src=x onerror=alert(3)>` // 32 runes: the name cap
+			text  = `<script>alert(4)</script><svg onload=alert(5)>`
+		)
+		aliceID := eval[string](alice, `fetch("/api/v1/me").then(r => r.json()).then(j => j.user.id)`)
+		mallory := newWSUser(t, base, name)
+		room := mallory.group(t, group, aliceID)
+		mallory.dial(t)
+		defer mallory.close()
+		mallory.send(t, room, text)
+		alice.waitFor("the group in the list", fmt.Sprintf(`!!document.querySelector('.room-item[data-room=%q]')`, room))
+		alice.openRoom(room)
+		alice.waitFor("the message", `document.querySelectorAll(".messages [data-seq]").length >= 1`)
+		got := eval[[]string](alice, fmt.Sprintf(`[document.querySelector('.room-item[data-room=%q] .room-name').textContent, document.querySelector(".conv-name").textContent, document.querySelector(".messages .msg-name span").textContent, document.querySelector(".messages .msg-text").textContent]`, room))
+		if want := []string{group, group, name, text}; !slices.Equal(got, want) {
+			t.Errorf("page shows %q, want the text %q", got, want)
+		}
+		if n := eval[int](alice, `document.querySelectorAll('#app img[src="x"], #app script, #app svg[onload], #app b, #app [onerror]').length`); n != 0 {
+			t.Errorf("%d elements were created from names or text", n)
+		}
+	})
+
 	if *screenshots {
 		t.Run("screenshots", func(t *testing.T) {
-			alice.t, bob.t = t, t
-			takeScreenshots(t, alice, bob, bobID)
+			takeScreenshots(t, browser, base)
 		})
 	}
 }
 
 // takeScreenshots renders the main views at desktop and phone width, in
-// English and Chinese, in a fresh group with a short conversation.
-func takeScreenshots(t *testing.T, alice, bob *user, bobID string) {
+// English and Chinese, for two new people with a short conversation each in
+// a one-to-one chat and a group.
+func takeScreenshots(t *testing.T, browser context.Context, base string) {
+	bob := newUser(t, browser, base, "Bob")
+	bob.join()
+	alice := newUser(t, browser, base, "Alice")
+	alice.join()
+	bobID := eval[string](bob, `fetch("/api/v1/me").then(r => r.json()).then(j => j.user.id)`)
+
+	alice.do(
+		chromedp.Click(chromedp.CSS(".side-actions .new-chat")),
+		chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf(`.pick[data-user=%q]`, bobID))),
+		chromedp.Click(chromedp.CSS(fmt.Sprintf(`.pick[data-user=%q]`, bobID))),
+	)
+	alice.waitFor("the direct room", `location.hash.startsWith("#/rooms/") && !!document.querySelector(".composer-input")`)
+	direct := alice.roomID()
+	alice.send("Free this weekend? 周末有空吗？")
+	bob.openRoom(direct)
+	bob.send("Sure! Look at this one: " + taobaoLink)
+
 	alice.do(
 		chromedp.Click(chromedp.CSS(".side-actions .new-group")),
 		chromedp.WaitVisible(chromedp.ID("group-name")),
@@ -506,6 +577,12 @@ func takeScreenshots(t *testing.T, alice, bob *user, bobID string) {
 			alice.do(chromedp.Click(chromedp.CSS(".conv-head .traffic-btn")), chromedp.WaitVisible(chromedp.CSS(".traffic-modal .pv")))
 			alice.shot(fmt.Sprintf("%s-%s-traffic", v.name, lang))
 			alice.do(chromedp.KeyEvent(kb.Escape))
+			if v.name == "phone" {
+				alice.openRoom(direct)
+				alice.do(chromedp.Click(chromedp.CSS(`.messages a[data-platform="taobao"]`)), chromedp.WaitVisible(chromedp.CSS(".interstitial-login")))
+				alice.shot(fmt.Sprintf("%s-%s-login-interstitial", v.name, lang))
+				alice.do(chromedp.KeyEvent(kb.Escape))
+			}
 		}
 	}
 	alice.do(chromedp.EmulateViewport(1280, 800))

@@ -100,28 +100,24 @@ function linkElement(link, text, ctx, msg) {
     dataset: { outcome: link.outcome, platform: link.platform || "", url: link.url || "" },
     title: link.url,
   };
-  if (link.outcome === "blocked") {
+  if (link.outcome === "blocked" || !isWebURL(link.url)) {
+    // Blocked links, and share tokens that no browser can open, are not
+    // links at all: activating them explains instead.
+    const activate = (e) => {
+      e.preventDefault();
+      ctx.onLink(link, msg);
+    };
     return h("span", {
       ...common,
-      class: "lk lk-blocked",
+      class: `lk lk-${link.outcome}${link.kind === "token" ? " lk-token" : ""}`,
       role: "button",
       tabindex: "0",
-      "aria-label": `${t("outcomeShort_blocked")}: ${text}`,
-      onclick: (e) => {
-        e.preventDefault();
-        ctx.onLink(link, msg);
-      },
+      "aria-label": `${t(`outcomeShort_${link.outcome}`)}: ${text}`,
+      onclick: activate,
       onkeydown: (e) => {
-        if (e.key === "Enter" || e.key === " ") {
-          e.preventDefault();
-          ctx.onLink(link, msg);
-        }
+        if (e.key === "Enter" || e.key === " ") activate(e);
       },
     }, text);
-  }
-  if (!isWebURL(link.url)) {
-    // A token or something the page cannot open: text with the outcome.
-    return h("span", { ...common, class: `lk lk-${link.outcome}` }, text);
   }
   return h("a", {
     ...common,

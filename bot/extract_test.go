@@ -6,6 +6,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -198,11 +199,21 @@ func FuzzLoadPolicy(f *testing.F) {
 	f.Add([]byte("a: &a [*a]"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p, err := LoadPolicy("fuzz.yaml", data)
+		// Validation is deterministic: loading again gives the same answer.
+		p2, err2 := LoadPolicy("fuzz.yaml", data)
+		if (err == nil) != (err2 == nil) || (err != nil && err.Error() != err2.Error()) {
+			t.Fatalf("two loads disagree: %v / %v", err, err2)
+		}
 		if err != nil {
-			if !strings.HasPrefix(err.Error(), "fuzz.yaml:") {
-				t.Errorf("error without the file name: %v", err)
+			for _, line := range strings.Split(err.Error(), "\n") {
+				if !strings.HasPrefix(line, "fuzz.yaml:") {
+					t.Errorf("error line without the file name: %q", line)
+				}
 			}
 			return
+		}
+		if !reflect.DeepEqual(p.table, p2.table) {
+			t.Error("two loads built different decision tables")
 		}
 		for _, e := range p.Eras() {
 			if _, err := p.ResolveEra(e.ID); err != nil {

@@ -613,8 +613,9 @@ func (l *loader) loadRules(n *yaml.Node) {
 		}
 		r.reason = l.str(m, "reason", what, true)
 		r.reasonZh = l.str(m, "reason_zh", what, true)
-		for key, s := range map[string]string{"reason": r.reason, "reason_zh": r.reasonZh} {
-			for _, ph := range placeholder.FindAllString(s, -1) {
+		for _, kv := range [][2]string{{"reason", r.reason}, {"reason_zh", r.reasonZh}} {
+			key := kv[0]
+			for _, ph := range placeholder.FindAllString(kv[1], -1) {
 				if ph != "{platform}" && ph != "{owner}" {
 					l.errf(m[key], "%s: unknown placeholder %s in %s (use {platform} or {owner})", what, ph, key)
 				}

@@ -324,6 +324,10 @@ func TestBrowser(t *testing.T) {
 		if got := eval[string](bob, `document.querySelector(".conv-name").textContent`); got != "Alice" {
 			t.Errorf("bob's direct room is titled %q, want the other member's name Alice", got)
 		}
+		// Messages that arrive while the room is open are read to screen readers.
+		hi := alice.send("are you there?")
+		bob.waitFor("the new message", fmt.Sprintf(`!!document.querySelector('.messages [data-seq="%d"]')`, hi))
+		bob.waitFor("the aria-live announcement", `document.getElementById("live").textContent.includes("are you there?") && document.getElementById("live").getAttribute("aria-live") === "polite"`)
 
 		// Links in a one-to-one chat: bare hyperlinks for rivals, a card for JD.
 		seq := bob.send(linksText)
@@ -344,6 +348,10 @@ func TestBrowser(t *testing.T) {
 		alice.shot("desktop-en-login-interstitial")
 		alice.do(chromedp.SendKeys(chromedp.CSS(".interstitial-login .btn"), kb.Escape))
 		alice.waitFor("Escape to close the dialog", `!document.querySelector(".modal")`)
+		// Focus goes back to the link that opened the dialog.
+		if got := eval[string](alice, `document.activeElement.dataset.platform || document.activeElement.className`); got != "taobao" {
+			t.Errorf("after Escape, focus is on %q, want the Taobao link", got)
+		}
 
 		// Walled era in the same room: every rival link is blocked.
 		alice.setEra("walled")
@@ -501,7 +509,9 @@ func TestBrowser(t *testing.T) {
 		defer mallory.close()
 		mallory.send(t, room, text)
 		alice.waitFor("the group in the list", fmt.Sprintf(`!!document.querySelector('.room-item[data-room=%q]')`, room))
+		alice.waitFor("the unread count", fmt.Sprintf(`(document.querySelector('.room-item[data-room=%q] .unread') || {}).textContent === "1"`, room))
 		alice.openRoom(room)
+		alice.waitFor("the count cleared", fmt.Sprintf(`!document.querySelector('.room-item[data-room=%q] .unread')`, room))
 		alice.waitFor("the message", `document.querySelectorAll(".messages [data-seq]").length >= 1`)
 		got := eval[[]string](alice, fmt.Sprintf(`[document.querySelector('.room-item[data-room=%q] .room-name').textContent, document.querySelector(".conv-name").textContent, document.querySelector(".messages .msg-name span").textContent, document.querySelector(".messages .msg-text").textContent]`, room))
 		if want := []string{group, group, name, text}; !slices.Equal(got, want) {

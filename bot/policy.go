@@ -412,9 +412,7 @@ func (l *loader) load(root *yaml.Node) {
 		}
 		l.p.defaultEra = i
 	}
-	if n, ok := top["rules"]; ok && len(l.errs) == 0 {
-		// Rules refer to everything above; checking them against a broken
-		// registry would only add noise.
+	if n, ok := top["rules"]; ok {
 		l.loadRules(n)
 	}
 }

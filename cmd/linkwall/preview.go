@@ -103,7 +103,7 @@ func printTable(w io.Writer, p *bot.Policy, e bot.Era, res bot.Result) {
 	from := e.From
 	switch {
 	case e.Hypothetical:
-		from = "hypothetical"
+		from = "not in history"
 	case from == "":
 		from = "before the first change"
 	default:

@@ -107,34 +107,35 @@ func measure(ctx context.Context, o *options, c *child, stderr io.Writer) (*Repo
 	if o.max {
 		mc = &o.mc
 	}
+	var errs []error
 	rep, err := runLoad(ctx, cfg, mc)
 	if rep == nil {
-		return nil, fmt.Errorf("%s: %w", c.name, err)
+		rep = &Report{Target: c.url}
 	}
 	rep.Server = c.name
 	if err != nil {
-		return rep, fmt.Errorf("%s: %w", c.name, err)
+		errs = append(errs, fmt.Errorf("%s load: %w", c.name, err))
 	}
-	if o.idle > 0 {
+	if o.idle > 0 && ctx.Err() == nil {
 		fmt.Fprintf(stderr, "[linkload] %s: %d idle connections\n", c.name, o.idle)
 		m, err := runIdle(ctx, c.url, o.idle, o.idleUsers, o.load.UsersPerIP, o.settle, c.cmd.Process.Pid)
 		if err != nil {
-			return rep, fmt.Errorf("%s idle: %w", c.name, err)
+			errs = append(errs, fmt.Errorf("%s idle: %w", c.name, err))
 		}
 		rep.Idle = m
 	}
-	if o.resume && c.name == "linkwall" {
+	if o.resume && c.name == "linkwall" && ctx.Err() == nil {
 		fmt.Fprintf(stderr, "[linkload] %s: resume of %d messages\n", c.name, o.msgs)
 		rc := cfg
 		rc.Rate = o.resumeRate
 		rc.Users = 51
 		rr, err := runResume(ctx, rc, o.msgs, o.reps)
 		if err != nil {
-			return rep, fmt.Errorf("%s resume: %w", c.name, err)
+			errs = append(errs, fmt.Errorf("%s resume: %w", c.name, err))
 		}
 		rep.Resume = rr
 	}
-	return rep, nil
+	return rep, errors.Join(errs...)
 }
 
 // runCompare starts the baseline, measures it, stops it, then does the same
@@ -206,11 +207,14 @@ func (c *Comparison) ratios() {
 	}
 	if b.Load != nil && l.Load != nil {
 		put("delivered_per_s", l.Load.DeliveredPerSec, b.Load.DeliveredPerSec)
-		put("p99", l.Load.Latency.P99Ms, b.Load.Latency.P99Ms)
+		if clean(b.Load) && clean(l.Load) {
+			put("p99", l.Load.Latency.P99Ms, b.Load.Latency.P99Ms)
+		}
 	}
 	if b.Max != nil && l.Max != nil {
 		put("peak_delivered_per_s", l.Max.PeakDeliveredPerSec, b.Max.PeakDeliveredPerSec)
-		if b.Max.HalfPeak != nil && l.Max.HalfPeak != nil {
+		// Latency is only comparable when both runs delivered everything.
+		if clean(b.Max.HalfPeak) && clean(l.Max.HalfPeak) {
 			put("half_peak_p99", l.Max.HalfPeak.Latency.P99Ms, b.Max.HalfPeak.Latency.P99Ms)
 		}
 	}
@@ -218,6 +222,10 @@ func (c *Comparison) ratios() {
 		put("idle_rss_per_conn", l.Idle.RSSPerConn, b.Idle.RSSPerConn)
 		put("idle_heap_per_conn", l.Idle.HeapPerConn, b.Idle.HeapPerConn)
 	}
+}
+
+func clean(p *phase) bool {
+	return p != nil && p.Dropped == 0 && p.ClientsDropped == 0 && p.Rejected == 0
 }
 
 func printComparison(w io.Writer, c *Comparison) {

@@ -19,12 +19,17 @@ import (
 // Limits. The baseline keeps the same guards a real server needs, so that the
 // comparison with linkwall is not flattered by skipping them.
 const (
-	maxBodyBytes   = 64 << 10         // largest REST request body
-	maxFrameBytes  = 64 << 10         // largest WebSocket frame read from a client
-	maxNameRunes   = 64               // user and room names
-	maxTextBytes   = 8 << 10          // message text
-	maxMembers     = 1000             // members of one room, creator included
-	sendQueueLen   = 256              // frames queued per connection before it is dropped as slow
+	maxBodyBytes  = 64 << 10 // largest REST request body
+	maxFrameBytes = 64 << 10 // largest WebSocket frame read from a client
+	maxNameRunes  = 64       // user and room names
+	maxTextBytes  = 8 << 10  // message text
+	maxMembers    = 1000     // members of one room, creator included
+	// sendQueueLen is how many frames may wait for one connection before
+	// it is dropped as slow. The gorilla example uses 256; 2048 frames of
+	// ~500 bytes match linkwall's 1 MB per-connection bound, so that a
+	// scheduling stall on a shared machine drops clients of neither server
+	// sooner than the other.
+	sendQueueLen   = 2048
 	hubQueueLen    = 1024             // fan-outs queued for the hub
 	writeWait      = 10 * time.Second // time allowed to write one frame
 	pongWait       = 60 * time.Second // time allowed between pongs

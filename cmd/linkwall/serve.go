@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strings"
@@ -73,6 +74,7 @@ type Main struct {
 	PolicyPath      string
 	AllowedOrigins  []string
 	RedisURL        string
+	DebugAddr       string // pprof listener, off when empty
 	WalkthroughStep time.Duration
 	Limits          server.Limits
 
@@ -82,6 +84,7 @@ type Main struct {
 
 	ln     net.Listener
 	http   *http.Server
+	debug  *http.Server
 	store  *sqlite.Store
 	bot    *bot.Bot
 	server *server.Server
@@ -127,6 +130,7 @@ func (m *Main) ParseFlags(_ context.Context, args []string) error {
 	fs.StringVar(&m.PolicyPath, "policy", env("POLICY", m.PolicyPath), "policy `FILE` replacing the embedded one; reloaded on SIGHUP and on change (LINKWALL_POLICY)")
 	origins := fs.String("allowed-origins", env("ALLOWED_ORIGINS", strings.Join(m.AllowedOrigins, ",")), "comma-separated `ORIGINS` allowed besides the server's own, or * (LINKWALL_ALLOWED_ORIGINS)")
 	fs.StringVar(&m.RedisURL, "redis", env("REDIS", m.RedisURL), "`URL` of Redis for several nodes (LINKWALL_REDIS)")
+	fs.StringVar(&m.DebugAddr, "debug-addr", env("DEBUG_ADDR", m.DebugAddr), "serve /debug/pprof on this separate `HOST:PORT` (LINKWALL_DEBUG_ADDR); off by default")
 	fs.DurationVar(&m.WalkthroughStep, "walkthrough-step", step, "pause between eras of /walkthrough (LINKWALL_WALKTHROUGH_STEP)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -206,6 +210,11 @@ func (m *Main) Run(ctx context.Context) error {
 			m.Logger.Error("http server stopped", zap.Error(err))
 		}
 	}()
+	if m.DebugAddr != "" {
+		if err := m.serveDebug(); err != nil {
+			return err
+		}
+	}
 	if m.PolicyPath != "" {
 		wctx, stop := context.WithCancel(context.Background())
 		m.stop = stop
@@ -240,6 +249,9 @@ func (m *Main) Close() error {
 		}
 		if m.http != nil {
 			errs = append(errs, m.http.Shutdown(ctx))
+		}
+		if m.debug != nil {
+			errs = append(errs, m.debug.Close())
 		}
 		if m.server != nil {
 			errs = append(errs, m.server.Shutdown(ctx))
@@ -303,4 +315,29 @@ func newLogger(w io.Writer) *zap.Logger {
 	enc.EncodeTime = zapcore.ISO8601TimeEncoder
 	core := zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.Lock(zapcore.AddSync(w)), zap.InfoLevel)
 	return zap.New(core)
+}
+
+// serveDebug serves the pprof handlers on their own listener, so that they
+// are never reachable through the public address.
+func (m *Main) serveDebug() error {
+	ln, err := net.Listen("tcp", m.DebugAddr)
+	if err != nil {
+		return fmt.Errorf("--debug-addr: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	m.debug = &http.Server{Handler: mux, ReadHeaderTimeout: readHeaderTimeout}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		if err := m.debug.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			m.Logger.Error("debug server stopped", zap.Error(err))
+		}
+	}()
+	m.Logger.Info("pprof", zap.String("addr", ln.Addr().String()))
+	return nil
 }

@@ -72,7 +72,7 @@ type conn struct {
 	srv    *Server
 	ws     *websocket.Conn
 	user   chat.User
-	log    *zap.Logger
+	log    *zap.Logger // shared: a per-connection With would cost a copy of the encoder
 	ctx    context.Context // canceled when the reader has ended (its last message is finished)
 	cancel context.CancelFunc
 
@@ -109,7 +109,7 @@ func newConn(s *Server, ws *websocket.Conn, u chat.User) *conn {
 	ctx, cancel := context.WithCancel(s.ctx)
 	return &conn{
 		srv: s, ws: ws, user: u, ctx: ctx, cancel: cancel,
-		log:      s.log.With(zap.String("user", u.ID)),
+		log:      s.log,
 		wake:     make(chan struct{}, 1),
 		done:     make(chan struct{}),
 		rooms:    make(map[string]*roomState),
@@ -449,7 +449,7 @@ func (c *conn) write(q [][]byte) error {
 	}
 	putQueue(q)
 	if err != nil {
-		c.log.Debug("write failed", zap.Error(err))
+		c.log.Debug("write failed", zap.String("user", c.user.ID), zap.Error(err))
 	}
 	return err
 }
@@ -530,7 +530,7 @@ func (c *conn) catchUp(room string) error {
 		}
 		if err != nil {
 			if c.ctx.Err() == nil {
-				c.log.Warn("resume failed", zap.String("room", room), zap.Error(err))
+				c.log.Warn("resume failed", zap.String("user", c.user.ID), zap.String("room", room), zap.Error(err))
 			}
 			c.enqueueLocked(encodeErr(err, typeResume))
 			st.resuming, st.gapSince = false, time.Time{}
@@ -553,7 +553,7 @@ func (c *conn) catchUp(room string) error {
 		if len(msgs) < maxPageSize {
 			c.flushPendingLocked(st)
 			if len(st.pending) > 0 && tries >= maxGapTries {
-				c.log.Warn("giving up on a gap", zap.String("room", room),
+				c.log.Warn("giving up on a gap", zap.String("user", c.user.ID), zap.String("room", room),
 					zap.Int64("last", st.last), zap.Int64("next", st.pending[0].Seq))
 				st.last = st.pending[0].Seq - 1
 				c.flushPendingLocked(st)
@@ -612,7 +612,7 @@ func (c *conn) readLoop() {
 			if errors.Is(err, websocket.ErrReadLimit) {
 				c.closeWith(websocket.CloseMessageTooBig, "frame too large")
 			} else if websocket.IsUnexpectedCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived) {
-				c.log.Debug("read failed", zap.Error(err))
+				c.log.Debug("read failed", zap.String("user", c.user.ID), zap.Error(err))
 			}
 			return
 		}
@@ -721,7 +721,7 @@ func (c *conn) handleSend(f *inFrame) bool {
 			}
 		}
 		if !isChatError(err) && c.ctx.Err() == nil {
-			c.log.Error("send failed", zap.String("room", f.Room), zap.Error(err))
+			c.log.Error("send failed", zap.String("user", c.user.ID), zap.String("room", f.Room), zap.Error(err))
 		}
 		c.send(encodeErr(err, ref))
 		return true

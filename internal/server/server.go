@@ -270,8 +270,8 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write([]byte("ready\n"))
 }
 
-// serveWS upgrades an authenticated request and serves the connection.
-// The handler's goroutine becomes the connection's reader.
+// serveWS upgrades an authenticated request and starts the connection's
+// reader and writer.
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	u, err := s.authenticate(r)
 	if err != nil {
@@ -292,7 +292,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, chat.Errorf(chat.EUnavailable, "server is shutting down"))
 		return
 	}
-	defer s.wg.Done()
+	defer s.wg.Done() // the goroutines below hold their own counts
 	ws, err := s.upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		return // the upgrader has answered
@@ -313,14 +313,18 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	if closed {
 		c.closeWith(websocket.CloseGoingAway, "server shutting down")
 	}
-	s.wg.Add(1)
+	// Fresh goroutines for the reader and the writer: this handler's stack
+	// grew while serving the upgrade and is released when it returns.
+	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
 		c.writeLoop()
 	}()
-	c.readLoop()
-	c.cancel() // after the reader's last message: sends in flight complete
-	<-c.done
+	go func() {
+		defer s.wg.Done()
+		c.readLoop()
+		c.cancel() // after the reader's last message: sends in flight complete
+	}()
 }
 
 func encodeHello(u chat.User, rooms []chat.Room) []byte {

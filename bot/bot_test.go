@@ -108,3 +108,13 @@ func TestItemID(t *testing.T) {
 		}
 	}
 }
+
+// TestDecideDoesNotAllocate guards the 0-allocation decision the server's
+// hot path relies on (its speed is measured by BenchmarkDecideLink).
+func TestDecideDoesNotAllocate(t *testing.T) {
+	p := DefaultPolicy()
+	f := Found{URL: "https://v.douyin.com/x/", Kind: KindURL, Host: "v.douyin.com", Platform: "douyin"}
+	if n := testing.AllocsPerRun(100, func() { p.Decide(f, Direct, "direct-open") }); n != 0 {
+		t.Errorf("Decide allocates %.0f times per link", n)
+	}
+}

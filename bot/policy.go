@@ -527,7 +527,7 @@ func (l *loader) loadEras(n *yaml.Node) {
 	if len(items) == 0 && n != nil {
 		l.errf(n, "eras: none defined")
 	}
-	lastDate, sawHypothetical, real := "", false, 0
+	lastDate, sawHypothetical, actual := "", false, 0
 	for i, it := range items {
 		m := l.fields(it, "era", "id", "name", "name_zh", "from", "hypothetical", "summary", "summary_zh")
 		if m == nil {
@@ -556,7 +556,7 @@ func (l *loader) loadEras(n *yaml.Node) {
 			if i > 0 {
 				l.errf(it, "%s: only the first era may have no date", what)
 			}
-			real++
+			actual++
 		default:
 			if _, err := time.Parse(dateLayout, e.From); err != nil {
 				l.errf(m["from"], "%s: from %q is not a date YYYY-MM-DD", what, e.From)
@@ -564,12 +564,12 @@ func (l *loader) loadEras(n *yaml.Node) {
 				l.errf(m["from"], "%s: from %s is not after the previous era (%s)", what, e.From, lastDate)
 			}
 			lastDate = e.From
-			real++
+			actual++
 		}
 		p.eraIx[id] = len(p.eras)
 		p.eras = append(p.eras, e)
 	}
-	if len(items) > 0 && real == 0 {
+	if len(items) > 0 && actual == 0 {
 		l.errf(n, "eras: at least one era must be real (not hypothetical)")
 	}
 }

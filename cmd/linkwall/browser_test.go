@@ -82,6 +82,7 @@ func newBrowser(t *testing.T, ctx context.Context) context.Context {
 		chromedp.Flag("disable-features", "Translate"),
 		chromedp.Flag("force-color-profile", "srgb"),
 		chromedp.Flag("font-render-hinting", "none"),
+		chromedp.Flag("lang", "en-US"), // the tests read English UI strings unless they switch
 		chromedp.WindowSize(1280, 800),
 	}
 	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
@@ -519,6 +520,18 @@ func TestBrowser(t *testing.T) {
 		}
 		if n := eval[int](alice, `document.querySelectorAll('#app img[src="x"], #app script, #app svg[onload], #app b, #app [onerror]').length`); n != 0 {
 			t.Errorf("%d elements were created from names or text", n)
+		}
+	})
+
+	t.Run("logout", func(t *testing.T) {
+		// A returning visitor skips the join screen; logging out ends the session.
+		dan := newUser(t, browser, base, "Dan")
+		dan.join()
+		dan.do(chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(".sidebar")))
+		dan.do(chromedp.Click(chromedp.CSS(`.side-head button[aria-label="Log out"]`)), chromedp.WaitVisible(chromedp.ID("join-name")))
+		dan.do(chromedp.Reload(), chromedp.WaitVisible(chromedp.ID("join-name")))
+		if got := eval[int](dan, `fetch("/api/v1/me").then(r => r.status)`); got != http.StatusUnauthorized {
+			t.Errorf("after logout GET /api/v1/me = %d, want 401", got)
 		}
 	})
 

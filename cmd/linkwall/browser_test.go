@@ -528,7 +528,7 @@ func TestBrowser(t *testing.T) {
 		dan := newUser(t, browser, base, "Dan")
 		dan.join()
 		dan.do(chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(".sidebar")))
-		dan.do(chromedp.Click(chromedp.CSS(`.side-head button[aria-label="Log out"]`)), chromedp.WaitVisible(chromedp.ID("join-name")))
+		dan.do(chromedp.Click(chromedp.CSS(".side-head .logout-btn")), chromedp.WaitVisible(chromedp.ID("join-name")))
 		dan.do(chromedp.Reload(), chromedp.WaitVisible(chromedp.ID("join-name")))
 		if got := eval[int](dan, `fetch("/api/v1/me").then(r => r.status)`); got != http.StatusUnauthorized {
 			t.Errorf("after logout GET /api/v1/me = %d, want 401", got)

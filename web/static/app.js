@@ -11,7 +11,10 @@ import { openModal, closeModal } from "./modal.js";
 import { messageElement, timeSeparator, avatar } from "./render.js";
 
 const SEPARATOR_GAP_MS = 5 * 60 * 1000; // a time separator after this much silence, as in WeChat
-const MAX_TEXT = 4000; // the composer stops here; the server enforces its own limit
+// The composer and the join form stop at the server's default limits
+// (internal/server/limits.go); the server enforces its own anyway.
+const MAX_TEXT = 4000;
+const MAX_NAME = 32;
 const REFUSED_BEFORE_PROBE = 3; // failed handshakes in a row before checking the session
 const RELOAD_DEBOUNCE_MS = 120; // era changes in quick succession (walkthrough) reload once
 const DEFAULT_MAU = 1.25e9; // the article's monthly active users
@@ -178,13 +181,27 @@ function toggleLang() {
 
 // ---------- join ----------
 
-function showJoin() {
+// endSession forgets everything of the signed-in user (logout, or a session
+// the server no longer knows), so a new name starts clean.
+function endSession() {
   if (S.socket) S.socket.stop();
   S.socket = null;
-  S.helloSeen = false;
-  delete document.body.dataset.ws;
   S.me = null;
+  S.users.clear();
+  S.rooms.clear();
+  S.msgs.clear();
+  S.pending.clear();
+  S.current = null;
+  S.wanted = null;
+  S.everConnected = false;
+  S.helloSeen = false;
+  S.el = {};
+  delete document.body.dataset.ws;
   banner.hidden = true;
+}
+
+function showJoin() {
+  endSession();
   document.title = t("appName");
   const err = h("p", { class: "form-error", role: "alert" });
   const input = h("input", {
@@ -192,7 +209,7 @@ function showJoin() {
     name: "name",
     type: "text",
     autocomplete: "nickname",
-    maxlength: "64",
+    maxlength: String(MAX_NAME),
     placeholder: t("joinPlaceholder"),
     required: true,
   });
@@ -295,7 +312,7 @@ function renderChat() {
         h("div", { class: "side-title", text: t("chats") }),
         h("div", { class: "side-sub", text: t("signedInAs", { name: S.me.name }) })),
       langToggle(),
-      h("button", { type: "button", class: "icon-btn", "aria-label": t("logout"), title: t("logout"), onclick: logout }, icon("logout"))),
+      h("button", { type: "button", class: "icon-btn logout-btn", "aria-label": t("logout"), title: t("logout"), onclick: logout }, icon("logout"))),
     h("div", { class: "side-actions" },
       h("button", { type: "button", class: "btn new-chat", onclick: newChatDialog }, icon("person"), h("span", { text: t("newChat") })),
       h("button", { type: "button", class: "btn new-group", onclick: newGroupDialog }, icon("group"), h("span", { text: t("newGroup") })),
@@ -714,12 +731,6 @@ async function logout() {
   } catch {
     // The cookie may already be gone; the join screen is right either way.
   }
-  S.rooms.clear();
-  S.msgs.clear();
-  S.pending.clear();
-  S.current = null;
-  S.everConnected = false;
-  S.helloSeen = false;
   history.replaceState(null, "", "#/");
   showJoin();
 }
@@ -927,7 +938,7 @@ async function newChatDialog() {
 async function newGroupDialog() {
   await refreshUsers(true);
   const others = [...S.users.values()].filter((u) => u.id !== S.me.id && !u.bot);
-  const name = h("input", { id: "group-name", type: "text", maxlength: "64", required: true, autofocus: true });
+  const name = h("input", { id: "group-name", type: "text", maxlength: String(MAX_NAME), required: true, autofocus: true });
   const err = h("p", { class: "form-error", role: "alert" });
   const boxes = others.map((u) => h("li", null, h("label", { class: "check" },
     h("input", { type: "checkbox", value: u.id, name: "member" }),

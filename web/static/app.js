@@ -425,6 +425,8 @@ function renderConversation() {
   renderMessages();
 }
 
+let flashEraBar = false; // the next header render highlights a changed era
+
 function renderHeader() {
   const room = S.rooms.get(S.current);
   const head = S.el.head;
@@ -446,6 +448,13 @@ function renderHeader() {
   clear(bar);
   bar.dataset.era = room.era || "";
   bar.append(icon("clock", "tiny"), h("span", { class: "era-label", text: t("shownUnder", { name: eraName(room.era) }) }));
+  if (flashEraBar) {
+    // Everyone sees the switch, not only the person who made it.
+    flashEraBar = false;
+    bar.classList.remove("flash");
+    void bar.offsetWidth; // restart the animation
+    bar.classList.add("flash");
+  }
   if (era && !era.hypothetical) bar.append(h("span", { class: "era-date", text: era.from ? t("eraFrom", { date: era.from }) : t("eraAlways") }));
   if (era && era.hypothetical) bar.append(h("span", { class: "tag tag-hypo", text: t("hypothetical") }));
   document.title = `${roomTitle(room)} · ${t("appName")}`;
@@ -568,7 +577,10 @@ function upsertRoom(room) {
     if ((room.members || []).some((id) => id !== S.me.id && !S.users.has(id))) refreshUsers(true);
   } else if (old.era !== room.era) {
     scheduleReload(room.id);
-    if (room.id === S.current) announce(t("eraChanged", { name: eraName(room.era) }));
+    if (room.id === S.current) {
+      announce(t("eraChanged", { name: eraName(room.era) }));
+      flashEraBar = true;
+    }
   }
   renderRoomList();
   if (room.id === S.current) renderHeader();

@@ -117,7 +117,8 @@ func newUser(t *testing.T, browser context.Context, base, name string) *user {
 		switch ev := ev.(type) {
 		case *page.EventJavascriptDialogOpening:
 			t.Errorf("%s: a JavaScript dialog opened (%q): markup from a message ran", name, ev.Message)
-			go chromedp.Call(u.ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: true}) //nolint:errcheck // best effort
+			// Best effort: dismissing it only lets the rest of the test run.
+			go chromedp.Call(u.ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: true})
 		case *runtime.EventConsoleAPICalled:
 			var args []string
 			for _, a := range ev.Args {
@@ -232,7 +233,7 @@ func (u *user) outcomes(seq int) map[string]string {
 	return eval[map[string]string](u, fmt.Sprintf(`Object.fromEntries([...document.querySelectorAll('.messages [data-seq="%d"] [data-outcome]')].map(e => [e.dataset.platform, e.dataset.outcome]))`, seq))
 }
 
-// waitOutcomes waits until message seq shows exactly want.
+// waitOutcomes waits until every platform in want shows its outcome in message seq.
 func (u *user) waitOutcomes(seq int, want map[string]string) {
 	u.t.Helper()
 	var conds []string

@@ -72,7 +72,7 @@ type conn struct {
 	srv    *Server
 	ws     *websocket.Conn
 	user   chat.User
-	log    *zap.Logger // shared: a per-connection With would cost a copy of the encoder
+	log    *zap.Logger     // shared: a per-connection With would cost a copy of the encoder
 	ctx    context.Context // canceled when the reader has ended (its last message is finished)
 	cancel context.CancelFunc
 

@@ -39,7 +39,10 @@ func (h *Hub) shard(userID string) *hubShard {
 }
 
 // Deliver hands ev to the connections of ev.Members on this node. A
-// multi-node Broker calls it for events published by any node.
+// multi-node Broker calls it for events published by any node, this one
+// included. Events of a room may arrive out of seq order or more than once:
+// each connection orders them, drops duplicates and fills gaps from the
+// store, which must make a seq readable only after every lower seq.
 func (h *Hub) Deliver(ev chat.Event) {
 	n := 0
 	for _, uid := range ev.Members {

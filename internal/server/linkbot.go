@@ -335,11 +335,11 @@ func (s *Server) walkthrough(ctx context.Context, room chat.Room) error {
 		if err := s.botPost(ctx, &room, line, false); err != nil {
 			return err
 		}
-		if err := s.botPost(ctx, &room, walkthroughSamples, false); err != nil {
+		samples, err := s.botMessage(ctx, &room, walkthroughSamples, false)
+		if err != nil {
 			return err
 		}
-		res := s.bot.Decide(ctx, walkthroughSamples, bot.Chat(room.Kind), room.Era)
-		if hasBlocked(res.Links) {
+		if hasBlocked(samples.Links) {
 			if err := s.botPost(ctx, &room, s.blockedNotice(room.Lang), true); err != nil {
 				return err
 			}

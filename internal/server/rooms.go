@@ -171,8 +171,14 @@ func (s *Server) publish(ctx context.Context, ev chat.Event) {
 	}
 }
 
-// botPost stores and publishes a LinkBot message in room.
+// botPost stores and publishes a LinkBot message in room; its links are
+// decided like anyone's (system notices have none).
 func (s *Server) botPost(ctx context.Context, room *chat.Room, text string, system bool) error {
+	_, err := s.botMessage(ctx, room, text, system)
+	return err
+}
+
+func (s *Server) botMessage(ctx context.Context, room *chat.Room, text string, system bool) (chat.Message, error) {
 	m := chat.Message{Room: room.ID, Sender: linkBotSender, Text: text, System: system, Era: room.Era}
 	if !system {
 		res := s.bot.Decide(ctx, text, bot.Chat(room.Kind), room.Era)
@@ -180,10 +186,10 @@ func (s *Server) botPost(ctx context.Context, room *chat.Room, text string, syst
 	}
 	stored, _, err := s.appendMessage(ctx, m)
 	if err != nil {
-		return err
+		return chat.Message{}, err
 	}
 	s.publishMessage(ctx, room, &stored)
-	return nil
+	return stored, nil
 }
 
 // setEra changes a room's era (an id or a date), tells every member with a

@@ -245,13 +245,13 @@ export function messageElement(msg, ctx) {
       textEl.appendChild(linkElement(link, link.kind === "token" ? `${t("token")}: ${link.url}` : link.url, ctx, msg));
     }
     whyRow.appendChild(h("span", { class: "why-chip" },
-      icon(link.outcome === "blocked" ? "ban" : "lock", "why-chip-icon"),
+      icon(link.outcome === "blocked" ? "ban" : link.login_required ? "lock" : "link", "why-chip-icon"),
       h("span", { class: "why-chip-name", text: ctx.platformName(link.platform) || t("otherSite") }),
       whyButton(link, panel)));
   });
 
   // A message that is only a card link shows just the card, as WeChat does.
-  const onlyCards = links.length > 0 && links.every((l) => l.outcome === "card") &&
+  const onlyCards = links.length > 0 && !msg.links_truncated && links.every((l) => l.outcome === "card") &&
     parts.every((p) => p.link !== undefined || !p.text.trim());
 
   const bubble = h("div", { class: "bubble" });

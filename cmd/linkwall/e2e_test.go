@@ -876,3 +876,33 @@ func TestPolicyReload(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// Concurrent senders' messages can be published out of seq order; every
+// reader still sees each seq once, in order.
+func TestConcurrentSendersInOrder(t *testing.T) {
+	s := newTestServer(t, t.TempDir())
+	reader := s.newUser("reader")
+	var senders []*member
+	for i := range 5 {
+		senders = append(senders, s.newUser(fmt.Sprint("sender", i)))
+	}
+	room := reader.group("busy", "en", senders...)
+	r := reader.connect()
+	r.write(map[string]any{"type": "resume", "room": room.ID, "after": 0})
+	const each = 60
+	for i, u := range senders {
+		c := u.connect()
+		go func() {
+			for j := range each {
+				if c.ws.WriteJSON(map[string]any{"type": "send", "room": room.ID, "text": fmt.Sprint(i, "-", j), "client_msg_id": fmt.Sprint(j)}) != nil {
+					return
+				}
+			}
+		}()
+	}
+	for want := int64(1); want <= int64(len(senders)*each); want++ {
+		if m := r.message(room.ID, nil).Msg; m.Seq != want {
+			t.Fatalf("got seq %d, want %d", m.Seq, want)
+		}
+	}
+}

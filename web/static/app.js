@@ -395,7 +395,9 @@ function renderConversation() {
   }
   const head = h("header", { class: "conv-head" });
   const eraBar = h("button", { type: "button", class: "era-bar", onclick: eraDialog });
-  const messages = h("div", { class: "messages", role: "log", "aria-label": roomTitle(room), tabindex: "0", dataset: { room: room.id } });
+  // aria-live="off": new messages are announced once, by the #live region;
+  // the log itself would also read whole re-renders after an era change.
+  const messages = h("div", { class: "messages", role: "log", "aria-live": "off", "aria-label": roomTitle(room), tabindex: "0", dataset: { room: room.id } });
   const input = h("textarea", {
     class: "composer-input",
     rows: "1",

@@ -5,6 +5,7 @@ package main
 //
 //	go test ./cmd/linkwall -run Browser              # the tests
 //	go test ./cmd/linkwall -run Browser -screenshots # also writes docs/screenshots/*.png
+//	LINKWALL_SCREENSHOTS=1 go test ./...             # the same, without a flag
 //
 // They skip when /usr/bin/chromium is missing, and fail instead when
 // LINKWALL_REQUIRE_INTEGRATION=1 (CI).
@@ -34,7 +35,9 @@ import (
 	"go.uber.org/zap/zaptest"
 )
 
-var screenshots = flag.Bool("screenshots", false, "write screenshots of the page to docs/screenshots")
+// screenshots also writes docs/screenshots/*.png; LINKWALL_SCREENSHOTS=1
+// does the same where a flag cannot be passed (go test ./...).
+var screenshots = flag.Bool("screenshots", os.Getenv("LINKWALL_SCREENSHOTS") == "1", "write screenshots of the page to docs/screenshots")
 
 const (
 	chromiumPath   = "/usr/bin/chromium"

@@ -384,7 +384,8 @@ func TestBrowser(t *testing.T) {
 		if got != xssText {
 			t.Errorf("markup message shows %q, want the text %q", got, xssText)
 		}
-		if n := eval[int](alice, `document.querySelectorAll('.messages img[src="x"], img[onerror]').length`); n != 0 {
+		// The page itself never uses <img> (card pictures are backgrounds), so any is injected.
+		if n := eval[int](alice, `document.querySelectorAll("img, [onerror]").length`); n != 0 {
 			t.Errorf("%d img elements were created from message text", n)
 		}
 		alice.setEra("group-ecommerce")
@@ -524,6 +525,27 @@ func TestBrowser(t *testing.T) {
 		}
 		if n := eval[int](alice, `document.querySelectorAll('#app img[src="x"], #app script, #app svg[onload], #app b, #app [onerror]').length`); n != 0 {
 			t.Errorf("%d elements were created from names or text", n)
+		}
+	})
+
+	t.Run("card picture", func(t *testing.T) {
+		alice.t, bob.t = t, t
+		// The page's own renderer: an http(s) picture covers the tile once it
+		// loads; any other scheme is never requested; no <img> is created.
+		got := eval[[]bool](alice, `import("/render.js").then(async (m) => {
+			const ctx = { meID: "me", meName: "Me", group: false, platformName: (id) => id, onLink() {}, onRetry() {} };
+			const msg = (image) => ({ seq: 1, sender: { id: "jd", name: "JD" }, text: "", sent_at: new Date().toISOString(),
+				links: [{ url: "https://item.jd.com/1.html", kind: "url", platform: "jd", outcome: "card", card: { title: "T", image, site_name: "JD" } }] });
+			const good = m.messageElement(msg(location.origin + "/favicon.svg"), ctx);
+			const bad = m.messageElement(msg("javascript:alert(1)"), ctx);
+			for (let i = 0; i < 60 && !good.querySelector(".card-img.has-img"); i++) await new Promise((r) => setTimeout(r, 50));
+			const tile = (el) => el.querySelector(".card-img");
+			return [tile(good).classList.contains("has-img"), tile(good).style.backgroundImage.includes("/favicon.svg"),
+				tile(bad).classList.contains("has-img") || tile(bad).style.backgroundImage !== "",
+				good.querySelectorAll("img").length + bad.querySelectorAll("img").length > 0];
+		})`)
+		if want := []bool{true, true, false, false}; !slices.Equal(got, want) {
+			t.Errorf("card pictures: [http(s) shown, as background, javascript: used, <img> made] = %v, want %v", got, want)
 		}
 	})
 

@@ -132,19 +132,30 @@ function linkElement(link, text, ctx, msg) {
   }, text);
 }
 
+// cardPicture is the card's thumbnail: a tile with the platform's initial,
+// covered by the picture once it has loaded. The picture is probed with a
+// detached Image and shown as a CSS background, so no <img> element ever
+// enters the page (markup in messages cannot hide among real images) and a
+// picture that cannot load (offline demo) leaves the tile, not a broken icon.
+function cardPicture(link, c, ctx) {
+  const tile = h("div", { class: `card-img card-img-none pf-${link.platform || "other"}`, "aria-hidden": "true" },
+    h("span", { text: Array.from(ctx.platformName(link.platform) || "?")[0] }));
+  if (!isWebURL(c.image)) return tile;
+  const href = new URL(c.image).href; // normalised: quotes are percent-encoded
+  const probe = new Image();
+  probe.referrerPolicy = "no-referrer";
+  probe.addEventListener("load", () => {
+    tile.style.backgroundImage = `url("${href}")`;
+    tile.classList.add("has-img");
+  });
+  probe.src = href;
+  return tile;
+}
+
 function cardElement(link, ctx) {
   const c = link.card || {};
   const url = isWebURL(c.url) ? c.url : isWebURL(link.url) ? link.url : null;
-  const img = isWebURL(c.image)
-    ? h("img", { class: "card-img", src: c.image, alt: "", loading: "lazy", referrerpolicy: "no-referrer" })
-    : h("div", { class: `card-img card-img-none pf-${link.platform || "other"}`, "aria-hidden": "true" },
-        Array.from(ctx.platformName(link.platform) || "?")[0]);
-  if (img.tagName === "IMG") {
-    // A picture that cannot load (offline demo, CSP) leaves the tile instead of a broken icon.
-    img.addEventListener("error", () => img.replaceWith(
-      h("div", { class: `card-img card-img-none pf-${link.platform || "other"}`, "aria-hidden": "true" },
-        Array.from(ctx.platformName(link.platform) || "?")[0])));
-  }
+  const img = cardPicture(link, c, ctx);
   const attrs = {
     class: "card",
     dataset: { outcome: "card", platform: link.platform || "", url: link.url || "" },

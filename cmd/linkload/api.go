@@ -268,7 +268,8 @@ func (a *api) scrapeMetrics(ctx context.Context) (map[string]float64, error) {
 	if err != nil {
 		return nil, fmt.Errorf("GET /metrics: %w", err)
 	}
-	return parseMetrics(data, "process_resident_memory_bytes", "go_memstats_heap_inuse_bytes", "go_goroutines"), nil
+	return parseMetrics(data, "process_resident_memory_bytes", "go_memstats_heap_inuse_bytes",
+		"go_memstats_stack_inuse_bytes", "go_goroutines", "go_gc_duration_seconds_count"), nil
 }
 
 // parseMetrics picks the unlabelled samples named in want from Prometheus

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	_ "net/http/pprof" // baseline-server -pprof
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -246,10 +247,19 @@ func printComparison(w io.Writer, c *Comparison) {
 
 // serveBaseline runs internal/baseline until ctx ends, printing its address
 // first so a parent can find it.
-func serveBaseline(ctx context.Context, addr string, stdout, stderr io.Writer) error {
+func serveBaseline(ctx context.Context, addr, pprofAddr string, stdout, stderr io.Writer) error {
 	log := zap.NewNop()
 	s := baseline.New(log)
 	defer s.Close()
+	if pprofAddr != "" {
+		// net/http/pprof registers on http.DefaultServeMux only.
+		pl, err := net.Listen("tcp", pprofAddr)
+		if err != nil {
+			return err
+		}
+		defer pl.Close()
+		go http.Serve(pl, http.DefaultServeMux)
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err

@@ -82,6 +82,7 @@ type options struct {
 	linkwall   string
 	lwArgs     string
 	addr       string
+	pprof      string
 	quiet      bool
 	skipBase   bool
 	resumeRate float64
@@ -120,6 +121,7 @@ func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *options) {
 	fs.StringVar(&o.lwArgs, "linkwall-args", "", "compare: extra flags for 'linkwall serve', space separated")
 	fs.BoolVar(&o.skipBase, "skip-baseline", false, "compare: measure linkwall only")
 	fs.StringVar(&o.addr, "addr", "127.0.0.1:0", "baseline-server: listen address")
+	fs.StringVar(&o.pprof, "pprof", "", "baseline-server: serve net/http/pprof on this address (loopback)")
 	fs.BoolVar(&o.quiet, "q", false, "no progress lines")
 	return fs, o
 }
@@ -194,7 +196,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			rep = c
 		}
 	case "baseline-server":
-		err = serveBaseline(ctx, o.addr, stdout, stderr)
+		err = serveBaseline(ctx, o.addr, o.pprof, stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "linkload: unknown command %q\n%s", cmd, usage)
 		return 2
@@ -236,9 +238,9 @@ func printPhase(w io.Writer, name string, p *phase) {
 }
 
 func printMem(w io.Writer, name string, m *MemReport) {
-	fmt.Fprintf(w, "%s: %d connections in %.1fs; server RSS %.1f → %.1f MiB (%.0f B/conn), heap in use %.1f → %.1f MiB (%.0f B/conn), %g goroutines\n",
+	fmt.Fprintf(w, "%s: %d connections in %.1fs; server RSS %.1f → %.1f MiB (%.0f B/conn), heap in use %.1f → %.1f MiB (%.0f B/conn), stacks %.0f B/conn, %g goroutines\n",
 		name, m.Conns, m.ConnectSeconds, mib(m.RSSBefore), mib(m.RSSAfter), m.RSSPerConn,
-		mib(m.HeapBefore), mib(m.HeapAfter), m.HeapPerConn, m.Goroutines)
+		mib(m.HeapBefore), mib(m.HeapAfter), m.HeapPerConn, m.StackPerConn, m.Goroutines)
 }
 
 func printReport(w io.Writer, r *Report) {

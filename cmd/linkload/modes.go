@@ -52,19 +52,24 @@ type MemReport struct {
 	RSSAfter       float64 `json:"rss_after_bytes"`
 	HeapBefore     float64 `json:"heap_inuse_before_bytes"`
 	HeapAfter      float64 `json:"heap_inuse_after_bytes"`
+	StackBefore    float64 `json:"stack_inuse_before_bytes"`
+	StackAfter     float64 `json:"stack_inuse_after_bytes"`
 	Goroutines     float64 `json:"goroutines_after"`
 	RSSPerConn     float64 `json:"rss_per_conn_bytes"`
 	HeapPerConn    float64 `json:"heap_inuse_per_conn_bytes"`
+	StackPerConn   float64 `json:"stack_inuse_per_conn_bytes"`
 }
 
 func memReport(conns int, before, after map[string]float64) *MemReport {
 	m := &MemReport{Conns: conns,
 		RSSBefore: before["process_resident_memory_bytes"], RSSAfter: after["process_resident_memory_bytes"],
 		HeapBefore: before["go_memstats_heap_inuse_bytes"], HeapAfter: after["go_memstats_heap_inuse_bytes"],
+		StackBefore: before["go_memstats_stack_inuse_bytes"], StackAfter: after["go_memstats_stack_inuse_bytes"],
 		Goroutines: after["go_goroutines"]}
 	if conns > 0 {
 		m.RSSPerConn = (m.RSSAfter - m.RSSBefore) / float64(conns)
 		m.HeapPerConn = (m.HeapAfter - m.HeapBefore) / float64(conns)
+		m.StackPerConn = (m.StackAfter - m.StackBefore) / float64(conns)
 	}
 	return m
 }
@@ -385,13 +390,57 @@ func idleRead(c *websocket.Conn, hello, done chan struct{}) {
 	}
 }
 
-// sampleMem reads the server's memory gauges; for a child process whose
+// gcWait bounds how long awaitGC scrapes.
+const gcWait = 15 * time.Second
+
+// awaitGC scrapes the server's /metrics until two garbage collections have
+// completed since the first scrape, and returns the last scrape. An idle
+// server does not collect for minutes, so without this the heap and RSS
+// figures hold whatever garbage sign-ups and handshakes left, and the
+// per-connection figures swing by tens of KB from run to run. Scraping
+// allocates on the server, which is what eventually triggers a collection.
+func awaitGC(ctx context.Context, a *api) map[string]float64 {
+	first, err := a.scrapeMetrics(ctx)
+	if err != nil {
+		return map[string]float64{}
+	}
+	start, ok := first["go_gc_duration_seconds_count"]
+	if !ok {
+		return first
+	}
+	deadline := time.Now().Add(gcWait)
+	var (
+		mu   sync.Mutex
+		last = first
+		wg   sync.WaitGroup
+	)
+	for range 8 {
+		wg.Go(func() {
+			for ctx.Err() == nil && time.Now().Before(deadline) {
+				m, err := a.scrapeMetrics(ctx)
+				if err != nil {
+					return
+				}
+				mu.Lock()
+				if m["go_gc_duration_seconds_count"] >= last["go_gc_duration_seconds_count"] {
+					last = m
+				}
+				done := last["go_gc_duration_seconds_count"] >= start+2
+				mu.Unlock()
+				if done {
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return last
+}
+
+// sampleMem reads the server's memory gauges after a collection; for a child process whose
 // /metrics lacks the RSS it reads /proc.
 func sampleMem(ctx context.Context, a *api, pid int) map[string]float64 {
-	m, err := a.scrapeMetrics(ctx)
-	if err != nil {
-		m = map[string]float64{}
-	}
+	m := awaitGC(ctx, a)
 	if _, ok := m["process_resident_memory_bytes"]; !ok && pid > 0 {
 		if rss, err := procRSS(pid); err == nil {
 			m["process_resident_memory_bytes"] = rss

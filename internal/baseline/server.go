@@ -25,11 +25,10 @@ const (
 	maxTextBytes  = 8 << 10  // message text
 	maxMembers    = 1000     // members of one room, creator included
 	// sendQueueLen is how many frames may wait for one connection before
-	// it is dropped as slow. The gorilla example uses 256; 2048 frames of
-	// ~500 bytes match linkwall's 1 MB per-connection bound, so that a
-	// scheduling stall on a shared machine drops clients of neither server
-	// sooner than the other.
-	sendQueueLen   = 2048
+	// it is dropped as slow, as in the gorilla example. A channel of slices
+	// costs 24 bytes a slot on every connection, idle or not (2048 slots
+	// would be 48 KB each).
+	sendQueueLen   = 256
 	hubQueueLen    = 1024             // fan-outs queued for the hub
 	writeWait      = 10 * time.Second // time allowed to write one frame
 	pongWait       = 60 * time.Second // time allowed between pongs

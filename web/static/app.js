@@ -63,6 +63,15 @@ function lastSeq(id) {
   return max;
 }
 
+// resumePoint is the highest seq up to which the room's history has no
+// hole: resuming from there fills any gap, and dedupe by seq drops overlap.
+function resumePoint(id) {
+  const have = roomState(id).bySeq;
+  let k = 0;
+  while (have.has(k + 1)) k++;
+  return k;
+}
+
 function platformName(id) {
   if (!id) return "";
   const p = S.platforms.get(id);
@@ -613,7 +622,7 @@ async function loadRoom(id) {
     renderRoomList();
     if (id === S.current) renderMessages();
     // Anything sent between the history request and now comes by resume; dedupe by seq.
-    if (S.helloSeen) S.socket.send({ type: "resume", room: id, after: lastSeq(id) });
+    if (S.helloSeen) S.socket.send({ type: "resume", room: id, after: resumePoint(id) });
   } catch (err) {
     if (gen === st.gen) fail(err);
   }
@@ -656,7 +665,7 @@ function onHello(f) {
     upsertRoom(room);
     // Ask for exactly what was missed since the history we hold; dedupe by
     // seq covers overlaps. Rooms still loading resume when their load ends.
-    if (known && roomState(room.id).loaded) S.socket.send({ type: "resume", room: room.id, after: lastSeq(room.id) });
+    if (known && roomState(room.id).loaded) S.socket.send({ type: "resume", room: room.id, after: resumePoint(room.id) });
   }
   // Messages typed while offline go out now; the same client_msg_id makes a resend harmless.
   for (const p of S.pending.values()) {

@@ -443,6 +443,13 @@ func TestBrowser(t *testing.T) {
 		if got := eval[string](alice, `document.querySelector(".traffic-modal .pv").textContent`); got != "12,500,000" {
 			t.Errorf("traffic arithmetic = %q, want 12,500,000", got)
 		}
+		// Both inputs are live: 1.25 billion × 2.5 % = 31,250,000.
+		alice.do(
+			chromedp.Focus(chromedp.ID("share")),
+			chromedp.Evaluate[chromedp.Void](`document.getElementById("share").select()`),
+			chromedp.SendKeys(chromedp.ID("share"), "2.5"),
+		)
+		alice.waitFor("the new page views", `document.querySelector(".traffic-modal .pv").textContent === "31,250,000"`)
 		alice.do(chromedp.KeyEvent(kb.Escape))
 
 	})

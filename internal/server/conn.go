@@ -351,6 +351,9 @@ func (c *conn) release(room string) {
 func (c *conn) resume(room string, after int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.closing {
+		return // the writer may be gone, and with it the room states
+	}
 	st := c.rooms[room]
 	if st == nil {
 		st = &roomState{}

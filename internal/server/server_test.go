@@ -262,3 +262,17 @@ func TestConnHeldOverflowReadsStoreInstead(t *testing.T) {
 			c.closing, st.held, st.resuming, st.last, len(st.pending), queuedWork, c.pendingBytes)
 	}
 }
+
+func TestConnResumeAfterCloseIsHarmless(t *testing.T) {
+	s := newTestServer(t, Limits{})
+	c := newConn(s, nil, chat.User{ID: "u"})
+	c.start(nil, nil)
+	c.mu.Lock()
+	c.closing, c.rooms = true, nil // as the writer leaves them
+	c.mu.Unlock()
+	c.resume("r", 0)
+	c.release("r")
+	if c.deliver(ev("r", 1)) {
+		t.Fatal("a closed connection accepted an event")
+	}
+}

@@ -810,7 +810,7 @@ func TestRateLimit(t *testing.T) {
 	if err := m.ParseFlags(context.Background(), []string{"--addr", "127.0.0.1:0", "--data", dir}); err != nil {
 		t.Fatal(err)
 	}
-	m.Limits = server.Limits{SendRate: 1, SendBurst: 2, RateStrikes: 5}
+	m.Limits = server.Limits{SendRate: 0.01, SendBurst: 2, RateStrikes: 5}
 	if err := m.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -414,6 +414,11 @@ function renderConversation() {
     placeholder: t("typeMessage"),
     "aria-label": t("typeMessage"),
   });
+  // The input grows with its text up to the CSS max-height, like a phone's.
+  input.addEventListener("input", () => {
+    input.style.height = "auto";
+    input.style.height = `${input.scrollHeight + 2}px`;
+  });
   input.addEventListener("keydown", (e) => {
     // isComposing: Enter that confirms a Chinese IME candidate must not send.
     if (e.key === "Enter" && !e.shiftKey && !e.isComposing && e.keyCode !== 229) {
@@ -721,6 +726,7 @@ function sendFromComposer() {
   const text = input.value.trim();
   if (!text) return;
   input.value = "";
+  input.style.height = "";
   const p = {
     pending: true,
     client_msg_id: newClientID(),

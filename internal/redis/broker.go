@@ -86,7 +86,7 @@ func NewBroker(ctx context.Context, s *Store, nodeID string, deliver func(chat.E
 
 // lastID returns the id of the newest event, or 0-0 for none.
 func (b *Broker) lastID(ctx context.Context) (string, error) {
-	ms, err := b.sub.XRevRangeN(ctx, b.key, "+", "-", 1).Result()
+	ms, err := b.client.XRevRangeN(ctx, b.key, "+", "-", 1).Result()
 	if err != nil {
 		return "", storeErr(ctx, "read event stream", err)
 	}

@@ -6,7 +6,9 @@
 //
 // # Data layout
 //
-// Every key starts with a prefix ("lw:" unless WithPrefix says otherwise):
+// Every key starts with a prefix: "lw:" unless WithPrefix or the URL
+// parameter key_prefix (redis://HOST:PORT/DB?key_prefix=demo:) says
+// otherwise, so several deployments can share one Redis database.
 //
 //	lw:u:ID           user (JSON)
 //	lw:s:HEX          session: the owner's user JSON, keyed by the token hash
@@ -44,7 +46,9 @@
 // lw:events stream (capped at eventBacklog entries). Every node reads that
 // stream from the last entry it has seen, so a node whose Redis connection
 // drops for a moment picks up where it stopped instead of losing the events
-// published meanwhile (plain PUBLISH/SUBSCRIBE would lose them). Events of
+// published meanwhile (plain PUBLISH/SUBSCRIBE would lose them). Every
+// node reads every event and its hub keeps those of its own connections:
+// fine for a handful of nodes; many more would want per-room channels. Events of
 // one room may arrive from two nodes out of seq order; the hub orders them
 // by seq and fills gaps from the store.
 //

@@ -183,7 +183,8 @@ func (s *Store) Messages(ctx context.Context, roomID string, after int64, limit 
 	var xr *goredis.XMessageSliceCmd
 	var ex *goredis.IntCmd
 	_, err := s.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
-		xr = p.XRangeN(ctx, s.msgsKey(roomID), streamID(after+1), "+", int64(limit))
+		// "(" makes the start exclusive: seq > after, for any after.
+		xr = p.XRangeN(ctx, s.msgsKey(roomID), "("+streamID(after), "+", int64(limit))
 		ex = p.Exists(ctx, s.roomKey(roomID))
 		return nil
 	})

@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"fmt"
+	"math"
 	neturl "net/url"
 	"strings"
 	"sync"
@@ -171,6 +172,9 @@ func TestRetention(t *testing.T) {
 	first := int64(trimBatch + 2)
 	if len(ms) != int(n-first+1) || ms[0].Seq != first || ms[len(ms)-1].Seq != n {
 		t.Fatalf("retained seqs %d..%d (%d), want %d..%d", ms[0].Seq, ms[len(ms)-1].Seq, len(ms), first, n)
+	}
+	if ms, err := s.Messages(ctx, r.ID, math.MaxInt64, 10); err != nil || len(ms) != 0 {
+		t.Errorf("Messages(after MaxInt64) = %d messages, %v; want none", len(ms), err)
 	}
 	// Resuming from inside the trimmed range: what is left, in order.
 	ms, err = s.Messages(ctx, r.ID, 3, 5)

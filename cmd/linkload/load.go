@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -520,7 +521,19 @@ type phase struct {
 	SendRate        float64 `json:"sent_msgs_per_s"`
 	DeliveredPerSec float64 `json:"delivered_per_s"`
 	DrainMs         float64 `json:"drain_ms"` // from the end of sending until the last delivery
-	Latency         Latency `json:"latency"`
+	// ClientCores is the CPU linkload itself used, in cores: on a 2-core
+	// machine the load generator and the server share the CPU.
+	ClientCores float64 `json:"client_cpu_cores"`
+	Latency     Latency `json:"latency"`
+}
+
+// cpuTime is the CPU time this process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // runPhase sends at rate for dur (or count messages), then waits for the
@@ -529,6 +542,7 @@ func (l *load) runPhase(ctx context.Context, rate float64, dur time.Duration, co
 	h := new(hist)
 	l.lat.Store(h)
 	before := l.snapshot()
+	cpu0 := cpuTime()
 	start := time.Now()
 	tick := time.NewTicker(time.Millisecond)
 	defer tick.Stop()
@@ -609,6 +623,7 @@ send:
 		Latency:  h.Summary(),
 	}
 	p.DeliveredPerSec = float64(d.received) / (window + drain).Seconds()
+	p.ClientCores = float64(cpuTime()-cpu0) / float64(window+drain)
 	return p
 }
 

@@ -7,7 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -369,7 +371,7 @@ func (c *conn) resume(room string, after int64) {
 // writeLoop owns the socket's writes: it writes the queue coalesced into
 // one text frame, pings, runs catch-ups and closes.
 func (c *conn) writeLoop() {
-	ticker := time.NewTicker(pingPeriod)
+	ticker := time.NewTicker(c.srv.limits.PongWait * 9 / 10) // pongs arrive before the read deadline
 	timer := time.NewTimer(time.Hour)
 	defer func() {
 		ticker.Stop()
@@ -605,21 +607,25 @@ func (c *conn) pageEntryLocked(st *roomState, m *chat.Message) []byte {
 func (c *conn) readLoop() {
 	defer c.closeWith(websocket.CloseNormalClosure, "")
 	c.ws.SetReadLimit(c.srv.limits.MaxFrameBytes)
-	_ = c.ws.SetReadDeadline(time.Now().Add(pongWait))
+	wait := c.srv.limits.PongWait
+	_ = c.ws.SetReadDeadline(time.Now().Add(wait))
 	c.ws.SetPongHandler(func(string) error {
-		return c.ws.SetReadDeadline(time.Now().Add(pongWait))
+		return c.ws.SetReadDeadline(time.Now().Add(wait))
 	})
 	for {
 		mt, data, err := c.ws.ReadMessage()
 		if err != nil {
+			var ne net.Error
 			if errors.Is(err, websocket.ErrReadLimit) {
 				c.closeWith(websocket.CloseMessageTooBig, "frame too large")
+			} else if errors.As(err, &ne) && ne.Timeout() {
+				c.closeWith(CloseIdle, "nothing received, not even a pong, in time")
 			} else if websocket.IsUnexpectedCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived) {
 				c.log.Debug("read failed", zap.String("user", c.user.ID), zap.Error(err))
 			}
 			return
 		}
-		_ = c.ws.SetReadDeadline(time.Now().Add(pongWait))
+		_ = c.ws.SetReadDeadline(time.Now().Add(wait))
 		if mt != websocket.TextMessage {
 			c.closeWith(websocket.CloseUnsupportedData, "text frames only")
 			return
@@ -675,14 +681,14 @@ func decodeFrames(data []byte) ([]inFrame, error) {
 }
 
 func (c *conn) handle(f *inFrame) bool {
+	if err := f.check(); err != nil {
+		c.send(encodeErr(err, f.ref()))
+		return true
+	}
 	switch f.Type {
 	case typeSend:
 		return c.handleSend(f)
 	case typeResume:
-		if f.After < 0 {
-			c.send(encodeError(chat.EInvalid, "after must be ≥ 0", typeResume))
-			return true
-		}
 		if _, err := c.srv.memberRoom(c.ctx, c.user.ID, f.Room); err != nil {
 			c.send(encodeErr(err, typeResume))
 			return true
@@ -690,14 +696,27 @@ func (c *conn) handle(f *inFrame) bool {
 		c.resume(f.Room, f.After)
 	case typePing:
 		c.send(pongPayload)
-	default:
-		ref := f.Type
-		if len(ref) > 32 {
-			ref = ref[:32]
-		}
-		c.send(encodeError(chat.EInvalid, "unknown frame type", ref))
 	}
 	return true
+}
+
+// ref is what an error frame about f refers to: the client_msg_id of a
+// send (or "send"), "resume", or the frame's type, cut short.
+func (f *inFrame) ref() string {
+	switch f.Type {
+	case typeSend:
+		if f.ClientMsgID != "" && len(f.ClientMsgID) <= maxClientMsgID {
+			return f.ClientMsgID
+		}
+		return typeSend
+	case typeResume:
+		return typeResume
+	}
+	ref := f.Type
+	if len(ref) > 32 {
+		ref = strings.ToValidUTF8(ref[:32], "")
+	}
+	return ref
 }
 
 func (c *conn) handleSend(f *inFrame) bool {
@@ -710,10 +729,7 @@ func (c *conn) handleSend(f *inFrame) bool {
 		Received:    time.Now(),
 	}
 	err := c.srv.chain.Handle(c.ctx, req)
-	ref := f.ClientMsgID
-	if ref == "" {
-		ref = typeSend
-	}
+	ref := f.ref()
 	if err != nil {
 		if chat.ErrorCode(err) == chat.ERateLimited {
 			c.strikes++

@@ -19,8 +19,12 @@ const (
 	CloseSlowConsumer = 4008
 	// CloseRateLimited: the client kept sending past the rate limit.
 	CloseRateLimited = 4029
-	// CloseUnauthorized: the session ended (logged out) while connected.
+	// CloseUnauthorized: no valid session: the session ended (logged out)
+	// while connected, or the auth frame was missing, late or wrong.
 	CloseUnauthorized = 4001
+	// CloseIdle: nothing (not even a pong) arrived within the read
+	// deadline; the peer is most likely gone.
+	CloseIdle = 4000
 )
 
 // httpStatus maps a chat error code to its HTTP status. This table and

@@ -9,6 +9,7 @@ import (
 
 // Frame types of API v1.
 const (
+	typeAuth    = "auth"
 	typeSend    = "send"
 	typeResume  = "resume"
 	typePing    = "ping"
@@ -26,6 +27,37 @@ type inFrame struct {
 	Text        string `json:"text"`
 	ClientMsgID string `json:"client_msg_id"`
 	After       int64  `json:"after"`
+	Token       string `json:"token"`
+}
+
+// check refuses a frame of an unknown type or with a field out of range,
+// before it costs a store read. Membership and text rules are the message
+// path's (validate, membership).
+func (f *inFrame) check() error {
+	switch f.Type {
+	case typeSend:
+		if f.Room == "" {
+			return chat.Errorf(chat.EInvalid, "room is required")
+		}
+		if len(f.ClientMsgID) > maxClientMsgID {
+			return chat.Errorf(chat.EInvalid, "client_msg_id is longer than %d bytes", maxClientMsgID)
+		}
+	case typeResume:
+		if f.Room == "" {
+			return chat.Errorf(chat.EInvalid, "room is required")
+		}
+		if f.After < 0 {
+			return chat.Errorf(chat.EInvalid, "after must be ≥ 0")
+		}
+	case typePing:
+	case typeAuth:
+		// Only the first frame of a connection that authenticates by
+		// frame; afterwards it is a client bug, not a re-authentication.
+		return chat.Errorf(chat.EInvalid, "already authenticated")
+	default:
+		return chat.Errorf(chat.EInvalid, "unknown frame type")
+	}
+	return nil
 }
 
 type messageFrame struct {

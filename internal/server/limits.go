@@ -59,15 +59,18 @@ const (
 	maxWhyLookback = 200
 )
 
-// WebSocket timing. The writer pings every pingPeriod; a peer that sends
-// nothing (not even a pong) for pongWait is considered gone.
+// WebSocket timing. The writer pings every 9/10 of pongWait; a peer that
+// sends nothing (not even a pong) for pongWait is considered gone.
 const (
 	// writeWait bounds one write (a coalesced batch or a control frame).
 	writeWait = 10 * time.Second
 	// pongWait is how long the reader waits for any frame; pongs extend it.
+	// The writer pings every 9/10 of it, so pongs arrive in time.
 	pongWait = 60 * time.Second
-	// pingPeriod must be shorter than pongWait so pongs arrive in time.
-	pingPeriod = pongWait * 9 / 10
+	// authWait bounds how long a connection that authenticates by frame
+	// (no credentials at the upgrade, or ?auth=frame) may take to send its
+	// auth frame; an unauthenticated socket costs a goroutine until then.
+	authWait = 10 * time.Second
 	// handshakeWait bounds the WebSocket upgrade handshake.
 	handshakeWait = 10 * time.Second
 	// gapGrace is how long a connection waits for a missing seq to arrive
@@ -77,6 +80,17 @@ const (
 	// roomCacheTTL bounds how stale a cached room (era, lang) may be when
 	// another node changed it.
 	roomCacheTTL = 2 * time.Second
+)
+
+// Limits on connections that have not authenticated yet.
+const (
+	// maxAuthFrameBytes is the read limit for the auth frame: a token is at
+	// most maxTokenLen bytes, so anything bigger is not an auth frame.
+	maxAuthFrameBytes = 1 << 10
+	// maxUnauthenticated bounds the sockets waiting for their auth frame at
+	// once; past it /ws answers 503 before upgrading, so a flood of idle
+	// sockets cannot hold more than this many goroutines.
+	maxUnauthenticated = 1024
 )
 
 // WebSocket buffer sizes: small, because 10,000 idle connections must fit
@@ -99,6 +113,10 @@ type Limits struct {
 	MaxQueueBytes   int
 	SessionRate     rate.Limit
 	SessionBurst    int
+	// AuthWait and PongWait default to authWait and pongWait; tests
+	// shorten them.
+	AuthWait time.Duration
+	PongWait time.Duration
 }
 
 // withDefaults returns l with every zero field set to its default.
@@ -124,6 +142,12 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.SessionRate <= 0 {
 		l.SessionRate = DefaultSessionRate
+	}
+	if l.AuthWait <= 0 {
+		l.AuthWait = authWait
+	}
+	if l.PongWait <= 0 {
+		l.PongWait = pongWait
 	}
 	return l
 }

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -71,6 +72,8 @@ type Server struct {
 	bgCtx    context.Context
 	bgCancel context.CancelFunc
 	wg       sync.WaitGroup // connections and walkthroughs
+
+	authPending atomic.Int32 // sockets waiting for their auth frame
 
 	mu      sync.Mutex
 	closed  bool
@@ -270,17 +273,35 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write([]byte("ready\n"))
 }
 
-// serveWS upgrades an authenticated request and starts the connection's
-// reader and writer.
+// serveWS upgrades a request to a WebSocket and starts the connection's
+// reader and writer. A request with a session (header or cookie)
+// authenticates at the upgrade; one without, or with ?auth=frame (a page
+// tab with its own identity), authenticates with its first frame.
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
-	u, err := s.authenticate(r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
+	byFrame := r.URL.Query().Get("auth") == "frame" || requestToken(r) == ""
+	var u chat.User
+	if !byFrame {
+		var err error
+		if u, err = s.authenticate(r); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
 	}
 	if !s.checkOrigin(r) {
 		s.writeError(w, r, chat.Errorf(chat.EForbidden, "origin %q is not allowed", r.Header.Get("Origin")))
 		return
+	}
+	if byFrame {
+		if s.authPending.Add(1) > maxUnauthenticated {
+			s.authPending.Add(-1)
+			s.writeError(w, r, chat.Errorf(chat.EUnavailable, "too many connections waiting to authenticate; retry later"))
+			return
+		}
+		defer func() {
+			if byFrame { // still ours: not handed to the auth goroutine
+				s.authPending.Add(-1)
+			}
+		}()
 	}
 	s.mu.Lock()
 	closed := s.closed
@@ -297,6 +318,71 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return // the upgrader has answered
 	}
+	if !byFrame {
+		s.startConn(ws, u)
+		return
+	}
+	byFrame = false // the goroutine releases the pending slot
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		u, ok := s.awaitAuth(ws)
+		s.authPending.Add(-1)
+		if ok {
+			s.startConn(ws, u)
+		}
+	}()
+}
+
+// awaitAuth reads the first frame of a connection that authenticates by
+// frame: exactly {"type":"auth","token":"…"} within AuthWait. Otherwise it
+// closes the socket with CloseUnauthorized (or 1001 when the server shuts
+// down, 1013 when the store is down) and reports false.
+func (s *Server) awaitAuth(ws *websocket.Conn) (chat.User, bool) {
+	fail := func(code int, reason string) (chat.User, bool) {
+		msg := websocket.FormatCloseMessage(code, reason)
+		_ = ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(writeWait))
+		_ = ws.Close()
+		return chat.User{}, false
+	}
+	ws.SetReadLimit(maxAuthFrameBytes)
+	_ = ws.SetReadDeadline(time.Now().Add(s.limits.AuthWait))
+	// A shutdown must not wait for sockets that never authenticate.
+	stop := context.AfterFunc(s.bgCtx, func() { _ = ws.SetReadDeadline(time.Now()) })
+	mt, data, err := ws.ReadMessage()
+	stop()
+	if s.bgCtx.Err() != nil {
+		return fail(websocket.CloseGoingAway, "server shutting down")
+	}
+	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return fail(CloseUnauthorized, "no auth frame in time")
+		}
+		return fail(CloseUnauthorized, "first frame must be {\"type\":\"auth\",\"token\":…}")
+	}
+	frames, err := decodeFrames(data)
+	if mt != websocket.TextMessage || err != nil || len(frames) != 1 || frames[0].Type != typeAuth {
+		return fail(CloseUnauthorized, "first frame must be {\"type\":\"auth\",\"token\":…}")
+	}
+	ctx, cancel := context.WithTimeout(s.bgCtx, s.limits.AuthWait)
+	defer cancel()
+	u, err := s.userByToken(ctx, frames[0].Token)
+	switch code := chat.ErrorCode(err); {
+	case err == nil:
+	case code == chat.EUnauthorized:
+		return fail(CloseUnauthorized, chat.ErrorMessage(err))
+	default:
+		s.log.Error("authenticating a connection", zap.Error(err))
+		return fail(websocket.CloseTryAgainLater, "store unavailable")
+	}
+	_ = ws.SetReadDeadline(time.Time{})
+	return u, true
+}
+
+// startConn registers an authenticated socket, queues its hello and starts
+// its reader and writer.
+func (s *Server) startConn(ws *websocket.Conn, u chat.User) {
 	c := newConn(s, ws, u)
 	s.hub.add(c)
 	rooms, err := s.store.Rooms(c.ctx, u.ID)
@@ -308,12 +394,12 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		c.start(encodeHello(u, rooms), rooms)
 	}
 	s.mu.Lock()
-	closed = s.closed
+	closed := s.closed
 	s.mu.Unlock()
 	if closed {
 		c.closeWith(websocket.CloseGoingAway, "server shutting down")
 	}
-	// Fresh goroutines for the reader and the writer: this handler's stack
+	// Fresh goroutines for the reader and the writer: the handler's stack
 	// grew while serving the upgrade and is released when it returns.
 	s.wg.Add(2)
 	go func() {

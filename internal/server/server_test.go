@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
 
@@ -213,15 +214,35 @@ func TestValidateStopsBadMessages(t *testing.T) {
 	}
 }
 
+// chatCodes are the codes of internal/chat: the only ones a client may see.
+var chatCodes = map[string]bool{
+	chat.EInvalid: true, chat.EUnauthorized: true, chat.EForbidden: true, chat.ENotFound: true,
+	chat.EConflict: true, chat.ETooLarge: true, chat.ERateLimited: true, chat.EUnavailable: true,
+	chat.EInternal: true,
+}
+
+// FuzzDecodeFrames feeds arbitrary inbound text frames through the
+// decoding and the per-frame check the reader applies. Invariants: no
+// panic; at most maxObjectsPerFrame objects; invalid UTF-8 yields nothing;
+// a frame the check accepts has a known type and in-range fields; anything
+// refused carries a chat code (invalid, the only one decoding uses) and an
+// error frame that is valid JSON with a bounded ref.
 func FuzzDecodeFrames(f *testing.F) {
 	for _, seed := range []string{
 		`{"type":"send","room":"r","text":"hi","client_msg_id":"1"}`,
 		`{"type":"resume","room":"r","after":5}` + "\n" + `{"type":"ping"}`,
 		`{"type":"send","room":5}`,
+		`{"type":"resume","room":"r","after":"x"}`,
+		`{"type":"resume","room":"r","after":-1}`,
+		`{"type":"auth","token":"abc"}`,
+		`{"type":"send","room":"r","text":"x","client_msg_id":"` + strings.Repeat("i", maxClientMsgID+1) + `"}`,
+		`{"type":"` + strings.Repeat("t", 40) + `"}`,
+		`{"type":"send","room":"r","text":"\u0000\ud800"}`,
 		`{"type":`,
 		"\xff",
 		`[1,2]`,
 		`null`,
+		strings.Repeat(`{"type":"ping"}`, maxObjectsPerFrame+1),
 	} {
 		f.Add([]byte(seed))
 	}
@@ -241,6 +262,30 @@ func FuzzDecodeFrames(f *testing.F) {
 			again, err := decodeFrames(mustJSON(fr))
 			if err != nil || len(again) != 1 || again[0] != fr {
 				t.Fatalf("%+v does not round-trip: %+v %v", fr, again, err)
+			}
+			err = fr.check()
+			if err != nil {
+				if code := chat.ErrorCode(err); !chatCodes[code] || code == chat.EInternal {
+					t.Fatalf("%+v refused with code %q", fr, code)
+				}
+				var ef errorFrame
+				if json.Unmarshal(encodeErr(err, fr.ref()), &ef) != nil || ef.Type != typeError || len(ef.Ref) > maxClientMsgID || !utf8.ValidString(ef.Ref) {
+					t.Fatalf("%+v: bad error frame %+v", fr, ef)
+				}
+				continue
+			}
+			switch fr.Type {
+			case typeSend:
+				if fr.Room == "" || len(fr.ClientMsgID) > maxClientMsgID {
+					t.Fatalf("accepted send %+v", fr)
+				}
+			case typeResume:
+				if fr.Room == "" || fr.After < 0 {
+					t.Fatalf("accepted resume %+v", fr)
+				}
+			case typePing:
+			default:
+				t.Fatalf("accepted frame of type %q", fr.Type)
 			}
 		}
 	})

@@ -271,3 +271,28 @@ func FuzzLine(f *testing.F) {
 		}
 	})
 }
+
+func TestVerdict(t *testing.T) {
+	ok := phase{TargetRate: 100, SendRate: 99, DrainMs: 3, Latency: Latency{P99Ms: 5}}
+	tests := []struct {
+		name string
+		edit func(*phase)
+		want string
+	}{
+		{"keeps up", func(*phase) {}, ""},
+		{"client dropped", func(p *phase) { p.ClientsDropped = 1 }, "clients dropped"},
+		{"lost", func(p *phase) { p.Dropped = 1 }, "deliveries lost or late beyond drain"},
+		{"rejected", func(p *phase) { p.Rejected = 1 }, "sends rejected"},
+		{"duplicate", func(p *phase) { p.Duplicates = 1 }, "duplicate or stray deliveries"},
+		{"pacer behind", func(p *phase) { p.SendRate = 90 }, "senders could not write at the target rate"},
+		{"slow drain", func(p *phase) { p.DrainMs = 300 }, "deliveries fell behind"},
+		{"slow p99", func(p *phase) { p.Latency.P99Ms = 600 }, "deliveries fell behind"},
+	}
+	for _, tt := range tests {
+		p := ok
+		tt.edit(&p)
+		if got := verdict(p); got != tt.want {
+			t.Errorf("%s: verdict %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}

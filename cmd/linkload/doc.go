@@ -1,0 +1,20 @@
+// Command linkload is linkwall's load generator. It speaks API v1: it
+// creates users and group rooms, opens one WebSocket per user, sends a
+// paced mix of chatter and Chinese share texts (Taobao, Douyin, JD,
+// Pinduoduo links), and reports delivered messages per second, end-to-end
+// latency percentiles, losses, errors, close codes and the server's memory
+// per connection.
+//
+//	linkload [load] [flags]         a fixed-rate load (or -max: ramp to the peak, then half of it)
+//	linkload idle   [flags]         open -conns idle connections, report memory per connection
+//	linkload resume [flags]         time a client resuming -msgs messages sent while it was away
+//	linkload compare -linkwall BIN  the same measurements against the baseline and linkwall, and the ratios
+//	linkload baseline-server -addr  run the baseline server (internal/baseline)
+//
+// Every message carries its send time and number in a marker at the start
+// of its text, so receivers compute latency and find losses and duplicates.
+//
+// Run it against a server started separately (-url), or let compare start
+// both servers as child processes, one after the other, so that they never
+// share the CPU. docs/benchmarks.md has the method and the figures.
+package main

@@ -727,8 +727,10 @@ func TestBrowserReconnect(t *testing.T) {
 }
 
 // blockSocket holds the page's WebSocket handshakes off (or lets them
-// through again) by taking its session cookie away, as an outage would:
-// the server refuses the upgrade and the page keeps retrying.
+// through again) by replacing its session cookie with an unknown token, as
+// an outage would: the server refuses the upgrade (401) and the page keeps
+// retrying. (Without any cookie the server would upgrade and wait for an
+// auth frame instead.)
 func (u *user) blockSocket(block bool) {
 	u.t.Helper()
 	u.do(chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
@@ -738,17 +740,15 @@ func (u *user) blockSocket(block bool) {
 				return err
 			}
 			u.cookies = res.Cookies
-			for _, c := range res.Cookies {
-				if _, err := cdp.Call(ctx, t, network.DeleteCookies, network.DeleteCookiesParams{Name: c.Name, URL: u.base + "/"}); err != nil {
-					return err
-				}
-			}
-			return nil
 		}
 		for _, c := range u.cookies {
+			value := c.Value
+			if block {
+				value = "blocked"
+			}
 			httpOnly := c.HTTPOnly
 			if _, err := cdp.Call(ctx, t, network.SetCookie, network.SetCookieParams{
-				Name: c.Name, Value: c.Value, URL: u.base + "/", Path: c.Path, HTTPOnly: &httpOnly, SameSite: c.SameSite,
+				Name: c.Name, Value: value, URL: u.base + "/", Path: c.Path, HTTPOnly: &httpOnly, SameSite: c.SameSite,
 			}); err != nil {
 				return err
 			}

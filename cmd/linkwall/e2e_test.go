@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -20,6 +22,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/linkwall/linkwall/bot"
 	"github.com/linkwall/linkwall/internal/chat"
@@ -684,16 +687,46 @@ func TestOriginCheck(t *testing.T) {
 		}
 		c.ws.Close()
 	}
-	req, _ := http.NewRequest("POST", s.url("/api/v1/session"), strings.NewReader(`{"name":"mallory"}`))
-	req.Header.Set("Origin", "https://evil.example")
-	resp, err = http.DefaultClient.Do(req)
+	// No Origin (not a browser) passes the WebSocket check too.
+	c, _, err := alice.dial(nil)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("no Origin: %v", err)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusForbidden {
-		t.Fatalf("cross-origin POST: %d", resp.StatusCode)
+	c.ws.Close()
+
+	bob := s.newUser("bob")
+	room := alice.direct(bob, http.StatusCreated)
+	for _, tc := range []struct {
+		method, path, body, origin string
+		want                       int
+	}{
+		{"POST", "/api/v1/session", `{"name":"mallory"}`, "https://evil.example", http.StatusForbidden},
+		{"POST", "/api/v1/rooms", `{"kind":"group","name":"x"}`, "null", http.StatusForbidden},
+		{"PUT", "/api/v1/rooms/" + room.ID + "/era", `{"era":"walled"}`, "https://evil.example", http.StatusForbidden},
+		{"PUT", "/api/v1/rooms/" + room.ID + "/era", `{"era":"walled"}`, "http://" + s.m.Addr() + ".evil.example", http.StatusForbidden},
+		{"DELETE", "/api/v1/session", "", "https://evil.example", http.StatusForbidden},
+		{"PUT", "/api/v1/rooms/" + room.ID + "/era", `{"era":"walled"}`, "", http.StatusOK},
+		{"PUT", "/api/v1/rooms/" + room.ID + "/era", `{"era":"walled"}`, "http://" + s.m.Addr(), http.StatusOK},
+		{"PUT", "/api/v1/rooms/" + room.ID + "/lang", `{"lang":"zh"}`, "https://class.example", http.StatusOK},
+		// Reads are not refused, but no CORS header lets a foreign page see them.
+		{"GET", "/api/v1/rooms", "", "https://evil.example", http.StatusOK},
+	} {
+		req, _ := http.NewRequest(tc.method, s.url(tc.path), strings.NewReader(tc.body))
+		req.Header.Set("Authorization", "Bearer "+alice.token)
+		if tc.origin != "" {
+			req.Header.Set("Origin", tc.origin)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want || resp.Header.Get("Access-Control-Allow-Origin") != "" {
+			t.Errorf("%s %s from %q: %d (CORS %q), want %d and no CORS header", tc.method, tc.path, tc.origin,
+				resp.StatusCode, resp.Header.Get("Access-Control-Allow-Origin"), tc.want)
+		}
 	}
+	alice.do("GET", "/api/v1/me", nil, http.StatusOK, nil) // the cross-origin DELETE did not sign her out
 	resp, err = http.Get(s.url("/"))
 	if err != nil {
 		t.Fatal(err)
@@ -848,7 +881,9 @@ func TestPolicyReload(t *testing.T) {
 	if err := os.WriteFile(path, orig, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s := newTestServer(t, t.TempDir(), "--policy", path)
+	core, logs := observer.New(zapcore.ErrorLevel)
+	log := zap.New(zapcore.NewTee(zaptest.NewLogger(t, zaptest.Level(zapcore.WarnLevel)).Core(), core))
+	s := startTestServer(t, t.TempDir(), serverOpts{log: log}, "--policy", path)
 	eraName := func() string {
 		var r struct{ Eras []bot.Era }
 		s.do("", "GET", "/api/v1/eras", nil, http.StatusOK, &r)
@@ -858,11 +893,25 @@ func TestPolicyReload(t *testing.T) {
 	if name == "" || !bytes.Contains(orig, []byte(name)) {
 		t.Fatalf("first era name %q not found in the policy file", name)
 	}
-	// An invalid file keeps the policy in force…
+	// An invalid file keeps the policy in force, and the log says where it is wrong…
+	lines := bytes.Count(orig, []byte("\n"))
 	if err := os.WriteFile(path, append(bytes.Clone(orig), "\neras: [\n"...), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2*policyPoll + 500*time.Millisecond)
+	deadline := time.Now().Add(waitFor)
+	for logs.FilterMessage("policy not reloaded; the previous one stays in force").Len() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the invalid policy file was not reported")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	entry := logs.FilterMessage("policy not reloaded; the previous one stays in force").All()[0]
+	msg, _ := entry.ContextMap()["error"].(string)
+	if where := regexp.MustCompile(regexp.QuoteMeta(path) + `:(\d+):`).FindStringSubmatch(msg); where == nil {
+		t.Errorf("log error %q does not name %s:LINE", msg, path)
+	} else if n, _ := strconv.Atoi(where[1]); n <= lines {
+		t.Errorf("log names line %d; the broken line is after line %d", n, lines)
+	}
 	if got := eraName(); got != name {
 		t.Fatalf("invalid policy replaced the old one: %q", got)
 	}
@@ -871,7 +920,7 @@ func TestPolicyReload(t *testing.T) {
 	if err := os.WriteFile(path, renamed, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(waitFor)
+	deadline = time.Now().Add(waitFor)
 	for eraName() != name+" (reloaded)" {
 		if time.Now().After(deadline) {
 			t.Fatal("the changed policy file was not reloaded")

@@ -1,0 +1,90 @@
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"math/bits"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/linkwall/linkwall/internal/chat"
+)
+
+func TestTokensAreRandom(t *testing.T) {
+	const n = 2000
+	seen := make(map[string]bool, n)
+	ones := 0
+	for range n {
+		tok, hash := newToken()
+		raw, err := base64.RawURLEncoding.DecodeString(tok)
+		if err != nil || len(raw) != tokenBytes || len(tok) != 43 {
+			t.Fatalf("token %q: %d bytes, %v; want %d bytes in 43 characters", tok, len(raw), err, tokenBytes)
+		}
+		if sum := sha256.Sum256([]byte(tok)); string(hash) != string(sum[:]) {
+			t.Fatal("the stored hash is not the token's SHA-256")
+		}
+		if seen[tok] {
+			t.Fatalf("token %q repeated", tok)
+		}
+		seen[tok] = true
+		for _, b := range raw {
+			ones += bits.OnesCount8(b)
+		}
+	}
+	// Half the bits are set, within 6 standard deviations (sqrt(n·256)/2 ≈ 358):
+	// a constant, counting or low-entropy source fails this.
+	total := n * tokenBytes * 8
+	if d := ones - total/2; d > 6*358 || d < -6*358 {
+		t.Fatalf("%d of %d bits set", ones, total)
+	}
+}
+
+// hashStore records the keys of session lookups.
+type hashStore struct {
+	chat.Store
+	keys [][]byte
+}
+
+func (s *hashStore) UserBySession(_ context.Context, hash []byte) (chat.User, error) {
+	s.keys = append(s.keys, hash)
+	return chat.User{}, chat.Errorf(chat.ENotFound, "no such session")
+}
+
+// TestSessionLookupByHash: the token itself is never compared or stored;
+// the store looks up its SHA-256, so comparison timing reveals nothing
+// about a valid token.
+func TestSessionLookupByHash(t *testing.T) {
+	st := &hashStore{}
+	s := newTestServer(t, Limits{})
+	s.store = st
+	for _, tc := range []struct {
+		header   string
+		lookedUp bool
+	}{
+		{"Bearer abc", true},
+		{"Bearer " + strings.Repeat("a", maxTokenLen+1), false}, // never hashed
+		{"Basic YWxhZGRpbjpvcGVu", false},
+		{"", false},
+	} {
+		st.keys = nil
+		r := httptest.NewRequest("GET", "/api/v1/me", nil)
+		if tc.header != "" {
+			r.Header.Set("Authorization", tc.header)
+		}
+		_, err := s.authenticate(r)
+		if chat.ErrorCode(err) != chat.EUnauthorized {
+			t.Errorf("%q: %v, want unauthorized", tc.header, err)
+		}
+		if got := len(st.keys) == 1; got != tc.lookedUp {
+			t.Fatalf("%q: looked up %d times", tc.header, len(st.keys))
+		}
+		if tc.lookedUp {
+			tok := strings.TrimPrefix(tc.header, "Bearer ")
+			if sum := sha256.Sum256([]byte(tok)); string(st.keys[0]) != string(sum[:]) {
+				t.Errorf("%q: looked up %x, want the token's SHA-256", tc.header, st.keys[0])
+			}
+		}
+	}
+}

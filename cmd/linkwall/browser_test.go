@@ -556,6 +556,58 @@ func TestBrowser(t *testing.T) {
 		}
 	})
 
+	t.Run("card fields", func(t *testing.T) {
+		alice.t, bob.t = t, t
+		// Card fields come from other sites (OpenGraph): every one is shown
+		// as text, and no URL that is not http(s) becomes a link.
+		got := eval[[]string](alice, `import("/render.js").then((m) => {
+			const ctx = { meID: "me", meName: "Me", group: false, platformName: (id) => id, onLink() {}, onRetry() {} };
+			const card = { title: "<img src=x onerror=alert(6)>", description: "<script>alert(7)</script>",
+				price: "<svg onload=alert(8)>", site_name: "<b onmouseover=alert(9)>shop</b>", url: "javascript:alert(10)" };
+			const el = m.messageElement({ seq: 1, sender: { id: "x", name: "X" }, text: "see javascript:alert(11)", sent_at: new Date().toISOString(),
+				links: [{ url: "javascript:alert(10)", kind: "url", platform: "jd", outcome: "card", card },
+					{ url: "javascript:alert(11)", kind: "url", platform: "", outcome: "hyperlink" }] }, ctx);
+			document.body.appendChild(el);
+			const text = (sel) => (el.querySelector(sel) || {}).textContent;
+			const out = [text(".card-title"), text(".card-desc"), text(".card-price"), text(".card-site"),
+				String(el.querySelectorAll("img, script, b, svg[onload], [onerror], [onload], [onmouseover]").length),
+				String([...el.querySelectorAll("a[href]")].filter((a) => !/^https?:/.test(a.href)).length)];
+			el.remove();
+			return out;
+		})`)
+		want := []string{"<img src=x onerror=alert(6)>", "<script>alert(7)</script>", "<svg onload=alert(8)>", "<b onmouseover=alert(9)>shop</b>", "0", "0"}
+		if !slices.Equal(got, want) {
+			t.Errorf("card shows [title, description, price, site, elements made, non-http links] = %q, want %q", got, want)
+		}
+	})
+
+	t.Run("CSP blocks inline script", func(t *testing.T) {
+		alice.t, bob.t = t, t
+		// Even markup that got into the DOM could not run: the page's CSP
+		// refuses inline scripts and inline event handlers.
+		got := eval[[]bool](alice, `new Promise((resolve) => {
+			let violations = 0;
+			const count = () => violations++;
+			document.addEventListener("securitypolicyviolation", count);
+			const s = document.createElement("script");
+			s.textContent = "window.__inlineRan = true";
+			document.body.appendChild(s);
+			const d = document.createElement("div");
+			d.setAttribute("onclick", "window.__handlerRan = true");
+			document.body.appendChild(d);
+			d.click();
+			setTimeout(() => {
+				document.removeEventListener("securitypolicyviolation", count);
+				s.remove();
+				d.remove();
+				resolve([!!window.__inlineRan, !!window.__handlerRan, violations >= 2]);
+			}, 300);
+		})`)
+		if want := []bool{false, false, true}; !slices.Equal(got, want) {
+			t.Errorf("[inline script ran, inline handler ran, CSP violations reported] = %v, want %v", got, want)
+		}
+	})
+
 	t.Run("logout", func(t *testing.T) {
 		// A returning visitor skips the join screen; logging out ends the session.
 		dan := newUser(t, browser, base, "Dan")

@@ -269,7 +269,8 @@ func (a *api) scrapeMetrics(ctx context.Context) (map[string]float64, error) {
 		return nil, fmt.Errorf("GET /metrics: %w", err)
 	}
 	return parseMetrics(data, "process_resident_memory_bytes", "go_memstats_heap_inuse_bytes",
-		"go_memstats_stack_inuse_bytes", "go_goroutines", "go_gc_duration_seconds_count"), nil
+		"go_memstats_stack_inuse_bytes", "go_goroutines", "go_gc_duration_seconds_count",
+		"process_cpu_seconds_total"), nil
 }
 
 // parseMetrics picks the unlabelled samples named in want from Prometheus

@@ -11,7 +11,9 @@ import (
 	"io"
 	mrand "math/rand/v2"
 	"net"
+	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -524,7 +526,27 @@ type phase struct {
 	// ClientCores is the CPU linkload itself used, in cores: on a 2-core
 	// machine the load generator and the server share the CPU.
 	ClientCores float64 `json:"client_cpu_cores"`
-	Latency     Latency `json:"latency"`
+	// ServerCores is the CPU the server used (process_cpu_seconds_total),
+	// and DeliveriesPerCPUSecond what it delivered per second of it: a
+	// figure that other jobs on a shared machine disturb much less than
+	// the peak rate.
+	ServerCores            float64 `json:"server_cpu_cores,omitempty"`
+	DeliveriesPerCPUSecond float64 `json:"deliveries_per_server_cpu_s,omitempty"`
+	// LoadAvg is the machine's 1-minute load average at the start and the
+	// end of the phase (from /proc/loadavg): how busy the machine was.
+	LoadAvg [2]float64 `json:"loadavg"`
+	Latency Latency    `json:"latency"`
+}
+
+// loadAvg returns the 1-minute load average, 0 where unknown.
+func loadAvg() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f, _, _ := strings.Cut(string(b), " ")
+	v, _ := strconv.ParseFloat(f, 64)
+	return v
 }
 
 // cpuTime is the CPU time this process has used.
@@ -541,6 +563,8 @@ func cpuTime() time.Duration {
 func (l *load) runPhase(ctx context.Context, rate float64, dur time.Duration, count int64) phase {
 	h := new(hist)
 	l.lat.Store(h)
+	la0 := loadAvg()
+	srv0, _ := l.api.scrapeMetrics(ctx)
 	before := l.snapshot()
 	cpu0 := cpuTime()
 	start := time.Now()
@@ -624,6 +648,16 @@ send:
 	}
 	p.DeliveredPerSec = float64(d.received) / (window + drain).Seconds()
 	p.ClientCores = float64(cpuTime()-cpu0) / float64(window+drain)
+	p.LoadAvg = [2]float64{la0, loadAvg()}
+	if srv1, err := l.api.scrapeMetrics(ctx); err == nil {
+		const key = "process_cpu_seconds_total"
+		c0, ok0 := srv0[key]
+		c1, ok1 := srv1[key]
+		if used := c1 - c0; ok0 && ok1 && used > 0 {
+			p.ServerCores = used / (window + drain).Seconds()
+			p.DeliveriesPerCPUSecond = float64(d.received) / used
+		}
+	}
 	return p
 }
 

@@ -218,8 +218,10 @@ func printPhase(w io.Writer, name string, p *phase) {
 	fmt.Fprintf(w, "%s: %.0f msgs/s target, %.0f sent/s for %.1fs\n", name, p.TargetRate, p.SendRate, p.Seconds)
 	fmt.Fprintf(w, "  sent %d, acked %d, rejected %d; deliveries expected %d, received %d, dropped %d, duplicates %d, stray %d; bot messages %d; clients dropped %d\n",
 		p.Sent, p.Acked, p.Rejected, p.Expected, p.Received, p.Dropped, p.Duplicates, p.Stray, p.BotMessages, p.ClientsDropped)
-	fmt.Fprintf(w, "  delivered %.0f msgs/s; latency p50 %.2fms p90 %.2fms p99 %.2fms p99.9 %.2fms max %.2fms (n=%d); drain %.0fms; linkload used %.2f cores\n",
-		p.DeliveredPerSec, p.Latency.P50Ms, p.Latency.P90Ms, p.Latency.P99Ms, p.Latency.P999Ms, p.Latency.MaxMs, p.Latency.Count, p.DrainMs, p.ClientCores)
+	fmt.Fprintf(w, "  delivered %.0f msgs/s; latency p50 %.2fms p90 %.2fms p99 %.2fms p99.9 %.2fms max %.2fms (n=%d); drain %.0fms\n",
+		p.DeliveredPerSec, p.Latency.P50Ms, p.Latency.P90Ms, p.Latency.P99Ms, p.Latency.P999Ms, p.Latency.MaxMs, p.Latency.Count, p.DrainMs)
+	fmt.Fprintf(w, "  server used %.2f cores (%.0f deliveries per CPU second), linkload %.2f cores; load average %.1f → %.1f\n",
+		p.ServerCores, p.DeliveriesPerCPUSecond, p.ClientCores, p.LoadAvg[0], p.LoadAvg[1])
 }
 
 func printMem(w io.Writer, name string, m *MemReport) {

@@ -110,6 +110,10 @@ func TestLoadDeliversEveryMessageToEveryMember(t *testing.T) {
 	if r.Connect == nil || r.Connect.RSSAfter <= 0 || r.Connect.HeapAfter <= 0 || r.Connect.Conns != 25 {
 		t.Errorf("connect memory %+v, want figures from /metrics", r.Connect)
 	}
+	if r.Load.ServerCores <= 0 || r.Load.DeliveriesPerCPUSecond <= 0 || r.Load.ClientCores <= 0 {
+		t.Errorf("CPU figures missing: server %v cores (%v deliveries/CPU s), linkload %v cores",
+			r.Load.ServerCores, r.Load.DeliveriesPerCPUSecond, r.Load.ClientCores)
+	}
 	if !strings.Contains(stdout, "dropped 0") || !strings.Contains(stderr, "[linkload]") {
 		t.Errorf("want a summary and progress lines; stdout:\n%s\nstderr:\n%s", stdout, stderr)
 	}

@@ -191,8 +191,8 @@ func (l *load) ramp(ctx context.Context, mc maxConfig) (*MaxReport, *load) {
 			m.Steps = append(m.Steps, p)
 			v = verdict(p)
 			if l.cfg.Progress != nil {
-				fmt.Fprintf(l.cfg.Progress, "[linkload] step %.0f msgs/s: sent %.0f/s, delivered %.0f/s, drain %.0fms, p99 %.2fms, linkload %.2f cores: %s\n",
-					rate, p.SendRate, p.DeliveredPerSec, p.DrainMs, p.Latency.P99Ms, p.ClientCores, orOK(v))
+				fmt.Fprintf(l.cfg.Progress, "[linkload] step %.0f msgs/s: sent %.0f/s, delivered %.0f/s, drain %.0fms, p99 %.2fms, server %.2f cores, linkload %.2f cores, load avg %.1f: %s\n",
+					rate, p.SendRate, p.DeliveredPerSec, p.DrainMs, p.Latency.P99Ms, p.ServerCores, p.ClientCores, p.LoadAvg[1], orOK(v))
 			}
 			// On a shared machine a stall elsewhere can fail one step: a
 			// step that lost nothing gets a second chance.

@@ -450,3 +450,24 @@ func memberEndpoints(t *testing.T) []string {
 	}
 	return out
 }
+
+// TestShutdownEndsUnauthenticatedSockets: a socket still waiting for its
+// auth frame does not hold a graceful shutdown for authWait.
+func TestShutdownEndsUnauthenticatedSockets(t *testing.T) {
+	s := newTestServer(t, t.TempDir()) // the default 10 s authWait
+	c, _, err := s.dialQuery("?auth=frame", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // the server is reading the auth frame
+	start := time.Now()
+	if err := s.m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("shutdown took %v with an unauthenticated socket open", took)
+	}
+	if code := c.closeCode(); code != websocket.CloseGoingAway {
+		t.Fatalf("unauthenticated socket closed with %d, want 1001", code)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"math/bits"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -86,5 +87,24 @@ func TestSessionLookupByHash(t *testing.T) {
 				t.Errorf("%q: looked up %x, want the token's SHA-256", tc.header, st.keys[0])
 			}
 		}
+	}
+}
+
+// TestUnauthenticatedSocketsBounded: past maxUnauthenticated sockets
+// waiting for their auth frame, /ws refuses before upgrading, and the
+// refusal does not leak a slot.
+func TestUnauthenticatedSocketsBounded(t *testing.T) {
+	s := newTestServer(t, Limits{})
+	s.authPending.Store(maxUnauthenticated)
+	w := httptest.NewRecorder()
+	r := httptest.NewRequest("GET", "/ws", nil)
+	r.Header.Set("Connection", "Upgrade")
+	r.Header.Set("Upgrade", "websocket")
+	s.Handler().ServeHTTP(w, r)
+	if w.Code != http.StatusServiceUnavailable || !strings.Contains(w.Body.String(), `"unavailable"`) {
+		t.Fatalf("status %d %s, want 503 unavailable", w.Code, w.Body)
+	}
+	if n := s.authPending.Load(); n != maxUnauthenticated {
+		t.Fatalf("pending = %d after a refusal, want %d", n, maxUnauthenticated)
 	}
 }

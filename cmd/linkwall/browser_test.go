@@ -933,3 +933,58 @@ func apiCall(t *testing.T, base, token, method, path string, body, out any) {
 		t.Fatalf("%s %s: %v", method, path, err)
 	}
 }
+
+// TestBrowserTwoTabs is the demo visitor's way in: two tabs of one browser
+// as two people. The second tab starts signed in through the cookie, joins
+// as someone else, and each tab then keeps its own person across reloads.
+func TestBrowserTwoTabs(t *testing.T) {
+	requireChromium(t)
+	ctx, cancel := context.WithTimeout(context.Background(), browserTimeout)
+	defer cancel()
+	base := startServer(t, ctx)
+	browser := newBrowser(t, ctx)
+
+	alice := newUser(t, browser, base, "Alice")
+	alice.join()
+	// A new tab in the same browser context shares the cookie jar but not
+	// sessionStorage.
+	tab, cancelTab := chromedp.NewContext(alice.ctx)
+	t.Cleanup(cancelTab)
+	// The first run creates the tab and must use tab itself (see newUser).
+	if err := chromedp.Do(tab, chromedp.EmulateViewport(1280, 800)); err != nil {
+		t.Fatalf("open a second tab: %v", err)
+	}
+	bob := &user{t: t, name: "Bob", ctx: tab, browser: browser, base: base}
+	bob.do(chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.CSS(".sidebar")))
+	if got := eval[string](bob, `document.querySelector(".side-sub").textContent`); !strings.Contains(got, "Alice") {
+		t.Fatalf("a second tab with a valid cookie shows %q, want it signed in as Alice (join skipped)", got)
+	}
+	bob.do(
+		chromedp.Click(chromedp.CSS(".switch-btn")),
+		chromedp.WaitVisible(chromedp.ID("join-name")),
+		chromedp.SetValue(chromedp.ID("join-name"), "Bob"),
+		chromedp.Click(chromedp.CSS(".join-form button[type=submit]")),
+		chromedp.WaitVisible(chromedp.CSS(".sidebar")),
+	)
+	bob.waitFor("bob's socket", `document.body.dataset.ws === "up"`)
+
+	// Alice's tab is still Alice, although the cookie now belongs to Bob.
+	alice.do(chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(".sidebar")))
+	alice.waitFor("alice's socket after a reload", `document.body.dataset.ws === "up"`)
+	if got := eval[string](alice, `document.querySelector(".side-sub").textContent`); !strings.Contains(got, "Alice") {
+		t.Fatalf("after Bob joined in the other tab, Alice's tab shows %q", got)
+	}
+	bobID := eval[string](bob, `import("/api.js").then(m => m.api.me()).then(r => r.user.id)`)
+	room := eval[string](alice, fmt.Sprintf(`import("/api.js").then(m => m.api.createDirect(%q)).then(r => r.room.id)`, bobID))
+	alice.openRoom(room)
+	seq := alice.send(linksText)
+	bob.waitFor("the room in bob's list", fmt.Sprintf(`!!document.querySelector('.room-item[data-room=%q]')`, room))
+	bob.openRoom(room)
+	want := map[string]string{"taobao": "hyperlink", "douyin": "hyperlink", "jd": "card"}
+	bob.waitOutcomes(seq, want)
+	if own := eval[bool](bob, fmt.Sprintf(`document.querySelector('.messages [data-seq="%d"]').classList.contains("msg-own")`, seq)); own {
+		t.Errorf("bob's tab shows alice's message as its own: both tabs are one person")
+	}
+	reply := bob.send("got it")
+	alice.waitFor("bob's reply in alice's tab", fmt.Sprintf(`!!document.querySelector('.messages [data-seq="%d"]:not(.msg-own)')`, reply))
+}

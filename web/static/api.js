@@ -1,5 +1,27 @@
-// api.js — the REST half of API v1 (docs/protocol.md). The session rides in
-// the HttpOnly cookie the server sets, so no token is kept in JavaScript.
+// api.js — the REST half of API v1 (docs/protocol.md). A tab that joined
+// keeps its own session token in sessionStorage and sends it as a Bearer
+// token, so two tabs of one browser can chat as two people. A tab that did
+// not join rides on the HttpOnly cookie of the browser's latest session.
+
+const TOKEN_KEY = "linkwall.token";
+
+/** tabToken returns this tab's session token, or "" to use the cookie. */
+export function tabToken() {
+  try {
+    return sessionStorage.getItem(TOKEN_KEY) || "";
+  } catch {
+    return ""; // storage disabled: the cookie still works
+  }
+}
+
+function setTabToken(token) {
+  try {
+    if (token) sessionStorage.setItem(TOKEN_KEY, token);
+    else sessionStorage.removeItem(TOKEN_KEY);
+  } catch {
+    // storage disabled: the cookie still works
+  }
+}
 
 /** APIError carries the server's {"error":{"code","message"}} and the HTTP status. */
 export class APIError extends Error {
@@ -12,6 +34,8 @@ export class APIError extends Error {
 
 async function call(method, path, body) {
   const init = { method, credentials: "same-origin", headers: { Accept: "application/json" } };
+  const token = tabToken();
+  if (token) init.headers.Authorization = `Bearer ${token}`;
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
@@ -39,8 +63,20 @@ async function call(method, path, body) {
 const enc = encodeURIComponent;
 
 export const api = {
-  join: (name) => call("POST", "/api/v1/session", { name }),
-  logout: () => call("DELETE", "/api/v1/session"),
+  join: async (name) => {
+    const res = await call("POST", "/api/v1/session", { name });
+    setTabToken(res.token);
+    return res;
+  },
+  logout: async () => {
+    try {
+      await call("DELETE", "/api/v1/session");
+    } finally {
+      setTabToken("");
+    }
+  },
+  /** forgetTab drops this tab's session without ending it: another tab may use it. */
+  forgetTab: () => setTabToken(""),
   me: () => call("GET", "/api/v1/me"),
   users: () => call("GET", "/api/v1/users"),
   rooms: () => call("GET", "/api/v1/rooms"),

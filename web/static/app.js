@@ -321,6 +321,7 @@ function renderChat() {
         h("div", { class: "side-title", text: t("chats") }),
         h("div", { class: "side-sub", text: t("signedInAs", { name: S.me.name }) })),
       langToggle(),
+      h("button", { type: "button", class: "icon-btn switch-btn", "aria-label": t("switchPerson"), title: t("switchPerson"), onclick: switchPerson }, icon("person")),
       h("button", { type: "button", class: "icon-btn logout-btn", "aria-label": t("logout"), title: t("logout"), onclick: logout }, icon("logout"))),
     h("div", { class: "side-actions" },
       h("button", { type: "button", class: "btn new-chat", onclick: newChatDialog }, icon("person"), h("span", { text: t("newChat") })),
@@ -752,6 +753,14 @@ function retrySend(p) {
   p.failed = false;
   if (p.room === S.current) renderMessages();
   S.socket.send({ type: "send", room: p.room, text: p.text, client_msg_id: p.client_msg_id });
+}
+
+// switchPerson shows the join screen without ending the session, which
+// another tab of this browser may be using: the next join is this tab's own.
+function switchPerson() {
+  api.forgetTab();
+  history.replaceState(null, "", "#/");
+  showJoin();
 }
 
 async function logout() {

@@ -2,13 +2,16 @@
 // several JSON objects separated by "\n". After every (re)connect the
 // server sends "hello"; the app then asks for what it missed with "resume".
 
+import { tabToken } from "./api.js";
+
 const BACKOFF_MIN_MS = 500; // first retry delay
 const BACKOFF_MAX_MS = 15000; // cap: a demo should come back quickly once the server does
 const HEARTBEAT_MS = 25000; // application ping, so a dead path is noticed
 const SILENCE_MS = 60000; // nothing heard for this long: the connection is treated as dead
 
-// Close codes after which retrying cannot help: the session is gone.
-const AUTH_CLOSE_CODES = new Set([4401, 4403, 1008]);
+// Close codes after which retrying cannot help: the session is gone
+// (4001 unauthorized, docs/protocol.md).
+const AUTH_CLOSE_CODES = new Set([4001, 1008]);
 
 export class Socket {
   /**
@@ -44,9 +47,12 @@ export class Socket {
 
   connect() {
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
+    // A tab with its own session authenticates by frame, so the browser's
+    // cookie (perhaps another tab's person) does not decide who it is.
+    const token = tabToken();
     let ws;
     try {
-      ws = new WebSocket(`${proto}//${location.host}/ws`);
+      ws = new WebSocket(`${proto}//${location.host}/ws${token ? "?auth=frame" : ""}`);
     } catch {
       this.retry();
       return;
@@ -54,6 +60,7 @@ export class Socket {
     this.ws = ws;
     let opened = false;
     ws.addEventListener("open", () => {
+      if (token) ws.send(JSON.stringify({ type: "auth", token }));
       opened = true;
       this.refused = 0;
       this.up = true;

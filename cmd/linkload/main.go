@@ -243,6 +243,9 @@ func printReport(w io.Writer, r *Report) {
 	}
 	if m := r.Max; m != nil {
 		fmt.Fprintf(w, "max: peak %.0f msgs/s = %.0f deliveries/s (limited by: %s)\n", m.PeakMsgsPerSec, m.PeakDeliveredPerSec, m.LimitedBy)
+		if m.HalfPeakFailed != nil {
+			printPhase(w, "half peak, first try (lost deliveries; repeated)", m.HalfPeakFailed)
+		}
 		if m.HalfPeak != nil {
 			printPhase(w, "half peak", m.HalfPeak)
 		}

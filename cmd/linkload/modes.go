@@ -82,6 +82,9 @@ type MaxReport struct {
 	PeakDeliveredPerSec float64 `json:"peak_delivered_per_s"`
 	LimitedBy           string  `json:"limited_by"`
 	HalfPeak            *phase  `json:"half_peak,omitempty"`
+	// HalfPeakFailed is a first half-peak run that lost deliveries, when
+	// HalfPeak is its repetition.
+	HalfPeakFailed *phase `json:"half_peak_failed,omitempty"`
 }
 
 // maxConfig tunes the ramp.
@@ -150,23 +153,33 @@ func runLoad(ctx context.Context, cfg loadConfig, mc *maxConfig) (*Report, error
 		fmt.Fprintf(cfg.Progress, "[linkload] peak %.0f msgs/s (%.0f deliveries/s); now %.0f msgs/s for %s on fresh connections\n",
 			rep.Max.PeakMsgsPerSec, rep.Max.PeakDeliveredPerSec, half.Rate, half.Duration)
 	}
-	l2, err := newLoad(half)
-	if err != nil {
-		return rep, err
-	}
-	if err := l2.setup(ctx); err != nil {
+	// The machine is shared: a half-peak run that lost deliveries is run
+	// once more on fresh connections, and both are reported.
+	for try := 0; try < 2 && ctx.Err() == nil; try++ {
+		l2, err := newLoad(half)
+		if err != nil {
+			return rep, err
+		}
+		if err := l2.setup(ctx); err != nil {
+			l2.close()
+			return rep, fmt.Errorf("half-peak run: %w", err)
+		}
+		p := l2.runPhase(ctx, half.Rate, half.Duration, 0)
 		l2.close()
-		return rep, fmt.Errorf("half-peak run: %w", err)
-	}
-	p := l2.runPhase(ctx, half.Rate, half.Duration, 0)
-	l2.close()
-	rep.Max.HalfPeak = &p
-	e2, c2 := l2.errorsCopy()
-	for k, v := range e2 {
-		rep.Errors["half-peak "+k] += v
-	}
-	for k, v := range c2 {
-		rep.CloseCodes["half-peak "+k] += v
+		if rep.Max.HalfPeak != nil {
+			rep.Max.HalfPeakFailed = rep.Max.HalfPeak
+		}
+		rep.Max.HalfPeak = &p
+		e2, c2 := l2.errorsCopy()
+		for k, v := range e2 {
+			rep.Errors["half-peak "+k] += v
+		}
+		for k, v := range c2 {
+			rep.CloseCodes["half-peak "+k] += v
+		}
+		if clean(&p) {
+			break
+		}
 	}
 	return rep, ctx.Err()
 }

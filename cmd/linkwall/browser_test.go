@@ -24,8 +24,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/cdp"
-	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
@@ -109,7 +107,6 @@ type user struct {
 	ctx     context.Context
 	browser context.Context
 	base    string
-	cookies []*network.Cookie // held while blockSocket keeps the socket off
 }
 
 func newUser(t *testing.T, browser context.Context, base, name string) *user {
@@ -745,19 +742,25 @@ func TestBrowserReconnect(t *testing.T) {
 	)
 	alice.waitFor("the pending bubble", `!!document.querySelector(".messages .msg.pending")`)
 
-	// Back on the same address and data: others talk while the page's
-	// socket is still held off, so the page must resume what it missed.
-	alice.blockSocket(true)
-	runMain(t, ctx, addr, dir)
+	// Others talk while the page is away: on the same data, served for a
+	// moment on another address the page does not know. Then the server
+	// comes back on the page's address and the page must resume what it missed.
+	other := runMain(t, ctx, "127.0.0.1:0", dir)
+	carol.base = "http://" + other.Addr()
 	carol.dial(t)
 	for i := 1; i <= 3; i++ {
 		carol.send(t, room, fmt.Sprintf("after %d", i))
 	}
-	time.Sleep(time.Second) // the page retries meanwhile, and fails
-	if got := eval[string](alice, `document.body.dataset.ws`); got != "down" {
-		t.Fatalf("the page reconnected while its socket was blocked (ws=%q)", got)
+	carol.close()
+	if err := other.Close(); err != nil {
+		t.Fatalf("close the other server: %v", err)
 	}
-	alice.blockSocket(false)
+	if got := eval[string](alice, `document.body.dataset.ws`); got != "down" {
+		t.Fatalf("the page is connected while no server runs on its address (ws=%q)", got)
+	}
+	runMain(t, ctx, addr, dir)
+	carol.base = base
+	carol.dial(t)
 	alice.waitFor("the page to reconnect", `document.getElementById("banner").hidden && document.body.dataset.ws === "up" && !document.querySelector(".messages .msg.pending")`)
 	alice.waitFor("every message", `document.querySelectorAll(".messages [data-seq]").length >= 7`)
 	carol.send(t, room, "live again")
@@ -776,37 +779,6 @@ func TestBrowserReconnect(t *testing.T) {
 	if n := strings.Count(strings.Join(texts, "\n"), "typed offline"); n != 1 {
 		t.Errorf("the message typed offline shows %d times, want once: %q", n, texts)
 	}
-}
-
-// blockSocket holds the page's WebSocket handshakes off (or lets them
-// through again) by replacing its session cookie with an unknown token, as
-// an outage would: the server refuses the upgrade (401) and the page keeps
-// retrying. (Without any cookie the server would upgrade and wait for an
-// auth frame instead.)
-func (u *user) blockSocket(block bool) {
-	u.t.Helper()
-	u.do(chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
-		if block {
-			res, err := cdp.Call(ctx, t, network.GetCookies, network.GetCookiesParams{URLs: []string{u.base + "/"}})
-			if err != nil {
-				return err
-			}
-			u.cookies = res.Cookies
-		}
-		for _, c := range u.cookies {
-			value := c.Value
-			if block {
-				value = "blocked"
-			}
-			httpOnly := c.HTTPOnly
-			if _, err := cdp.Call(ctx, t, network.SetCookie, network.SetCookieParams{
-				Name: c.Name, Value: value, URL: u.base + "/", Path: c.Path, HTTPOnly: &httpOnly, SameSite: c.SameSite,
-			}); err != nil {
-				return err
-			}
-		}
-		return nil
-	}))
 }
 
 // runMain runs `linkwall serve` in-process on addr with data dir until the test ends.

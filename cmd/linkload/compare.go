@@ -154,7 +154,7 @@ func runCompare(ctx context.Context, o *options, stderr io.Writer) (*Comparison,
 		return nil, err
 	}
 	cmp := &Comparison{Logs: dir, Ratios: map[string]float64{}}
-	fmt.Fprintf(stderr, "[linkload] server logs and linkwall data under %s\n", dir)
+	fmt.Fprintf(stderr, "[linkload] server logs under %s\n", dir)
 
 	type server struct {
 		name string
@@ -184,6 +184,8 @@ func runCompare(ctx context.Context, o *options, stderr io.Writer) (*Comparison,
 		}
 		rep, err := measure(ctx, o, c, stderr)
 		c.stop()
+		// The logs stay for diagnosis; linkwall's database of the run does not.
+		os.RemoveAll(filepath.Join(dir, "data"))
 		*s.dst = rep
 		if err != nil {
 			errs = append(errs, err)

@@ -160,6 +160,7 @@ func TestCompareRunsBothServersAsChildren(t *testing.T) {
 		t.Skip("starts child processes")
 	}
 	t.Setenv(asMain, "1")
+	t.Setenv("TMPDIR", t.TempDir()) // compare keeps its server logs there
 	out := filepath.Join(t.TempDir(), "c.json")
 	stdout, _ := runCmd(t, "compare", "-linkwall", os.Args[0], "-users", "20", "-rooms", "2", "-group", "10",
 		"-rate", "200", "-n", "100", "-idle", "40", "-settle", "100ms", "-q", "-json", out)

@@ -147,10 +147,20 @@ func (s *Server) publishMessage(ctx context.Context, room *chat.Room, m *chat.Me
 		}
 		others = append(others, id)
 	}
-	s.publish(ctx, chat.Event{Room: room.ID, Seq: m.Seq, Members: others, Payload: payload})
+	evs := make([]chat.Event, 0, 2)
+	if len(others) > 0 {
+		evs = append(evs, chat.Event{Room: room.ID, Seq: m.Seq, Members: others, Payload: payload})
+	}
 	if sender {
-		s.publish(ctx, chat.Event{Room: room.ID, Seq: m.Seq, Members: []string{m.Sender.ID},
+		evs = append(evs, chat.Event{Room: room.ID, Seq: m.Seq, Members: []string{m.Sender.ID},
 			Payload: withClientMsgID(payload, m.ClientMsgID)})
+	}
+	if s.seq != nil {
+		s.seq.publish(room.ID, m.Seq, evs)
+		return
+	}
+	for _, ev := range evs {
+		s.publish(ctx, ev)
 	}
 }
 

@@ -55,6 +55,7 @@ type Server struct {
 	anyOrig bool
 
 	hub      *Hub
+	seq      *sequencer // orders each room's messages; nil with a multi-node broker
 	metrics  *metrics
 	registry *prometheus.Registry
 	chain    Handler
@@ -126,6 +127,7 @@ func New(cfg Config) (*Server, error) {
 	s.broker = cfg.Broker
 	if s.broker == nil {
 		s.broker = localBroker{s.hub}
+		s.seq = newSequencer(s.hub)
 	}
 	s.sendLimits = newLimiterMap(s.limits.SendRate, s.limits.SendBurst)
 	s.sessionLimits = newLimiterMap(s.limits.SessionRate, s.limits.SessionBurst)

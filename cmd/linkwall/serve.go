@@ -11,6 +11,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,6 +19,7 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"golang.org/x/time/rate"
 
 	"github.com/linkwall/linkwall/bot"
 	"github.com/linkwall/linkwall/internal/server"
@@ -132,9 +134,23 @@ func (m *Main) ParseFlags(_ context.Context, args []string) error {
 	fs.StringVar(&m.RedisURL, "redis", env("REDIS", m.RedisURL), "`URL` of Redis for several nodes (LINKWALL_REDIS)")
 	fs.StringVar(&m.DebugAddr, "debug-addr", env("DEBUG_ADDR", m.DebugAddr), "serve /debug/pprof on this separate `HOST:PORT` (LINKWALL_DEBUG_ADDR); off by default")
 	fs.DurationVar(&m.WalkthroughStep, "walkthrough-step", step, "pause between eras of /walkthrough (LINKWALL_WALKTHROUGH_STEP)")
+	sendRate, err := envFloat("SEND_RATE", float64(m.Limits.SendRate))
+	if err != nil {
+		return err
+	}
+	sendBurst, err := envInt("SEND_BURST", m.Limits.SendBurst)
+	if err != nil {
+		return err
+	}
+	fs.Float64Var(&sendRate, "send-rate", sendRate, fmt.Sprintf("messages per second per user, over all of the user's connections; 0: the default %g (LINKWALL_SEND_RATE)", float64(server.DefaultSendRate)))
+	fs.IntVar(&sendBurst, "send-burst", sendBurst, fmt.Sprintf("messages a user may send at once before --send-rate applies; 0: the default %d (LINKWALL_SEND_BURST)", server.DefaultSendBurst))
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if sendRate < 0 || sendBurst < 0 {
+		return errors.New("--send-rate and --send-burst must not be negative")
+	}
+	m.Limits.SendRate, m.Limits.SendBurst = rate.Limit(sendRate), sendBurst
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
@@ -151,6 +167,31 @@ func (m *Main) ParseFlags(_ context.Context, args []string) error {
 		return fmt.Errorf("--addr: %w", err)
 	}
 	return nil
+}
+
+// envFloat and envInt read LINKWALL_<name>, or return def when it is unset.
+func envFloat(name string, def float64) (float64, error) {
+	v, ok := os.LookupEnv("LINKWALL_" + name)
+	if !ok || v == "" {
+		return def, nil
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil {
+		return 0, fmt.Errorf("LINKWALL_%s: %w", name, err)
+	}
+	return f, nil
+}
+
+func envInt(name string, def int) (int, error) {
+	v, ok := os.LookupEnv("LINKWALL_" + name)
+	if !ok || v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return 0, fmt.Errorf("LINKWALL_%s: %w", name, err)
+	}
+	return n, nil
 }
 
 // Run opens the store, starts the server and returns once it listens.

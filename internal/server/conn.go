@@ -99,10 +99,11 @@ type conn struct {
 
 // roomState is what one connection knows about one room's sequence.
 type roomState struct {
-	last     int64 // every seq ≤ last (from base, or from the resume point) was delivered, in order
-	base     int64 // > 0: delivery began live at base; older late events pass through
-	held     bool  // just connected: waiting for the client's resume
-	resuming bool  // reading history from the store: live events wait in pending
+	last     int64  // every seq ≤ last (from base, or from the resume point) was delivered, in order
+	base     int64  // > 0: delivery began live at base; older late events pass through
+	held     bool   // just connected: waiting for the client's resume
+	resuming bool   // reading history from the store: live events wait in pending
+	cause    string // why resuming: causeResume or causeOverflow (metrics)
 	gapSince time.Time
 	pending  []chat.Event // live events waiting behind a hold, a resume or a gap
 }
@@ -279,7 +280,7 @@ func (c *conn) overflowLocked(room string, st *roomState, seq int64) {
 	}
 	clear(st.pending)
 	st.pending = nil
-	st.resuming, st.gapSince = true, time.Time{}
+	st.resuming, st.gapSince, st.cause = true, time.Time{}, causeOverflow
 	c.work[room] = struct{}{}
 	c.signal()
 }
@@ -361,7 +362,7 @@ func (c *conn) resume(room string, after int64) {
 		st = &roomState{}
 		c.rooms[room] = st
 	}
-	st.held, st.resuming = false, true
+	st.held, st.resuming, st.cause = false, true, causeResume
 	st.base, st.last = 0, after
 	st.gapSince = time.Time{}
 	c.work[room] = struct{}{}
@@ -488,6 +489,7 @@ func (c *conn) doWork() (time.Time, error) {
 		switch {
 		case st == nil:
 		case st.resuming:
+			c.srv.metrics.catchUp(st.cause)
 			todo = append(todo, room)
 		case !st.gapSince.IsZero():
 			if due := st.gapSince.Add(gapGrace); now.Before(due) {
@@ -495,6 +497,7 @@ func (c *conn) doWork() (time.Time, error) {
 				continue
 			}
 			st.resuming = true // live events wait while the gap is read
+			c.srv.metrics.catchUp(causeGap)
 			todo = append(todo, room)
 		}
 		delete(c.work, room)
@@ -521,7 +524,18 @@ func (c *conn) catchUp(room string) error {
 		after := st.last
 		c.mu.Unlock()
 
-		msgs, err := c.srv.history(c.ctx, c.user.ID, room, after, maxPageSize)
+		// Recent messages come from the ring of what this node published;
+		// the store only serves older ones (or every one with several nodes).
+		var msgs []chat.Message
+		ring, fromRing := c.srv.recent(room, after, maxPageSize)
+		_, err := c.srv.memberRoom(c.ctx, c.user.ID, room)
+		if err == nil && !fromRing {
+			msgs, err = c.srv.history(c.ctx, c.user.ID, room, after, maxPageSize)
+		}
+		n := len(msgs)
+		if fromRing {
+			n = len(ring)
+		}
 
 		c.mu.Lock()
 		if st = c.rooms[room]; st == nil || c.closing {
@@ -546,6 +560,21 @@ func (c *conn) catchUp(room string) error {
 		// Everything queued so far is older than this page: write it first.
 		q := c.queue
 		c.queue, c.queueBytes = nil, 0
+		for i := range ring {
+			e := &ring[i]
+			if e.seq <= st.last {
+				continue
+			}
+			p := e.payload
+			if e.sender == c.user.ID && e.senderPayload != nil {
+				p = e.senderPayload
+			}
+			q = append(q, p)
+			st.last = e.seq
+		}
+		if len(msgs) > 0 {
+			sortEvents(st.pending) // for pageEntryLocked's search
+		}
 		for i := range msgs {
 			m := &msgs[i]
 			if m.Seq <= st.last {
@@ -554,8 +583,9 @@ func (c *conn) catchUp(room string) error {
 			q = append(q, c.pageEntryLocked(st, m))
 			st.last = m.Seq
 		}
+		c.srv.metrics.catchUpRead(fromRing, n)
 		finished := false
-		if len(msgs) < maxPageSize {
+		if n < maxPageSize {
 			c.flushPendingLocked(st)
 			if len(st.pending) > 0 && tries >= maxGapTries {
 				c.log.Warn("giving up on a gap", zap.String("user", c.user.ID), zap.String("room", room),
@@ -576,7 +606,7 @@ func (c *conn) catchUp(room string) error {
 		if finished {
 			return nil
 		}
-		if len(msgs) < maxPageSize {
+		if n < maxPageSize {
 			// Events overtook a message that is not readable yet: wait a little.
 			select {
 			case <-time.After(gapGrace):
@@ -591,10 +621,11 @@ func (c *conn) catchUp(room string) error {
 // waiting for the same seq is used instead when there is one, so the
 // sender's copy keeps its client_msg_id.
 func (c *conn) pageEntryLocked(st *roomState, m *chat.Message) []byte {
-	for _, ev := range st.pending {
-		if ev.Seq == m.Seq {
-			return ev.Payload
-		}
+	// st.pending is sorted by seq (catchUp sorts it before the page).
+	if i, ok := slices.BinarySearchFunc(st.pending, m.Seq, func(ev chat.Event, seq int64) int {
+		return cmp.Compare(ev.Seq, seq)
+	}); ok {
+		return st.pending[i].Payload
 	}
 	b := encodeMessage(m)
 	if m.Sender.ID == c.user.ID {

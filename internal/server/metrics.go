@@ -18,7 +18,17 @@ type metrics struct {
 	links         map[bot.Outcome]prometheus.Counter
 	sendLatency   prometheus.Histogram
 	appendLatency prometheus.Histogram
+	catchUps      map[string]prometheus.Counter
+	catchUpRing   prometheus.Counter // messages a catch-up took from the ring
+	catchUpStore  prometheus.Counter // messages a catch-up read from the store
 }
+
+// Why a connection catches up (the reason label of linkwall_catchups_total).
+const (
+	causeResume   = "resume"   // the client asked
+	causeGap      = "gap"      // a seq did not arrive within gapGrace
+	causeOverflow = "overflow" // waiting live events passed their bound
+)
 
 // latencyBuckets span 100 µs to 2.5 s: the targets are in milliseconds.
 var latencyBuckets = prometheus.ExponentialBucketsRange(0.0001, 2.5, 16)
@@ -64,9 +74,36 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 	for _, o := range []bot.Outcome{bot.Blocked, bot.Hyperlink, bot.CardView} {
 		m.links[o] = links.WithLabelValues(string(o))
 	}
+	catchUps := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "linkwall_catchups_total",
+		Help: "Catch-ups of one connection in one room, by reason: resume (asked), gap (a seq did not arrive in time), overflow (too many live events waited).",
+	}, []string{"reason"})
+	m.catchUps = make(map[string]prometheus.Counter)
+	for _, r := range []string{causeResume, causeGap, causeOverflow} {
+		m.catchUps[r] = catchUps.WithLabelValues(r)
+	}
+	catchUpMsgs := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "linkwall_catchup_messages_total",
+		Help: "Messages sent by catch-ups, by source: ring (recently published, in memory) or store.",
+	}, []string{"source"})
+	m.catchUpRing, m.catchUpStore = catchUpMsgs.WithLabelValues("ring"), catchUpMsgs.WithLabelValues("store")
 	reg.MustRegister(m.connections, m.messages, m.deliveries, m.slowConsumers,
-		m.rateLimited, links, m.sendLatency, m.appendLatency)
+		m.rateLimited, links, m.sendLatency, m.appendLatency, catchUps, catchUpMsgs)
 	return m
+}
+
+func (m *metrics) catchUp(cause string) {
+	if c, ok := m.catchUps[cause]; ok {
+		c.Inc()
+	}
+}
+
+func (m *metrics) catchUpRead(fromRing bool, n int) {
+	if fromRing {
+		m.catchUpRing.Add(float64(n))
+	} else {
+		m.catchUpStore.Add(float64(n))
+	}
 }
 
 // registerRuntime adds the Go and process collectors to a registry the

@@ -97,6 +97,15 @@ func (s *Server) history(ctx context.Context, userID, roomID string, after int64
 	return msgs, nil
 }
 
+// recent returns the room's messages after seq `after` from the
+// sequencer's ring, when it holds every one this node published after it.
+func (s *Server) recent(roomID string, after int64, limit int) ([]ringEntry, bool) {
+	if s.seq == nil {
+		return nil, false
+	}
+	return s.seq.recent(roomID, after, limit)
+}
+
 // render decides m's links again when the room's era differs from the one
 // m was stored under; the stored text never changes.
 func (s *Server) render(ctx context.Context, room *chat.Room, m *chat.Message) {
@@ -156,7 +165,11 @@ func (s *Server) publishMessage(ctx context.Context, room *chat.Room, m *chat.Me
 			Payload: withClientMsgID(payload, m.ClientMsgID)})
 	}
 	if s.seq != nil {
-		s.seq.publish(room.ID, m.Seq, evs)
+		p := published{evs: evs, entry: ringEntry{seq: m.Seq, sender: m.Sender.ID, payload: payload}}
+		if sender {
+			p.entry.senderPayload = evs[len(evs)-1].Payload
+		}
+		s.seq.publish(room.ID, p)
 		return
 	}
 	for _, ev := range evs {
@@ -166,6 +179,9 @@ func (s *Server) publishMessage(ctx context.Context, room *chat.Room, m *chat.Me
 
 // publishRoom tells every member about a created or changed room.
 func (s *Server) publishRoom(ctx context.Context, r *chat.Room) {
+	if s.seq != nil {
+		s.seq.forgetRing(r.ID) // its messages may be under another era now
+	}
 	s.publish(ctx, chat.Event{Room: r.ID, Members: r.Members, Payload: encodeRoom(r)})
 }
 

@@ -1,8 +1,10 @@
 package server
 
 import (
+	"container/list"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/linkwall/linkwall/internal/chat"
@@ -12,16 +14,24 @@ const (
 	// seqHoldWait is how long the sequencer holds a room's events behind a
 	// seq that has not been published yet. The store commits appends in
 	// groups and the callers of one group wake in any order, so the missing
-	// seq normally follows within microseconds; it never comes when its
-	// sender went away between the commit and the publish, and then the
+	// seq normally follows within microseconds, or a few scheduling rounds
+	// on a busy machine. It never comes only if a store committed a message
+	// without telling its caller (the SQLite store does not); then the
 	// connections fill the hole from the store as for any gap.
-	seqHoldWait = 20 * time.Millisecond
+	seqHoldWait = 500 * time.Millisecond
 	// maxSeqEarly bounds the events one room holds behind a missing seq;
 	// past it they are published out of order (connections reorder them).
 	maxSeqEarly = 4096
 	// maxSeqRooms bounds the rooms the sequencer tracks; past it the idle
 	// ones are forgotten (a forgotten room starts again at its next event).
 	maxSeqRooms = 100_000
+	// maxRingEvents and maxRingBytes bound the recent messages a room keeps
+	// in memory for catch-ups and resumes; maxRingTotalBytes bounds all
+	// rooms together (the least recently active rooms' rings go first).
+	// Older messages are read from the store.
+	maxRingEvents     = 4096
+	maxRingBytes      = 2 << 20
+	maxRingTotalBytes = 64 << 20
 )
 
 // sequencer publishes each room's messages on this node in seq order, so
@@ -30,19 +40,45 @@ const (
 // the seqs of a room are spread over the nodes, and the connections order
 // the events themselves (Hub.Deliver accepts any order).
 type sequencer struct {
-	deliver func(chat.Event) // the hub's Deliver
-	mu      sync.Mutex
-	rooms   map[string]*roomSeq
+	deliver   func(chat.Event) // the hub's Deliver
+	ringBytes atomic.Int64     // bytes in every room's ring
+
+	mu    sync.Mutex // guards rooms and lru; taken before any roomSeq.mu
+	rooms map[string]*roomSeq
+	lru   list.List // of *roomSeq, most recently published first
 }
 
 // roomSeq is one room's publishing order.
 type roomSeq struct {
 	mu       sync.Mutex
-	next     int64                  // next seq to publish; 0 until the room's first event
-	early    map[int64][]chat.Event // published before next: waiting for it
-	ready    [][]chat.Event         // in seq order, for the draining goroutine
-	draining bool                   // a goroutine is delivering ready
-	timer    *time.Timer            // ends a hold after seqHoldWait
+	next     int64               // next seq to publish; 0 until the room's first event
+	early    map[int64]published // published before next: waiting for it
+	ready    [][]chat.Event      // in seq order, for the draining goroutine
+	draining bool                // a goroutine is delivering ready
+	timer    *time.Timer         // ends a hold after seqHoldWait
+
+	// ring holds the most recently published messages of the room, seqs
+	// contiguous and ascending, for catch-ups and resumes.
+	ring      []ringEntry
+	ringBytes int
+	id        string
+	elem      *list.Element // in sequencer.lru
+}
+
+// ringEntry is one published message as its recipients got it.
+type ringEntry struct {
+	seq           int64
+	sender        string
+	payload       []byte // what every member but the sender got
+	senderPayload []byte // the sender's copy (with client_msg_id)
+}
+
+func (e *ringEntry) size() int { return len(e.payload) + len(e.senderPayload) + len(e.sender) + 64 }
+
+// published is one message on its way through the sequencer.
+type published struct {
+	evs   []chat.Event
+	entry ringEntry
 }
 
 func newSequencer(h *Hub) *sequencer {
@@ -57,8 +93,11 @@ func (q *sequencer) room(id string) *roomSeq {
 		if len(q.rooms) >= maxSeqRooms {
 			q.forgetIdleLocked()
 		}
-		rs = &roomSeq{}
+		rs = &roomSeq{id: id}
+		rs.elem = q.lru.PushFront(rs)
 		q.rooms[id] = rs
+	} else {
+		q.lru.MoveToFront(rs.elem)
 	}
 	return rs
 }
@@ -68,8 +107,12 @@ func (q *sequencer) forgetIdleLocked() {
 	for id, rs := range q.rooms {
 		rs.mu.Lock()
 		idle := len(rs.early) == 0 && len(rs.ready) == 0 && !rs.draining
+		if idle {
+			q.dropRingLocked(rs)
+		}
 		rs.mu.Unlock()
 		if idle {
+			q.lru.Remove(rs.elem)
 			delete(q.rooms, id)
 		}
 	}
@@ -79,43 +122,126 @@ func (q *sequencer) forgetIdleLocked() {
 // lower seq of the room published on this node. The calling goroutine
 // may deliver other senders' events as well: whoever finds the room idle
 // delivers until nothing is ready, so no goroutine waits for another.
-func (q *sequencer) publish(room string, seq int64, evs []chat.Event) {
+func (q *sequencer) publish(room string, p published) {
+	seq := p.entry.seq
 	rs := q.room(room)
 	rs.mu.Lock()
 	switch {
 	case rs.next == 0 || seq == rs.next:
-		rs.ready = append(rs.ready, evs)
+		q.readyLocked(rs, p)
 		rs.next = seq + 1
-		rs.advanceLocked()
+		q.advanceLocked(rs)
 	case seq < rs.next:
 		// Published after its hold ended: late, connections reorder it.
-		rs.ready = append(rs.ready, evs)
+		// The ring went on past it, so it stays out of the ring.
+		rs.ready = append(rs.ready, p.evs)
 	default:
 		if rs.early == nil {
-			rs.early = make(map[int64][]chat.Event)
+			rs.early = make(map[int64]published)
 		}
-		rs.early[seq] = evs
+		rs.early[seq] = p
 		if len(rs.early) > maxSeqEarly {
-			rs.skipLocked()
+			q.skipLocked(rs)
 		} else if rs.timer == nil {
 			rs.timer = time.AfterFunc(seqHoldWait, func() { q.expire(rs) })
 		}
 	}
 	q.drainLocked(rs)
+	if q.ringBytes.Load() > maxRingTotalBytes {
+		q.evict(rs)
+	}
+}
+
+// readyLocked queues p, the room's next message, for delivery and keeps
+// it in the ring.
+func (q *sequencer) readyLocked(rs *roomSeq, p published) {
+	rs.ready = append(rs.ready, p.evs)
+	if n := len(rs.ring); n > 0 && rs.ring[n-1].seq != p.entry.seq-1 {
+		q.dropRingLocked(rs) // a hole was skipped: the ring starts again
+	}
+	rs.ring = append(rs.ring, p.entry)
+	sz := p.entry.size()
+	rs.ringBytes += sz
+	added := sz
+	for len(rs.ring) > maxRingEvents || (rs.ringBytes > maxRingBytes && len(rs.ring) > 1) {
+		sz := rs.ring[0].size()
+		rs.ring[0] = ringEntry{}
+		rs.ring = rs.ring[1:]
+		rs.ringBytes -= sz
+		added -= sz
+	}
+	q.ringBytes.Add(int64(added))
+}
+
+// dropRingLocked empties the room's ring.
+func (q *sequencer) dropRingLocked(rs *roomSeq) {
+	q.ringBytes.Add(-int64(rs.ringBytes))
+	rs.ring, rs.ringBytes = nil, 0
+}
+
+// evict empties the rings of the least recently active rooms other than
+// keep until all rings fit in maxRingTotalBytes again.
+func (q *sequencer) evict(keep *roomSeq) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for e := q.lru.Back(); e != nil && q.ringBytes.Load() > maxRingTotalBytes*9/10; e = e.Prev() {
+		rs := e.Value.(*roomSeq)
+		if rs == keep {
+			continue
+		}
+		rs.mu.Lock()
+		q.dropRingLocked(rs)
+		rs.mu.Unlock()
+	}
+}
+
+// recent returns up to limit of the room's messages after seq `after`
+// from the ring, and whether the ring holds every message after `after`
+// that this node has published (otherwise the store must be read).
+func (q *sequencer) recent(room string, after int64, limit int) ([]ringEntry, bool) {
+	q.mu.Lock()
+	rs := q.rooms[room]
+	q.mu.Unlock()
+	if rs == nil {
+		return nil, false
+	}
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if len(rs.ring) == 0 || rs.ring[0].seq > after+1 {
+		return nil, false
+	}
+	i := int(max(after+1-rs.ring[0].seq, 0))
+	if i >= len(rs.ring) {
+		return nil, true
+	}
+	out := rs.ring[i:min(len(rs.ring), i+limit)]
+	return slices.Clone(out), true
+}
+
+// forgetRing empties a room's ring: its messages were encoded under an
+// era that changed, and history is rendered under the current one.
+func (q *sequencer) forgetRing(room string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if rs := q.rooms[room]; rs != nil {
+		rs.mu.Lock()
+		q.dropRingLocked(rs)
+		rs.mu.Unlock()
+	}
 }
 
 // advanceLocked moves the early events that now continue the sequence to ready.
-func (rs *roomSeq) advanceLocked() {
+func (q *sequencer) advanceLocked(rs *roomSeq) {
 	for len(rs.early) > 0 {
-		evs, ok := rs.early[rs.next]
+		p, ok := rs.early[rs.next]
 		if !ok {
-			return
+			break
 		}
 		delete(rs.early, rs.next)
-		rs.ready = append(rs.ready, evs)
+		q.readyLocked(rs, p)
 		rs.next++
 	}
-	if rs.timer != nil {
+	if len(rs.early) == 0 && rs.timer != nil {
 		rs.timer.Stop()
 		rs.timer = nil
 	}
@@ -123,7 +249,7 @@ func (rs *roomSeq) advanceLocked() {
 
 // skipLocked gives up on the missing seq: the sequence goes on at the
 // lowest early event.
-func (rs *roomSeq) skipLocked() {
+func (q *sequencer) skipLocked(rs *roomSeq) {
 	if len(rs.early) == 0 {
 		return
 	}
@@ -132,14 +258,14 @@ func (rs *roomSeq) skipLocked() {
 		seqs = append(seqs, s)
 	}
 	rs.next = slices.Min(seqs)
-	rs.advanceLocked()
+	q.advanceLocked(rs)
 }
 
 // expire ends a hold that lasted seqHoldWait.
 func (q *sequencer) expire(rs *roomSeq) {
 	rs.mu.Lock()
 	rs.timer = nil
-	rs.skipLocked()
+	q.skipLocked(rs)
 	if len(rs.early) > 0 && rs.timer == nil {
 		rs.timer = time.AfterFunc(seqHoldWait, func() { q.expire(rs) })
 	}

@@ -33,9 +33,13 @@ type appendRes struct {
 // Concurrent appends are committed together (group commit): one transaction
 // and one sync for everything that arrived while the previous commit ran.
 //
-// If ctx ends while the message waits, Append returns the context error; the
-// message may or may not have been committed. Retrying with the same
-// ClientMsgID is safe: it returns the stored message with dup=true.
+// If ctx ends before the writer has taken the message, Append returns the
+// context error and nothing is written. Once the writer has taken it,
+// Append waits for the commit (bounded by busyTimeout and the disk) and
+// reports what happened, so a message is never committed without its
+// caller knowing its seq; the writer skips requests whose ctx has ended
+// before writing them. Retrying with the same ClientMsgID is safe: it
+// returns the stored message with dup=true.
 func (s *Store) Append(ctx context.Context, m chat.Message) (chat.Message, bool, error) {
 	if m.Room == "" || m.Sender.ID == "" {
 		return chat.Message{}, false, chat.Errorf(chat.EInvalid, "message room and sender are required")
@@ -64,12 +68,8 @@ func (s *Store) Append(ctx context.Context, m chat.Message) (chat.Message, bool,
 	case <-ctx.Done():
 		return chat.Message{}, false, fmt.Errorf("sqlite: append: %w", ctx.Err())
 	}
-	select {
-	case r := <-req.res:
-		return r.m, r.dup, r.err
-	case <-ctx.Done():
-		return chat.Message{}, false, fmt.Errorf("sqlite: append: %w", ctx.Err())
-	}
+	r := <-req.res
+	return r.m, r.dup, r.err
 }
 
 // writer is the one goroutine that appends messages. It alone touches next.

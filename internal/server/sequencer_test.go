@@ -18,10 +18,10 @@ func seqTestConn(t *testing.T, s *Server) *conn {
 	return c
 }
 
-func seqEvents(room string, seq int64) []chat.Event {
+func seqEvents(room string, seq int64) published {
 	e := ev(room, seq)
 	e.Members = []string{"u"}
-	return []chat.Event{e}
+	return published{evs: []chat.Event{e}, entry: ringEntry{seq: seq, sender: "s", payload: e.Payload}}
 }
 
 func TestSequencerPublishesInOrder(t *testing.T) {
@@ -40,7 +40,7 @@ func TestSequencerPublishesInOrder(t *testing.T) {
 			s := newTestServer(t, Limits{})
 			c := seqTestConn(t, s)
 			for _, seq := range tt.in {
-				s.seq.publish("r", seq, seqEvents("r", seq))
+				s.seq.publish("r", seqEvents("r", seq))
 			}
 			// The connection tracks the room from the first event; a late
 			// event below it is still delivered once (base logic).
@@ -60,9 +60,9 @@ func TestSequencerHoldEnds(t *testing.T) {
 	var got []int64
 	rec := &recordingHub{mu: &mu, got: &got}
 	s.seq.deliver = rec.deliver
-	s.seq.publish("r", 1, seqEvents("r", 1))
-	s.seq.publish("r", 3, seqEvents("r", 3))
-	s.seq.publish("r", 4, seqEvents("r", 4))
+	s.seq.publish("r", seqEvents("r", 1))
+	s.seq.publish("r", seqEvents("r", 3))
+	s.seq.publish("r", seqEvents("r", 4))
 	mu.Lock()
 	if want := []int64{1}; !slices.Equal(got, want) {
 		t.Errorf("before the hold ends: %v, want %v", got, want)
@@ -78,8 +78,8 @@ func TestSequencerHoldEnds(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	s.seq.publish("r", 2, seqEvents("r", 2)) // late: still delivered
-	s.seq.publish("r", 5, seqEvents("r", 5))
+	s.seq.publish("r", seqEvents("r", 2)) // late: still delivered
+	s.seq.publish("r", seqEvents("r", 5))
 	mu.Lock()
 	defer mu.Unlock()
 	if want := []int64{1, 3, 4, 2, 5}; !slices.Equal(got, want) {
@@ -105,12 +105,12 @@ func TestSequencerConcurrent(t *testing.T) {
 	s := newTestServer(t, Limits{MaxQueueBytes: 1 << 30})
 	c := seqTestConn(t, s)
 	const n = 2000
-	s.seq.publish("r", 1, seqEvents("r", 1))
+	s.seq.publish("r", seqEvents("r", 1))
 	var wg sync.WaitGroup
 	for g := range 8 {
 		wg.Go(func() {
 			for seq := int64(2 + g); seq <= n; seq += 8 {
-				s.seq.publish("r", seq, seqEvents("r", seq))
+				s.seq.publish("r", seqEvents("r", seq))
 			}
 		})
 	}
@@ -123,5 +123,61 @@ func TestSequencerConcurrent(t *testing.T) {
 		if seq != int64(i+1) {
 			t.Fatalf("event %d is seq %d: out of order", i, seq)
 		}
+	}
+}
+
+func TestSequencerRing(t *testing.T) {
+	s := newTestServer(t, Limits{})
+	s.seq.deliver = func(chat.Event) {}
+	for seq := int64(1); seq <= 10; seq++ {
+		s.seq.publish("r", seqEvents("r", seq))
+	}
+	seqs := func(es []ringEntry) []int64 {
+		var out []int64
+		for _, e := range es {
+			out = append(out, e.seq)
+		}
+		return out
+	}
+	tests := []struct {
+		name        string
+		room        string
+		after       int64
+		limit       int
+		want        []int64
+		wantCovered bool
+	}{
+		{"from the start", "r", 0, 100, []int64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, true},
+		{"a page", "r", 3, 2, []int64{4, 5}, true},
+		{"nothing newer", "r", 10, 100, nil, true},
+		{"unknown room", "x", 0, 100, nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, covered := s.seq.recent(tt.room, tt.after, tt.limit)
+			if !slices.Equal(seqs(got), tt.want) || covered != tt.wantCovered {
+				t.Errorf("recent(%s, %d) = %v, %v; want %v, %v", tt.room, tt.after, seqs(got), covered, tt.want, tt.wantCovered)
+			}
+		})
+	}
+
+	// Past maxRingEvents the oldest leave: older seqs are the store's.
+	for seq := int64(11); seq <= maxRingEvents+20; seq++ {
+		s.seq.publish("r", seqEvents("r", seq))
+	}
+	if _, covered := s.seq.recent("r", 0, 100); covered {
+		t.Error("seq 1 is still covered after maxRingEvents more")
+	}
+	if got, covered := s.seq.recent("r", maxRingEvents+18, 100); !covered || !slices.Equal(seqs(got), []int64{maxRingEvents + 19, maxRingEvents + 20}) {
+		t.Errorf("the newest: %v, %v", seqs(got), covered)
+	}
+
+	// An era change empties the ring: history is rendered under the new era.
+	s.seq.forgetRing("r")
+	if _, covered := s.seq.recent("r", maxRingEvents+18, 100); covered {
+		t.Error("the ring still covers after forgetRing")
+	}
+	if n := s.seq.ringBytes.Load(); n != 0 {
+		t.Errorf("ringBytes = %d after the only ring was emptied", n)
 	}
 }

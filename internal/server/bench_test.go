@@ -127,3 +127,38 @@ func BenchmarkCoalescedWriter(b *testing.B) {
 	}
 	c.closeWith(websocket.CloseNormalClosure, "")
 }
+
+// BenchmarkSequencedFanout100 is BenchmarkFanout100 through the per-room
+// sequencer, as publishMessage does on one node: ordering, the ring and
+// the fan-out of the shared payload and the sender's copy.
+func BenchmarkSequencedFanout100(b *testing.B) {
+	s := newTestServer(b, Limits{MaxQueueBytes: 1 << 30})
+	members := make([]string, 100)
+	conns := make([]*conn, 100)
+	for i := range members {
+		members[i] = fmt.Sprintf("user-%03d", i)
+		c := newConn(s, nil, chat.User{ID: members[i]})
+		c.start(nil, nil)
+		s.hub.add(c)
+		conns[i] = c
+	}
+	m := benchMessage(b)
+	m.Sender.ID = members[0]
+	m.ClientMsgID = "client-1"
+	room := &chat.Room{ID: m.Room, Kind: chat.Group, Members: members}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		m.Seq++
+		s.publishMessage(b.Context(), room, m)
+		if m.Seq%256 == 0 { // what the writers would do
+			for _, c := range conns {
+				c.mu.Lock()
+				putQueue(c.queue)
+				c.queue, c.queueBytes = nil, 0
+				c.mu.Unlock()
+			}
+		}
+	}
+	b.ReportMetric(float64(b.N*len(members))/b.Elapsed().Seconds(), "deliveries/s")
+}

@@ -82,8 +82,7 @@ func BenchmarkCoalescedWriter(b *testing.B) {
 		}
 		c := newConn(s, ws, chat.User{ID: "u"})
 		c.start(nil, nil)
-		accepted <- c
-		c.writeLoop()
+		accepted <- c // the first enqueue starts its writer
 	}))
 	defer ts.Close()
 	client, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(ts.URL, "http"), nil)

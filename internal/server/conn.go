@@ -79,9 +79,11 @@ type conn struct {
 	cancel context.CancelFunc
 
 	wake chan struct{} // capacity 1: the writer has something to do
-	done chan struct{} // closed when the writer has ended
 
 	mu           sync.Mutex
+	writerOn     bool     // a writer goroutine runs; it exits after writerIdle with nothing to do
+	writerGone   bool     // the writer has ended the connection: never start another
+	pingDue      bool     // the hub's ping sweep asks for a ping
 	queue        [][]byte // encoded objects, shared with other connections; written as one frame
 	queueBytes   int      // bytes in queue, counted against the bound
 	pendingBytes int      // bytes held in roomState.pending, bounded separately
@@ -114,14 +116,27 @@ func newConn(s *Server, ws *websocket.Conn, u chat.User) *conn {
 		srv: s, ws: ws, user: u, ctx: ctx, cancel: cancel,
 		log:      s.log,
 		wake:     make(chan struct{}, 1),
-		done:     make(chan struct{}),
 		rooms:    make(map[string]*roomState),
 		starting: true,
 		work:     make(map[string]struct{}),
 	}
 }
 
+// signal wakes the writer, starting one if none runs. c.mu must be held.
+// Idle connections have no writer goroutine (and no stack for it).
 func (c *conn) signal() {
+	if !c.writerOn {
+		if c.writerGone || c.ws == nil { // no socket: a unit test's connection
+			return
+		}
+		c.writerOn = true
+		c.srv.wg.Add(1) // a live reader (or serveWS) holds a count, so this is no reuse
+		go func() {
+			defer c.srv.wg.Done()
+			c.writeLoop()
+		}()
+		return // a new writer looks at everything once before it waits
+	}
 	select {
 	case c.wake <- struct{}{}:
 	default:
@@ -369,58 +384,122 @@ func (c *conn) resume(room string, after int64) {
 	c.signal()
 }
 
-// writeLoop owns the socket's writes: it writes the queue coalesced into
-// one text frame, pings, runs catch-ups and closes.
+// writeLoop owns the socket's writes while it runs: it writes the queue
+// coalesced into one text frame, pings when the hub's sweep asks, runs
+// catch-ups and closes. With nothing to do for writerIdle it exits; the
+// next signal starts a new one.
 func (c *conn) writeLoop() {
-	ticker := time.NewTicker(c.srv.limits.PongWait * 9 / 10) // pongs arrive before the read deadline
-	timer := time.NewTimer(time.Hour)
+	var timer *time.Timer
+	ended := true // the connection ends with this writer unless it exits idle
 	defer func() {
-		ticker.Stop()
-		timer.Stop()
+		if timer != nil {
+			timer.Stop()
+		}
+		if !ended {
+			return
+		}
 		c.srv.hub.remove(c)
 		_ = c.ws.Close()
 		c.mu.Lock()
-		c.closing = true
+		c.closing, c.writerGone, c.writerOn = true, true, false
 		putQueue(c.queue)
 		c.queue, c.queueBytes, c.rooms, c.pendingBytes = nil, 0, nil, 0
 		c.mu.Unlock()
-		close(c.done)
 	}()
+	idleAt := time.Now().Add(writerIdle)
 	for {
+		next, err := c.pass()
+		if err != nil || c.ended() {
+			return
+		}
+		wait := time.Until(idleAt)
+		if !next.IsZero() {
+			wait = min(wait, time.Until(next))
+		}
+		if timer == nil {
+			timer = time.NewTimer(wait)
+		} else {
+			timer.Reset(wait)
+		}
 		select {
 		case <-c.wake:
 			c.linger()
+			idleAt = time.Now().Add(writerIdle)
 		case <-timer.C:
-		case <-ticker.C:
-			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
+			if next.IsZero() && c.exitIdle() {
+				ended = false
 				return
 			}
-			continue
-		}
-		c.mu.Lock()
-		closing, code, text := c.closing, c.code, c.text
-		if closing && code == CloseSlowConsumer {
-			// It could not keep up: it resumes after reconnecting.
-			putQueue(c.queue)
-			c.queue, c.queueBytes = nil, 0
-		}
-		c.mu.Unlock()
-		if err := c.flush(); err != nil {
-			return
-		}
-		if closing {
-			msg := websocket.FormatCloseMessage(code, text)
-			_ = c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(writeWait))
-			return
-		}
-		next, err := c.doWork()
-		if err != nil {
-			return
-		}
-		if !next.IsZero() {
-			timer.Reset(time.Until(next))
 		}
 	}
+}
+
+// writerIdle is how long a writer with nothing to do waits before it exits.
+const writerIdle = time.Second
+
+// exitIdle reports whether the writer may exit, and if so marks it gone
+// under the lock, so that the next signal starts a new one.
+func (c *conn) exitIdle() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.queue) > 0 || c.closing || len(c.work) > 0 || c.pingDue || !c.holdUntil.IsZero() {
+		return false
+	}
+	for _, st := range c.rooms {
+		if !st.gapSince.IsZero() || st.resuming {
+			return false
+		}
+	}
+	c.writerOn = false
+	return true
+}
+
+// ended reports whether the connection was closed by pass.
+func (c *conn) ended() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.writerGone
+}
+
+// pass does everything due once: a ping, the queue, a close, holds and
+// catch-ups. It returns when it next needs to run (zero: when woken).
+func (c *conn) pass() (time.Time, error) {
+	c.mu.Lock()
+	closing, code, text, ping := c.closing, c.code, c.text, c.pingDue
+	c.pingDue = false
+	if closing && code == CloseSlowConsumer {
+		// It could not keep up: it resumes after reconnecting.
+		putQueue(c.queue)
+		c.queue, c.queueBytes = nil, 0
+	}
+	c.mu.Unlock()
+	if ping {
+		if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
+			return time.Time{}, err
+		}
+	}
+	if err := c.flush(); err != nil {
+		return time.Time{}, err
+	}
+	if closing {
+		msg := websocket.FormatCloseMessage(code, text)
+		_ = c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(writeWait))
+		c.mu.Lock()
+		c.writerGone = true
+		c.mu.Unlock()
+		return time.Time{}, nil
+	}
+	return c.doWork()
+}
+
+// ping asks the writer for a ping (the hub's sweep).
+func (c *conn) ping() {
+	c.mu.Lock()
+	if !c.closing {
+		c.pingDue = true
+		c.signal()
+	}
+	c.mu.Unlock()
 }
 
 // linger lets more messages join a short queue before it is written: a

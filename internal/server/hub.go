@@ -4,6 +4,7 @@ import (
 	"context"
 	"hash/maphash"
 	"sync"
+	"time"
 
 	"github.com/linkwall/linkwall/internal/chat"
 )
@@ -87,6 +88,36 @@ func (h *Hub) remove(c *conn) {
 		sh.conns[c.user.ID] = cs
 	}
 	sh.mu.Unlock()
+}
+
+// pingAll asks every connection's writer for a ping: one sweep instead
+// of a ticker per connection, so an idle connection holds no timer and no
+// writer goroutine between pings.
+func (h *Hub) pingAll() {
+	for i := range h.shards {
+		sh := &h.shards[i]
+		sh.mu.RLock()
+		for _, cs := range sh.conns {
+			for _, c := range cs {
+				c.ping()
+			}
+		}
+		sh.mu.RUnlock()
+	}
+}
+
+// pingLoop sweeps every period until ctx ends.
+func (h *Hub) pingLoop(ctx context.Context, period time.Duration) {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			h.pingAll()
+		}
+	}
 }
 
 // closeAll asks every connection to close with code and text.

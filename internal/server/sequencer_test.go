@@ -1,10 +1,16 @@
 package server
 
 import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 
 	"github.com/linkwall/linkwall/internal/chat"
 )
@@ -180,4 +186,60 @@ func TestSequencerRing(t *testing.T) {
 	if n := s.seq.ringBytes.Load(); n != 0 {
 		t.Errorf("ringBytes = %d after the only ring was emptied", n)
 	}
+}
+
+// TestWriterExitsIdleAndRestarts: an idle connection keeps no writer
+// goroutine; the next message starts one and arrives.
+func TestWriterExitsIdleAndRestarts(t *testing.T) {
+	s := newTestServer(t, Limits{})
+	accepted := make(chan *conn, 1)
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := s.upgrader.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		c := newConn(s, ws, chat.User{ID: "u"})
+		c.start(nil, nil)
+		accepted <- c
+	}))
+	defer ts.Close()
+	client, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(ts.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	c := <-accepted
+	writerOn := func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.writerOn
+	}
+	for i := range 2 {
+		c.send([]byte(fmt.Sprintf(`{"n":%d}`, i)))
+		_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, data, err := client.ReadMessage()
+		if err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+		if want := fmt.Sprintf(`{"n":%d}`, i); string(data) != want {
+			t.Fatalf("got %s, want %s", data, want)
+		}
+		deadline := time.Now().Add(writerIdle + 5*time.Second)
+		for writerOn() && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if writerOn() {
+			t.Fatalf("the writer still runs %v after message %d", writerIdle+5*time.Second, i)
+		}
+	}
+	c.ping() // the hub's sweep: a ping starts a writer too
+	pinged := make(chan struct{})
+	client.SetPingHandler(func(string) error { close(pinged); return nil })
+	go func() { _, _, _ = client.ReadMessage() }()
+	select {
+	case <-pinged:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no ping")
+	}
+	c.closeWith(websocket.CloseNormalClosure, "")
 }

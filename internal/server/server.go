@@ -134,6 +134,9 @@ func New(cfg Config) (*Server, error) {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.bgCtx, s.bgCancel = context.WithCancel(s.ctx)
 	s.chain = s.buildChain()
+	// Pongs must arrive before the read deadline (PongWait after the last
+	// frame): a sweep every 9/10 of it pings each connection in time.
+	go s.hub.pingLoop(s.ctx, s.limits.PongWait*9/10)
 	s.upgrader = websocket.Upgrader{
 		HandshakeTimeout: handshakeWait,
 		ReadBufferSize:   readBufferSize,
@@ -401,13 +404,10 @@ func (s *Server) startConn(ws *websocket.Conn, u chat.User) {
 	if closed {
 		c.closeWith(websocket.CloseGoingAway, "server shutting down")
 	}
-	// Fresh goroutines for the reader and the writer: the handler's stack
-	// grew while serving the upgrade and is released when it returns.
-	s.wg.Add(2)
-	go func() {
-		defer s.wg.Done()
-		c.writeLoop()
-	}()
+	// A fresh goroutine for the reader: the handler's stack grew while
+	// serving the upgrade and is released when it returns. The writer runs
+	// only while there is something to write (conn.signal starts it).
+	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		c.readLoop()

@@ -14,14 +14,18 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/google/uuid"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"golang.org/x/time/rate"
 
 	"github.com/linkwall/linkwall/bot"
+	"github.com/linkwall/linkwall/internal/chat"
+	"github.com/linkwall/linkwall/internal/redis"
 	"github.com/linkwall/linkwall/internal/server"
 	"github.com/linkwall/linkwall/internal/sqlite"
 )
@@ -87,7 +91,8 @@ type Main struct {
 	ln     net.Listener
 	http   *http.Server
 	debug  *http.Server
-	store  *sqlite.Store
+	store  chat.Store    // SQLite, or Redis with --redis
+	broker *redis.Broker // with --redis
 	bot    *bot.Bot
 	server *server.Server
 
@@ -196,11 +201,12 @@ func envInt(name string, def int) (int, error) {
 
 // Run opens the store, starts the server and returns once it listens.
 func (m *Main) Run(ctx context.Context) error {
-	if m.RedisURL != "" {
-		return errors.New("--redis: not yet supported (issue #6); run without it for the embedded store")
-	}
 	if m.Logger == nil {
 		m.Logger = newLogger(m.Stderr)
+		if m.RedisURL != "" {
+			// Only for a logger of our own: the setting is process-wide.
+			redis.RouteLibraryLogs(m.Logger)
+		}
 	}
 	policy := bot.DefaultPolicy()
 	if m.PolicyPath != "" {
@@ -217,13 +223,37 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.bot = bot.New(policy, m.Logger.Named("bot"), bot.WithOpenGraph(bot.NewOpenGraphFetcher()))
 
-	store, err := sqlite.Open(ctx, m.DataDir, m.Logger.Named("store"))
-	if err != nil {
-		return err
+	// The Redis broker needs the hub, which exists only once the server
+	// does: it delivers through hub, set right after server.New (no
+	// connection can exist before, so nothing is lost meanwhile).
+	var hub atomic.Pointer[server.Hub]
+	var broker chat.Broker
+	if m.RedisURL != "" {
+		rs, err := redis.Open(ctx, m.RedisURL, m.Logger.Named("store"))
+		if err != nil {
+			return err
+		}
+		m.store = rs
+		m.broker, err = redis.NewBroker(ctx, rs, uuid.NewString(), func(ev chat.Event) {
+			if h := hub.Load(); h != nil {
+				h.Deliver(ev)
+			}
+		}, m.Logger.Named("broker"))
+		if err != nil {
+			return err
+		}
+		broker = m.broker
+	} else {
+		store, err := sqlite.Open(ctx, m.DataDir, m.Logger.Named("store"))
+		if err != nil {
+			return err
+		}
+		m.store = store
 	}
-	m.store = store
+	var err error
 	m.server, err = server.New(server.Config{
-		Store:           store,
+		Store:           m.store,
+		Broker:          broker,
 		Bot:             m.bot,
 		Logger:          m.Logger.Named("server"),
 		AllowedOrigins:  m.AllowedOrigins,
@@ -234,6 +264,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	hub.Store(m.server.Hub())
 	ln, err := net.Listen("tcp", m.ListenAddr)
 	if err != nil {
 		return err
@@ -298,6 +329,9 @@ func (m *Main) Close() error {
 			errs = append(errs, m.server.Shutdown(ctx))
 		}
 		m.wg.Wait()
+		if m.broker != nil {
+			errs = append(errs, m.broker.Close())
+		}
 		if m.store != nil {
 			errs = append(errs, m.store.Close())
 		}

@@ -58,9 +58,9 @@ func TestParseFlags(t *testing.T) {
 
 func TestRunRefusesBadSettings(t *testing.T) {
 	for name, args := range map[string][]string{
-		"unknown era":   {"--era", "bronze-age"},
-		"redis not yet": {"--redis", "redis://127.0.0.1:6379/0"},
-		"bad policy":    {"--policy", "/no/such/policy.yaml"},
+		"unknown era":       {"--era", "bronze-age"},
+		"redis unreachable": {"--redis", "redis://127.0.0.1:1/0"},
+		"bad policy":        {"--policy", "/no/such/policy.yaml"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			m := NewMain()

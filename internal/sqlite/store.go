@@ -64,6 +64,7 @@ type Store struct {
 	done     chan struct{}   // closed by the writer when it has stopped
 	once     sync.Once
 	closeErr error
+	lock     *os.File // held until Close: one process per data dir (nil where unsupported)
 }
 
 var _ chat.Store = (*Store)(nil)
@@ -94,6 +95,16 @@ func open(ctx context.Context, dir string, logger *zap.Logger, o options) (*Stor
 	if err := probeWritable(dir); err != nil {
 		return nil, fmt.Errorf("sqlite: data dir %s is not writable: %w", dir, err)
 	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok && lock != nil {
+			lock.Close()
+		}
+	}()
 	path := filepath.Join(dir, FileName)
 	// The driver splits its own parameters off at the first '?'.
 	if strings.ContainsRune(path, '?') {
@@ -139,6 +150,7 @@ func open(ctx context.Context, dir string, logger *zap.Logger, o options) (*Stor
 		appends: make(chan *appendReq),
 		quit:    make(chan struct{}),
 		done:    make(chan struct{}),
+		lock:    lock,
 	}
 	if s.msgsStmt, err = r.PrepareContext(ctx, "SELECT "+messageCols+" FROM messages WHERE room_id = ? AND seq > ? ORDER BY seq LIMIT ?"); err != nil {
 		r.Close()
@@ -153,6 +165,7 @@ func open(ctx context.Context, dir string, logger *zap.Logger, o options) (*Stor
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
 	go wr.run()
+	ok = true
 	logger.Info("sqlite store open", zap.String("path", path), zap.String("synchronous", o.sync))
 	return s, nil
 }
@@ -173,6 +186,9 @@ func (s *Store) Close() error {
 		close(s.quit)
 		<-s.done
 		s.closeErr = errors.Join(s.msgsStmt.Close(), s.r.Close(), s.w.Close())
+		if s.lock != nil {
+			s.closeErr = errors.Join(s.closeErr, s.lock.Close())
+		}
 	})
 	return s.closeErr
 }

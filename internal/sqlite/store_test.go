@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -314,4 +315,29 @@ func TestCloseWhileAppending(t *testing.T) {
 		t.Errorf("%d stored, %d acknowledged: Close wrote messages nobody was told about", len(ms), n)
 	}
 	t.Logf("%d appends acknowledged before Close", n)
+}
+
+// TestOpenTwice: the seq counters live in the writer's memory, so a second
+// store on the same data dir must be refused until the first is closed.
+func TestOpenTwice(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s1, err := Open(ctx, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s2, err := Open(ctx, dir, nil); err == nil {
+		s2.Close()
+		t.Fatal("a second Open on a data dir in use succeeded")
+	} else if !strings.Contains(err.Error(), "in use") {
+		t.Errorf("second Open: %v, want an error saying the dir is in use", err)
+	}
+	if err := s1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s3, err := Open(ctx, dir, nil)
+	if err != nil {
+		t.Fatalf("Open after Close: %v", err)
+	}
+	s3.Close()
 }

@@ -30,9 +30,8 @@
 //
 // # Retention and resume
 //
-// Each room keeps its last MaxMessages messages (default
-// DefaultMaxMessages, 10,000); older ones are trimmed in batches of
-// trimBatch by Append. `resume` and GET …/messages reach back that far.
+// Each room keeps its last DefaultMaxMessages (10,000) messages, or as many
+// as WithMaxMessages says; Append trims older ones in batches of trimBatch. `resume` and GET …/messages reach back that far.
 // A client that asks for messages after a seq that has been trimmed gets
 // what is still there: the page starts at the oldest retained message, so
 // its first seq is larger than after+1 and the client can see that older
@@ -48,9 +47,9 @@
 // drops for a moment picks up where it stopped instead of losing the events
 // published meanwhile (plain PUBLISH/SUBSCRIBE would lose them). Every
 // node reads every event and its hub keeps those of its own connections:
-// fine for a handful of nodes; many more would want per-room channels. Events of
-// one room may arrive from two nodes out of seq order; the hub orders them
-// by seq and fills gaps from the store.
+// fine for a handful of nodes; many more would want per-room channels.
+// Events of one room may arrive from two nodes out of seq order; the hub
+// orders them by seq and fills gaps from the store.
 //
 // # Durability
 //

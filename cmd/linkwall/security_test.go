@@ -320,8 +320,10 @@ func TestAbuseSparesBystanders(t *testing.T) {
 			limited++
 		}
 	}
-	if limited != 20 {
-		t.Errorf("%d rate_limited errors before the close, want RateStrikes = 20", limited)
+	// The bucket refills while the flood is stored, so a send may pass
+	// between strikes and restart the count: at least RateStrikes errors.
+	if limited < 20 {
+		t.Errorf("%d rate_limited errors before the close, want at least RateStrikes = 20", limited)
 	}
 	bystanders("flood")
 

@@ -881,11 +881,28 @@ func (c *conn) handleSend(f *inFrame) bool {
 	}
 	c.strikes = 0
 	if req.Dup {
-		// Already stored and delivered once: acknowledge again, to this
-		// connection only.
-		c.send(withClientMsgID(encodeMessage(&req.Message), req.ClientMsgID))
+		c.ackDuplicate(&req.Message, req.ClientMsgID)
 	}
 	return true
+}
+
+// ackDuplicate acknowledges a repeated send, to this connection only. If
+// the connection has already delivered that seq, the client asked again
+// and gets the acknowledgement at once. Otherwise it goes through the
+// room's sequence like any event: a resend right after a resume must not
+// overtake the history it is part of (the history's copy carries the
+// client_msg_id too, so the client sees the seq once, in order).
+func (c *conn) ackDuplicate(m *chat.Message, clientMsgID string) {
+	ack := withClientMsgID(encodeMessage(m), clientMsgID)
+	c.mu.Lock()
+	st := c.rooms[m.Room]
+	delivered := !c.starting && st != nil && !st.held && !st.resuming && m.Seq >= st.base && m.Seq <= st.last
+	c.mu.Unlock()
+	if delivered {
+		c.send(ack)
+		return
+	}
+	c.deliver(chat.Event{Room: m.Room, Seq: m.Seq, Payload: ack})
 }
 
 func sortEvents(evs []chat.Event) {

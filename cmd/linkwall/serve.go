@@ -96,10 +96,12 @@ type Main struct {
 	bot    *bot.Bot
 	server *server.Server
 
-	stop  context.CancelFunc // ends the policy watcher
-	wg    sync.WaitGroup
-	close sync.Once
-	err   error
+	stop context.CancelFunc // ends the policy watcher
+
+	policyStamp fileStamp // the policy file as it was when loaded
+	wg          sync.WaitGroup
+	close       sync.Once
+	err         error
 }
 
 // NewMain returns a Main with the defaults.
@@ -210,6 +212,9 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	policy := bot.DefaultPolicy()
 	if m.PolicyPath != "" {
+		// Stamped before reading, so a change made while the server starts
+		// is seen by the watcher rather than taken as the baseline.
+		m.policyStamp = stampFile(m.PolicyPath)
 		p, err := bot.LoadPolicyFile(m.PolicyPath)
 		if err != nil {
 			return fmt.Errorf("--policy: %w", err)
@@ -293,7 +298,7 @@ func (m *Main) Run(ctx context.Context) error {
 		m.wg.Add(1)
 		go func() {
 			defer m.wg.Done()
-			m.watchPolicy(wctx)
+			m.watchPolicy(wctx, m.policyStamp)
 		}()
 	}
 	m.Logger.Info("serving", zap.String("addr", ln.Addr().String()), zap.String("data", m.DataDir),
@@ -346,21 +351,14 @@ func (m *Main) Close() error {
 
 // watchPolicy reloads the policy file on SIGHUP and when its modification
 // time or size changes. An invalid file keeps the policy in force.
-func (m *Main) watchPolicy(ctx context.Context) {
+func (m *Main) watchPolicy(ctx context.Context, loaded fileStamp) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	tick := time.NewTicker(policyPoll)
 	defer tick.Stop()
 	log := m.Logger.With(zap.String("policy", m.PolicyPath))
-	stamp := func() (time.Time, int64) {
-		fi, err := os.Stat(m.PolicyPath)
-		if err != nil {
-			return time.Time{}, -1
-		}
-		return fi.ModTime(), fi.Size()
-	}
-	mtime, size := stamp()
+	last := loaded
 	for {
 		select {
 		case <-ctx.Done():
@@ -368,11 +366,11 @@ func (m *Main) watchPolicy(ctx context.Context) {
 		case <-hup:
 			log.Info("SIGHUP: reloading the policy")
 		case <-tick.C:
-			t, n := stamp()
-			if t.Equal(mtime) && n == size {
+			now := stampFile(m.PolicyPath)
+			if now.mtime.Equal(last.mtime) && now.size == last.size {
 				continue
 			}
-			mtime, size = t, n
+			last = now
 		}
 		p, err := bot.LoadPolicyFile(m.PolicyPath)
 		if err != nil {
@@ -382,6 +380,20 @@ func (m *Main) watchPolicy(ctx context.Context) {
 		m.bot.SetPolicy(p)
 		log.Info("policy reloaded")
 	}
+}
+
+// fileStamp tells whether a file changed: its modification time and size.
+type fileStamp struct {
+	mtime time.Time
+	size  int64
+}
+
+func stampFile(path string) fileStamp {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fileStamp{size: -1}
+	}
+	return fileStamp{fi.ModTime(), fi.Size()}
 }
 
 // newLogger returns a production JSON logger writing to w.

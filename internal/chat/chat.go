@@ -129,3 +129,15 @@ type Event struct {
 type Broker interface {
 	Publish(ctx context.Context, ev Event) error
 }
+
+// CheckPage validates the paging arguments of Store.Messages, so every
+// store refuses the same input with the same error.
+func CheckPage(after int64, limit int) error {
+	if limit <= 0 {
+		return Errorf(EInvalid, "limit must be positive")
+	}
+	if after < 0 {
+		return Errorf(EInvalid, "after must not be negative")
+	}
+	return nil
+}

@@ -172,11 +172,8 @@ func at[T any](res []any, i int) (T, bool) {
 // Messages trimmed away are skipped: the page starts at the oldest one
 // retained.
 func (s *Store) Messages(ctx context.Context, roomID string, after int64, limit int) ([]chat.Message, error) {
-	if limit <= 0 {
-		return nil, chat.Errorf(chat.EInvalid, "limit must be positive")
-	}
-	if after < 0 {
-		return nil, chat.Errorf(chat.EInvalid, "after must not be negative")
+	if err := chat.CheckPage(after, limit); err != nil {
+		return nil, err
 	}
 	limit = min(limit, MaxPage)
 	// One round trip: the page and whether the room exists.

@@ -617,11 +617,8 @@ func decodeLinks(b []byte) ([]bot.Link, error) {
 // Messages returns up to limit messages of a room with Seq > after, in Seq
 // order (limit is clamped to MaxPage); ENotFound if there is no such room.
 func (s *Store) Messages(ctx context.Context, roomID string, after int64, limit int) ([]chat.Message, error) {
-	if limit <= 0 {
-		return nil, chat.Errorf(chat.EInvalid, "limit must be positive")
-	}
-	if after < 0 {
-		return nil, chat.Errorf(chat.EInvalid, "after must not be negative")
+	if err := chat.CheckPage(after, limit); err != nil {
+		return nil, err
 	}
 	limit = min(limit, MaxPage)
 	rows, err := s.msgsStmt.QueryContext(ctx, roomID, after, limit)

@@ -829,3 +829,41 @@ func BenchmarkClusterCrossNode(b *testing.B) {
 		wb.until(b, "the message", func(f clusterFrame) bool { return f.Type == "message" && f.Message.Seq == int64(i) })
 	}
 }
+
+// An era changed through one node applies at once to messages sent through
+// another: the room event drops the other node's cached copy of the room.
+func TestClusterEraChangeSeenByOtherNode(t *testing.T) {
+	redisURL := clusterRedisURL(t)
+	a, b := startClusterNode(t, redisURL), startClusterNode(t, redisURL)
+	baseA, baseB := "http://"+a.Addr(), "http://"+b.Addr()
+	alice := newClusterUser(t, baseA, "alice")
+	bob := newClusterUser(t, baseA, "bob")
+	room := clusterGroup(t, baseA, alice, bob)
+	onB := dialCluster(t, b.Addr(), bob)
+	const taobao = "https://m.tb.cn/h.fXyZ123"
+	outcome := func(m *chat.Message) bot.Outcome {
+		for _, l := range m.Links {
+			if l.Platform == "taobao" {
+				return l.Outcome
+			}
+		}
+		return ""
+	}
+	// Node B decides (and caches the room) under the default era: a hyperlink.
+	onB.write(t, map[string]any{"type": "resume", "room": room.ID, "after": 0})
+	onB.sendWait(t, room.ID, "before "+taobao, "before")
+	var hist struct{ Messages []chat.Message }
+	clusterAPI(t, baseB, bob.token, "GET", "/api/v1/rooms/"+room.ID+"/messages?after=0", nil, http.StatusOK, &hist)
+	if got := outcome(&hist.Messages[0]); got != bot.Hyperlink {
+		t.Fatalf("under the default era the Taobao link is %q, want hyperlink", got)
+	}
+	// Alice walls the room through node A; as soon as Bob's socket on B has
+	// the room frame, his next message is decided under the new era.
+	clusterAPI(t, baseA, alice.token, "PUT", "/api/v1/rooms/"+room.ID+"/era", map[string]string{"era": "walled"}, http.StatusOK, nil)
+	onB.until(t, "the room frame", func(f clusterFrame) bool { return f.Type == "room" })
+	onB.write(t, map[string]any{"type": "send", "room": room.ID, "text": "after " + taobao, "client_msg_id": "after"})
+	f := onB.until(t, "the ack of after", func(f clusterFrame) bool { return f.Type == "message" && f.ClientMsgID == "after" })
+	if got := outcome(f.Message); got != bot.Blocked {
+		t.Fatalf("a message sent through node B right after node A walled the room: Taobao is %q, want blocked", got)
+	}
+}

@@ -20,6 +20,9 @@ type Hub struct {
 	seed    maphash.Seed
 	shards  [hubShards]hubShard
 	metrics *metrics
+	// roomChanged is told of every room event (creation, era, lang), from
+	// this node or another, before it is delivered.
+	roomChanged func(roomID string)
 }
 
 type hubShard struct {
@@ -45,6 +48,9 @@ func (h *Hub) shard(userID string) *hubShard {
 // each connection orders them, drops duplicates and fills gaps from the
 // store, which must make a seq readable only after every lower seq.
 func (h *Hub) Deliver(ev chat.Event) {
+	if ev.Seq == 0 && ev.Room != "" && h.roomChanged != nil {
+		h.roomChanged(ev.Room)
+	}
 	n := 0
 	for _, uid := range ev.Members {
 		sh := h.shard(uid)

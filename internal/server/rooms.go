@@ -19,7 +19,8 @@ const maxCachedRooms = 100_000
 
 // roomCache keeps rooms for roomCacheTTL so that the message path does not
 // read the store for every message. Changes made on this node update it at
-// once; changes made on other nodes show within the TTL.
+// once; a change made on another node drops the entry when its room event
+// arrives (Hub.Deliver), and the TTL bounds staleness if that event is lost.
 type roomCache struct {
 	mu sync.Mutex
 	m  map[string]cachedRoom
@@ -49,6 +50,13 @@ func (c *roomCache) put(r chat.Room) {
 		clear(c.m)
 	}
 	c.m[r.ID] = cachedRoom{r, time.Now()}
+}
+
+// forget drops a room, so the next use reads it from the store.
+func (c *roomCache) forget(id string) {
+	c.mu.Lock()
+	delete(c.m, id)
+	c.mu.Unlock()
 }
 
 // room returns a room from the cache or the store.

@@ -128,6 +128,10 @@ func New(cfg Config) (*Server, error) {
 	if s.broker == nil {
 		s.broker = localBroker{s.hub}
 		s.seq = newSequencer(s.hub)
+	} else {
+		// Another node may change a room's era or lang: its room event
+		// drops the cached copy, so the next message is decided under it.
+		s.hub.roomChanged = s.rooms.forget
 	}
 	s.sendLimits = newLimiterMap(s.limits.SendRate, s.limits.SendBurst)
 	s.sessionLimits = newLimiterMap(s.limits.SessionRate, s.limits.SessionBurst)

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strconv"
@@ -79,6 +80,7 @@ type Main struct {
 	Era             string
 	PolicyPath      string
 	AllowedOrigins  []string
+	TrustedProxies  []netip.Prefix
 	RedisURL        string
 	DebugAddr       string // pprof listener, off when empty
 	WalkthroughStep time.Duration
@@ -137,6 +139,7 @@ func (m *Main) ParseFlags(_ context.Context, args []string) error {
 	fs.StringVar(&m.DataDir, "data", env("DATA", m.DataDir), "data `DIR` for the SQLite store (LINKWALL_DATA)")
 	fs.StringVar(&m.Era, "era", env("ERA", m.Era), "era `ID|DATE` of new rooms; default: the policy's (LINKWALL_ERA)")
 	fs.StringVar(&m.PolicyPath, "policy", env("POLICY", m.PolicyPath), "policy `FILE` replacing the embedded one; reloaded on SIGHUP and on change (LINKWALL_POLICY)")
+	proxies := fs.String("trusted-proxies", env("TRUSTED_PROXIES", ""), "comma-separated `CIDRS` of reverse proxies whose X-Forwarded-For names the client (LINKWALL_TRUSTED_PROXIES)")
 	origins := fs.String("allowed-origins", env("ALLOWED_ORIGINS", strings.Join(m.AllowedOrigins, ",")), "comma-separated `ORIGINS` allowed besides the server's own, or * (LINKWALL_ALLOWED_ORIGINS)")
 	fs.StringVar(&m.RedisURL, "redis", env("REDIS", m.RedisURL), "`URL` of Redis for several nodes (LINKWALL_REDIS)")
 	fs.StringVar(&m.DebugAddr, "debug-addr", env("DEBUG_ADDR", m.DebugAddr), "serve /debug/pprof on this separate `HOST:PORT` (LINKWALL_DEBUG_ADDR); off by default")
@@ -160,6 +163,17 @@ func (m *Main) ParseFlags(_ context.Context, args []string) error {
 	m.Limits.SendRate, m.Limits.SendBurst = rate.Limit(sendRate), sendBurst
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	m.TrustedProxies = nil
+	for _, c := range strings.Split(*proxies, ",") {
+		if c = strings.TrimSpace(c); c == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(c)
+		if err != nil {
+			return fmt.Errorf("--trusted-proxies: %w", err)
+		}
+		m.TrustedProxies = append(m.TrustedProxies, p.Masked())
 	}
 	m.AllowedOrigins = nil
 	for _, o := range strings.Split(*origins, ",") {
@@ -262,6 +276,7 @@ func (m *Main) Run(ctx context.Context) error {
 		Bot:             m.bot,
 		Logger:          m.Logger.Named("server"),
 		AllowedOrigins:  m.AllowedOrigins,
+		TrustedProxies:  m.TrustedProxies,
 		Limits:          m.Limits,
 		DefaultEra:      m.Era,
 		WalkthroughStep: m.WalkthroughStep,

@@ -98,7 +98,7 @@ type sessionResponse struct {
 }
 
 func (s *Server) createSession(w http.ResponseWriter, r *http.Request) {
-	if !s.sessionLimits.get(clientIP(r)).Allow() {
+	if !s.sessionLimits.get(s.clientIP(r)).Allow() {
 		s.writeError(w, r, chat.Errorf(chat.ERateLimited, "too many new sessions from your address; try again later"))
 		return
 	}

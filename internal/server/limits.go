@@ -36,9 +36,10 @@ const (
 	// and resumes after reconnecting; the hub never waits for it.
 	DefaultMaxQueueBytes = 1 << 20
 	// DefaultSessionRate and DefaultSessionBurst limit session creation per
-	// client IP, so a script cannot create users without bound.
-	DefaultSessionRate  rate.Limit = 1
-	DefaultSessionBurst int        = 20
+	// client IP, so a script cannot create users without bound, while a
+	// class of 60 behind one school NAT can still join at once.
+	DefaultSessionRate  rate.Limit = 2
+	DefaultSessionBurst int        = 60
 )
 
 // Protocol limits that are not configurable.

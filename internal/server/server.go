@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -31,6 +32,9 @@ type Config struct {
 	// AllowedOrigins widen the same-origin rule for WebSocket upgrades and
 	// state-changing requests: exact origins ("https://example.org") or "*".
 	AllowedOrigins []string
+	// TrustedProxies are the addresses of reverse proxies (load balancers)
+	// whose X-Forwarded-For names the real client, for per-client limits.
+	TrustedProxies []netip.Prefix
 	Limits         Limits
 	// DefaultEra is the era of new rooms (an id or a date); "" is the
 	// policy's default.
@@ -53,6 +57,8 @@ type Server struct {
 	era     string // DefaultEra as given; resolved against the policy in force
 	origins map[string]bool
 	anyOrig bool
+	// trustedProxies may name the client in X-Forwarded-For.
+	trustedProxies []netip.Prefix
 
 	hub      *Hub
 	seq      *sequencer // orders each room's messages; nil with a multi-node broker
@@ -96,16 +102,17 @@ func New(cfg Config) (*Server, error) {
 		registerRuntime(reg)
 	}
 	s := &Server{
-		store:    cfg.Store,
-		bot:      cfg.Bot,
-		log:      log,
-		limits:   cfg.Limits.withDefaults(),
-		step:     cfg.WalkthroughStep,
-		era:      cfg.DefaultEra,
-		origins:  make(map[string]bool),
-		registry: reg,
-		rooms:    newRoomCache(),
-		walking:  make(map[string]bool),
+		store:          cfg.Store,
+		bot:            cfg.Bot,
+		log:            log,
+		limits:         cfg.Limits.withDefaults(),
+		step:           cfg.WalkthroughStep,
+		era:            cfg.DefaultEra,
+		origins:        make(map[string]bool),
+		trustedProxies: cfg.TrustedProxies,
+		registry:       reg,
+		rooms:          newRoomCache(),
+		walking:        make(map[string]bool),
 	}
 	for _, o := range cfg.AllowedOrigins {
 		o = strings.TrimRight(strings.TrimSpace(o), "/")
@@ -427,12 +434,43 @@ func encodeHello(u chat.User, rooms []chat.Room) []byte {
 }
 
 // clientIP is the remote address without its port, the key for per-IP limits.
-func clientIP(r *http.Request) string {
+// clientIP is the address per-client limits count against: the peer, or,
+// when the peer is a trusted proxy, the last address in X-Forwarded-For
+// that is not a trusted proxy (earlier entries are the client's to forge).
+func (s *Server) clientIP(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
-		return r.RemoteAddr
+		host = r.RemoteAddr
+	}
+	if !s.trusted(host) {
+		return host
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		hop := strings.TrimSpace(hops[i])
+		if hop == "" {
+			continue
+		}
+		if !s.trusted(hop) {
+			return hop
+		}
+		host = hop
 	}
 	return host
+}
+
+func (s *Server) trusted(addr string) bool {
+	ip, err := netip.ParseAddr(addr)
+	if err != nil {
+		return false
+	}
+	ip = ip.Unmap()
+	for _, p := range s.trustedProxies {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 // defaultEra is the era id new rooms start in.

@@ -11,7 +11,6 @@ package main
 // LINKWALL_REQUIRE_INTEGRATION=1 (CI).
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
@@ -806,14 +805,14 @@ type wsUser struct {
 func newWSUser(t *testing.T, base, name string) *wsUser {
 	t.Helper()
 	var out struct{ Token string }
-	apiCall(t, base, "", http.MethodPost, "/api/v1/session", map[string]any{"name": name}, &out)
+	callAPI(t, base, "", http.MethodPost, "/api/v1/session", map[string]any{"name": name}, 0, &out)
 	return &wsUser{base: base, token: out.Token}
 }
 
 func (u *wsUser) group(t *testing.T, name string, members ...string) string {
 	t.Helper()
 	var out struct{ Room struct{ ID string } }
-	apiCall(t, u.base, u.token, http.MethodPost, "/api/v1/rooms", map[string]any{"kind": "group", "name": name, "members": members}, &out)
+	callAPI(t, u.base, u.token, http.MethodPost, "/api/v1/rooms", map[string]any{"kind": "group", "name": name, "members": members}, 0, &out)
 	return out.Room.ID
 }
 
@@ -875,34 +874,6 @@ func (u *wsUser) send(t *testing.T, room, text string) {
 func (u *wsUser) close() {
 	if u.conn != nil {
 		_ = u.conn.Close()
-	}
-}
-
-func apiCall(t *testing.T, base, token, method, path string, body, out any) {
-	t.Helper()
-	b, err := json.Marshal(body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req, err := http.NewRequest(method, base+path, bytes.NewReader(b))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Origin", base)
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		t.Fatalf("%s %s: %s", method, path, resp.Status)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
 	}
 }
 

@@ -13,7 +13,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -219,44 +218,13 @@ type clusterUser struct {
 	chat.User
 }
 
-// clusterAPI runs one API request against base (http://HOST:PORT).
-func clusterAPI(t testing.TB, base, token, method, path string, body any, want int, out any) {
-	t.Helper()
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequest(method, base+path, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != want {
-		t.Fatalf("%s %s%s: status %d, want %d: %s", method, base, path, resp.StatusCode, want, data)
-	}
-	if out != nil {
-		if err := json.Unmarshal(data, out); err != nil {
-			t.Fatalf("%s %s: %v: %s", method, path, err, data)
-		}
-	}
-}
-
 func newClusterUser(t testing.TB, base, name string) *clusterUser {
 	t.Helper()
 	var r struct {
 		Token string    `json:"token"`
 		User  chat.User `json:"user"`
 	}
-	clusterAPI(t, base, "", "POST", "/api/v1/session", map[string]string{"name": name}, http.StatusCreated, &r)
+	callAPI(t, base, "", "POST", "/api/v1/session", map[string]string{"name": name}, http.StatusCreated, &r)
 	return &clusterUser{token: r.Token, User: r.User}
 }
 
@@ -267,7 +235,7 @@ func clusterGroup(t testing.TB, base string, by *clusterUser, others ...*cluster
 		ids = append(ids, o.ID)
 	}
 	var r struct{ Room chat.Room }
-	clusterAPI(t, base, by.token, "POST", "/api/v1/rooms", map[string]any{"kind": "group", "name": "cluster", "members": ids}, http.StatusCreated, &r)
+	callAPI(t, base, by.token, "POST", "/api/v1/rooms", map[string]any{"kind": "group", "name": "cluster", "members": ids}, http.StatusCreated, &r)
 	return r.Room
 }
 
@@ -600,7 +568,7 @@ func TestClusterNodeKilled(t *testing.T) {
 	}
 	// What the clients showed is what Redis holds.
 	var page struct{ Messages []chat.Message }
-	clusterAPI(t, lb.URL, users[0].token, "GET", fmt.Sprintf("/api/v1/rooms/%s/messages?after=0&limit=1000", room.ID), nil, http.StatusOK, &page)
+	callAPI(t, lb.URL, users[0].token, "GET", fmt.Sprintf("/api/v1/rooms/%s/messages?after=0&limit=1000", room.ID), nil, http.StatusOK, &page)
 	if len(page.Messages) != len(clients[0].inOrder) {
 		t.Fatalf("history holds %d messages, clients showed %d", len(page.Messages), len(clients[0].inOrder))
 	}
@@ -853,13 +821,13 @@ func TestClusterEraChangeSeenByOtherNode(t *testing.T) {
 	onB.write(t, map[string]any{"type": "resume", "room": room.ID, "after": 0})
 	onB.sendWait(t, room.ID, "before "+taobao, "before")
 	var hist struct{ Messages []chat.Message }
-	clusterAPI(t, baseB, bob.token, "GET", "/api/v1/rooms/"+room.ID+"/messages?after=0", nil, http.StatusOK, &hist)
+	callAPI(t, baseB, bob.token, "GET", "/api/v1/rooms/"+room.ID+"/messages?after=0", nil, http.StatusOK, &hist)
 	if got := outcome(&hist.Messages[0]); got != bot.Hyperlink {
 		t.Fatalf("under the default era the Taobao link is %q, want hyperlink", got)
 	}
 	// Alice walls the room through node A; as soon as Bob's socket on B has
 	// the room frame, his next message is decided under the new era.
-	clusterAPI(t, baseA, alice.token, "PUT", "/api/v1/rooms/"+room.ID+"/era", map[string]string{"era": "walled"}, http.StatusOK, nil)
+	callAPI(t, baseA, alice.token, "PUT", "/api/v1/rooms/"+room.ID+"/era", map[string]string{"era": "walled"}, http.StatusOK, nil)
 	onB.until(t, "the room frame", func(f clusterFrame) bool { return f.Type == "room" })
 	onB.write(t, map[string]any{"type": "send", "room": room.ID, "text": "after " + taobao, "client_msg_id": "after"})
 	f := onB.until(t, "the ack of after", func(f clusterFrame) bool { return f.Type == "message" && f.ClientMsgID == "after" })

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -68,6 +69,7 @@ type options struct {
 	lwArgs     string
 	addr       string
 	pprof      string
+	cpuProfile string
 	quiet      bool
 	skipBase   bool
 	resumeRate float64
@@ -108,6 +110,7 @@ func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *options) {
 	fs.StringVar(&o.addr, "addr", "127.0.0.1:0", "baseline-server: listen address")
 	fs.StringVar(&o.pprof, "pprof", "", "baseline-server: serve net/http/pprof on this address (loopback)")
 	fs.BoolVar(&o.quiet, "q", false, "no progress lines")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write linkload's own CPU profile to this file (it shares the machine with the server)")
 	return fs, o
 }
 
@@ -133,6 +136,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if !o.quiet {
 		o.load.Progress = stderr
+	}
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			fmt.Fprintln(stderr, "linkload:", err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(stderr, "linkload:", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
 	}
 	var rep any
 	var err error

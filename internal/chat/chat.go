@@ -101,7 +101,8 @@ type Store interface {
 	// Append assigns m the room's next Seq and stores it durably before it
 	// returns. If m.ClientMsgID is non-empty and the same sender already
 	// appended a message with it in that room, the stored message is returned
-	// with dup=true and nothing is written.
+	// with dup=true and nothing is written. A store may bound how far back it
+	// looks (SQLite: the room's last 10,000 messages; Redis: the retained ones).
 	Append(ctx context.Context, m Message) (stored Message, dup bool, err error)
 	// Messages returns up to limit messages of a room with Seq > after, in Seq order.
 	Messages(ctx context.Context, roomID string, after int64, limit int) ([]Message, error)

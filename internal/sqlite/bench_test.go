@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -104,4 +105,90 @@ func BenchmarkMessages1000(b *testing.B) {
 			b.Fatalf("Messages = %d, %v", len(ms), err)
 		}
 	}
+}
+
+// BenchmarkAppendChat is the store's share of linkload's mix: 200 senders
+// (one goroutine each, waiting on its acknowledgement as a connection
+// does) in 2 rooms of 100, each with its own client_msg_ids, and the links
+// the default policy gives linkload's share texts, reasons and all. cpu-ns/op
+// is the process's CPU time per append (user + system, fsync included):
+// under load the writer's CPU, not the disk's latency, is what the
+// fan-out competes with.
+func BenchmarkAppendChat(b *testing.B) {
+	// busy: every sender has a message waiting (batches of maxBatch);
+	// paced: 8 at a time, the small commits of a few thousand msgs/s.
+	for _, c := range []struct {
+		name    string
+		waiting int
+	}{{"busy", 200}, {"paced", 8}} {
+		b.Run(c.name, func(b *testing.B) { benchAppendChat(b, c.waiting) })
+	}
+}
+
+func benchAppendChat(b *testing.B, waiting int) {
+	s, _ := benchStore(b, syncFull)
+	ctx := context.Background()
+	const nRooms, perRoom = 2, 100
+	type sender struct {
+		u    chat.User
+		room string
+	}
+	var senders []sender
+	for r := range nRooms {
+		var ids []string
+		var us []chat.User
+		for i := range perRoom {
+			u := chattest.NewUser(b, s, fmt.Sprintf("u%d-%d", r, i), r*perRoom+i)
+			us = append(us, u)
+			ids = append(ids, u.ID)
+		}
+		room := chattest.NewGroup(b, s, fmt.Sprint("g", r), ids...).ID
+		for _, u := range us {
+			senders = append(senders, sender{u, room})
+		}
+	}
+	bt := bot.New(bot.DefaultPolicy(), zap.NewNop())
+	texts := []string{
+		"good morning everyone",
+		"【淘宝】https://m.tb.cn/h.AbCdEf ￥AbCd1234￥ 复制打开，直接查看宝贝",
+		"今天的作业是什么？",
+		"3.14 复制打开抖音，看看【小李的作品】今天这家店真的绝了 https://v.douyin.com/AbCdEfG/",
+		"【京东】https://item.jd.com/100012345.html 京东好物，限时特价",
+	}
+	links := make([][]bot.Link, len(texts))
+	for i, t := range texts {
+		links[i] = bt.Decide(ctx, t, bot.Group, "group-ecommerce").Links
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu0 := cpuTime()
+	slots := make(chan struct{}, waiting)
+	for i := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			snd := senders[i]
+			for {
+				slots <- struct{}{}
+				n := next.Add(1)
+				if n > int64(b.N) {
+					<-slots
+					return
+				}
+				m := chattest.Msg(snd.room, snd.u, texts[n%int64(len(texts))])
+				m.Links = links[n%int64(len(texts))]
+				m.ClientMsgID = fmt.Sprintf("run-%d-%d", i%nRooms, n)
+				_, _, err := s.Append(ctx, m)
+				<-slots
+				if err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
 }

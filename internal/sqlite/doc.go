@@ -33,9 +33,12 @@
 // takes every request already waiting (up to maxBatch), assigns each room's
 // next seq from an in-memory counter (loaded from MAX(seq) when a room is
 // first used, and dropped after a failed batch), drops duplicates by
-// (room, sender, client_msg_id) with the insert itself (ON CONFLICT DO
-// NOTHING on a partial unique index), writes the batch in one transaction
-// with a prepared statement, commits, and only then answers every caller.
+// (room, sender, client_msg_id) against a per-room window of the room's
+// last 10,000 messages held in memory (read from the database when a room
+// is first used, confirmed against the stored row on a hit; schema 2
+// dropped the unique index that did this, because its random page writes
+// made every commit larger), writes the batch in one transaction with a
+// prepared statement, commits, and only then answers every caller.
 // Close stops the writer after it has committed the requests it already
 // took; later Appends get chat.EUnavailable.
 //

@@ -60,6 +60,7 @@ type Store struct {
 	msgsStmt *sql.Stmt // on r: Messages, the hot read path
 
 	appends  chan *appendReq // unbuffered: see Append
+	dedup    *dedupWindows   // the writer's; tests look at it between appends
 	quit     chan struct{}   // closed by Close to stop the writer
 	done     chan struct{}   // closed by the writer when it has stopped
 	once     sync.Once
@@ -81,6 +82,9 @@ type options struct {
 	// maxPageCount, if > 0, caps the database size (PRAGMA max_page_count)
 	// on the write connection, so tests can make the "disk" full.
 	maxPageCount int
+	// dedupWindow and maxDedupEntries, if > 0, replace the constants.
+	dedupWindow     int64
+	maxDedupEntries int
 }
 
 func open(ctx context.Context, dir string, logger *zap.Logger, o options) (*Store, error) {
@@ -157,13 +161,21 @@ func open(ctx context.Context, dir string, logger *zap.Logger, o options) (*Stor
 		w.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
-	wr, err := newWriter(ctx, s)
+	window, maxEntries := int64(dedupWindow), maxDedupEntries
+	if o.dedupWindow > 0 {
+		window = o.dedupWindow
+	}
+	if o.maxDedupEntries > 0 {
+		maxEntries = o.maxDedupEntries
+	}
+	wr, err := newWriter(ctx, s, window, maxEntries)
 	if err != nil {
 		s.msgsStmt.Close()
 		r.Close()
 		w.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
+	s.dedup = wr.dedup
 	go wr.run()
 	ok = true
 	logger.Info("sqlite store open", zap.String("path", path), zap.String("synchronous", o.sync))

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 
 	"github.com/google/uuid"
@@ -72,26 +73,26 @@ func (s *Store) Append(ctx context.Context, m chat.Message) (chat.Message, bool,
 	return r.m, r.dup, r.err
 }
 
-// writer is the one goroutine that appends messages. It alone touches next.
+// writer is the one goroutine that appends messages. It alone touches next
+// and dedup.
 type writer struct {
-	s    *Store
-	next map[string]int64 // room id → next seq, loaded from MAX(seq) on first use
+	s     *Store
+	next  map[string]int64 // room id → next seq, loaded from MAX(seq) on first use
+	dedup *dedupWindows    // recent client_msg_ids per room
 
-	ins  *sql.Stmt // prepared on s.w
-	byID *sql.Stmt // dedup: message by (room, sender, client_msg_id)
-	head *sql.Stmt // room exists, and its MAX(seq)
+	ins    *sql.Stmt // prepared on s.w
+	bySeq  *sql.Stmt // the stored message a client_msg_id points to
+	head   *sql.Stmt // room exists, and its MAX(seq)
+	recent *sql.Stmt // a room's (seq, sender, client_msg_id) in a seq range, to fill its window
 }
 
-func newWriter(ctx context.Context, s *Store) (*writer, error) {
-	w := &writer{s: s, next: map[string]int64{}}
+func newWriter(ctx context.Context, s *Store, window int64, maxEntries int) (*writer, error) {
+	w := &writer{s: s, next: map[string]int64{}, dedup: newDedupWindows(window, maxEntries)}
 	var err error
-	if w.ins, err = s.w.PrepareContext(ctx, "INSERT INTO messages ("+messageCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "+
-		"ON CONFLICT (room_id, sender_id, client_msg_id) WHERE client_msg_id <> '' DO NOTHING"); err != nil {
+	if w.ins, err = s.w.PrepareContext(ctx, "INSERT INTO messages ("+messageCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"); err != nil {
 		return nil, err
 	}
-	if w.byID, err = s.w.PrepareContext(ctx, "SELECT "+messageCols+" FROM messages "+
-		// The last term lets SQLite use the partial unique index.
-		"WHERE room_id = ? AND sender_id = ? AND client_msg_id = ? AND client_msg_id <> ''"); err != nil {
+	if w.bySeq, err = s.w.PrepareContext(ctx, "SELECT "+messageCols+" FROM messages WHERE room_id = ? AND seq = ?"); err != nil {
 		w.closeStmts()
 		return nil, err
 	}
@@ -100,11 +101,16 @@ func newWriter(ctx context.Context, s *Store) (*writer, error) {
 		w.closeStmts()
 		return nil, err
 	}
+	if w.recent, err = s.w.PrepareContext(ctx, "SELECT seq, sender_id, client_msg_id FROM messages "+
+		"WHERE room_id = ? AND seq > ? AND seq <= ? AND client_msg_id <> '' ORDER BY seq"); err != nil {
+		w.closeStmts()
+		return nil, err
+	}
 	return w, nil
 }
 
 func (w *writer) closeStmts() {
-	for _, st := range []*sql.Stmt{w.ins, w.byID, w.head} {
+	for _, st := range []*sql.Stmt{w.ins, w.bySeq, w.head, w.recent} {
 		if st != nil {
 			st.Close()
 		}
@@ -171,15 +177,24 @@ func (w *writer) commit(batch []*appendReq) {
 	}
 }
 
-type dedupKey struct{ room, sender, cmid string }
+// batchKey finds a repeated client_msg_id within one batch.
+type batchKey struct{ room, sender, cmid string }
+
+// windowAdd is a committed message's client_msg_id, for its room's window.
+type windowAdd struct {
+	room string
+	key  dedupKey
+	seq  int64
+}
 
 // write runs one transaction for batch. It returns one result per request;
 // if it returns an error, nothing of the batch was written and every result
 // without its own error must be answered with it.
 func (w *writer) write(batch []*appendReq) (res []appendRes, err error) {
 	res = make([]appendRes, len(batch))
-	dupOf := map[int]int{} // request index → index of the same message earlier in batch
-	next := map[string]int64{}
+	dupOf := map[int]int{}      // request index → index of the same message earlier in batch
+	next := map[string]int64{}  // room → its next seq in this batch
+	first := map[string]int64{} // room → its first seq in this batch
 	defer func() {
 		if err != nil {
 			// The rollback may have lost seqs we had cached as used; reload
@@ -197,8 +212,9 @@ func (w *writer) write(batch []*appendReq) (res []appendRes, err error) {
 		return res, err
 	}
 	defer tx.Rollback() //nolint:errcheck // no-op after Commit
-	ins, byID, head := tx.StmtContext(ctx, w.ins), tx.StmtContext(ctx, w.byID), tx.StmtContext(ctx, w.head)
-	seen := map[dedupKey]int{}
+	ins, bySeq, head := tx.StmtContext(ctx, w.ins), tx.StmtContext(ctx, w.bySeq), tx.StmtContext(ctx, w.head)
+	seen := map[batchKey]int{}
+	var adds []windowAdd
 
 	for i, req := range batch {
 		if err := req.ctx.Err(); err != nil {
@@ -221,32 +237,44 @@ func (w *writer) write(batch []*appendReq) (res []appendRes, err error) {
 				seq = last + 1
 			}
 			next[m.Room] = seq
+			first[m.Room] = seq
 		}
+		var key dedupKey
 		if m.ClientMsgID != "" {
-			k := dedupKey{m.Room, m.Sender.ID, m.ClientMsgID}
+			k := batchKey{m.Room, m.Sender.ID, m.ClientMsgID}
 			if j, ok := seen[k]; ok {
 				dupOf[i] = j
 				continue
 			}
 			seen[k] = i
+			key = w.dedup.key(m.Sender.ID, m.ClientMsgID)
+			// The window holds committed messages only (those before the
+			// room's first seq in this batch); seen covers the batch.
+			rw := w.dedup.get(m.Room)
+			if rw == nil {
+				if rw, err = w.loadWindow(ctx, tx, m.Room, first[m.Room]-1); err != nil {
+					return res, err
+				}
+			}
+			if old, ok := w.dedup.lookup(rw, key, seq); ok {
+				stored, err := scanMessage(bySeq.QueryRowContext(ctx, m.Room, old))
+				switch {
+				case err == nil && stored.Sender.ID == m.Sender.ID && stored.ClientMsgID == m.ClientMsgID:
+					res[i] = appendRes{m: stored, dup: true}
+					continue
+				case err != nil && !errors.Is(err, sql.ErrNoRows):
+					return res, fmt.Errorf("load duplicate: %w", err)
+				}
+				// A hash collision: a new message after all.
+			}
 		}
 		m.Seq = seq
-		// The insert itself is the dedup check (ON CONFLICT … DO NOTHING):
-		// one statement for the common, new message.
-		r, err := ins.ExecContext(ctx, m.Room, m.Seq, m.ID, m.Sender.ID, m.Sender.Name, b2i(m.Sender.Bot), m.Text,
-			b2i(m.System), req.links, b2i(m.Truncated), m.Era, nanos(m.SentAt), m.ClientMsgID)
-		if err != nil {
+		if _, err := ins.ExecContext(ctx, m.Room, m.Seq, m.ID, m.Sender.ID, m.Sender.Name, b2i(m.Sender.Bot), m.Text,
+			b2i(m.System), req.links, b2i(m.Truncated), m.Era, nanos(m.SentAt), m.ClientMsgID); err != nil {
 			return res, err
 		}
-		if n, err := r.RowsAffected(); err != nil {
-			return res, err
-		} else if n == 0 {
-			stored, err := scanMessage(byID.QueryRowContext(ctx, m.Room, m.Sender.ID, m.ClientMsgID))
-			if err != nil {
-				return res, fmt.Errorf("load duplicate: %w", err)
-			}
-			res[i] = appendRes{m: stored, dup: true}
-			continue
+		if m.ClientMsgID != "" {
+			adds = append(adds, windowAdd{m.Room, key, seq})
 		}
 		next[m.Room] = seq + 1
 		res[i].m = m
@@ -257,8 +285,40 @@ func (w *writer) write(batch []*appendReq) (res []appendRes, err error) {
 	for room, seq := range next {
 		w.next[room] = seq
 	}
+	for _, a := range adds {
+		// A window dropped meanwhile is read again, these rows included.
+		if rw := w.dedup.get(a.room); rw != nil {
+			w.dedup.add(rw, a.key, a.seq)
+		}
+	}
 	for i, j := range dupOf {
 		res[i] = appendRes{m: res[j].m, dup: true}
 	}
 	return res, nil
+}
+
+// loadWindow reads the client_msg_ids of room's messages up to seq last
+// that are within the window, after a start or after the window was
+// dropped to save memory.
+func (w *writer) loadWindow(ctx context.Context, tx *sql.Tx, room string, last int64) (*roomWindow, error) {
+	rows, err := tx.StmtContext(ctx, w.recent).QueryContext(ctx, room, last-w.dedup.window, last)
+	if err != nil {
+		return nil, fmt.Errorf("load recent client_msg_ids: %w", err)
+	}
+	defer rows.Close()
+	rw := w.dedup.load(room)
+	for rows.Next() {
+		var seq int64
+		var sender, cmid string
+		if err := rows.Scan(&seq, &sender, &cmid); err != nil {
+			w.dedup.drop(rw)
+			return nil, fmt.Errorf("load recent client_msg_ids: %w", err)
+		}
+		w.dedup.add(rw, w.dedup.key(sender, cmid), seq)
+	}
+	if err := rows.Err(); err != nil {
+		w.dedup.drop(rw)
+		return nil, fmt.Errorf("load recent client_msg_ids: %w", err)
+	}
+	return rw, nil
 }

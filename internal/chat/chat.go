@@ -120,7 +120,12 @@ type Store interface {
 type Event struct {
 	Room    string
 	Seq     int64    // the message's Seq; 0 for room events
-	Members []string // user ids to deliver to
+	Members []string // user ids to deliver to; shared, never modified
+	// Except is a member of Members who does not get this event (the
+	// sender, who gets its own copy), so a message's event can share the
+	// room's member list. Only the local hub reads it: events that cross
+	// processes list their recipients in Members alone.
+	Except  string
 	Payload []byte
 }
 

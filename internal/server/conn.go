@@ -546,7 +546,11 @@ func (c *conn) write(q [][]byte) error {
 	if len(q) == 1 {
 		err = c.ws.WriteMessage(websocket.TextMessage, q[0])
 	} else {
-		buf := getBuf()
+		n := len(q) - 1
+		for _, p := range q {
+			n += len(p)
+		}
+		buf := slices.Grow(getBuf(), n)
 		for i, p := range q {
 			if i > 0 {
 				buf = append(buf, '\n')

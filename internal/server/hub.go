@@ -53,6 +53,9 @@ func (h *Hub) Deliver(ev chat.Event) {
 	}
 	n := 0
 	for _, uid := range ev.Members {
+		if uid == ev.Except {
+			continue
+		}
 		sh := h.shard(uid)
 		sh.mu.RLock()
 		for _, c := range sh.conns[uid] {

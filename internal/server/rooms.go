@@ -155,18 +155,18 @@ func (s *Server) appendMessage(ctx context.Context, m chat.Message) (chat.Messag
 // but the sender, and the sender's copy with client_msg_id.
 func (s *Server) publishMessage(ctx context.Context, room *chat.Room, m *chat.Message) {
 	payload := encodeMessage(m)
-	others := make([]string, 0, len(room.Members))
-	sender := false
-	for _, id := range room.Members {
-		if id == m.Sender.ID {
-			sender = true
-			continue
-		}
-		others = append(others, id)
-	}
+	sender := room.HasMember(m.Sender.ID)
 	evs := make([]chat.Event, 0, 2)
-	if len(others) > 0 {
-		evs = append(evs, chat.Event{Room: room.ID, Seq: m.Seq, Members: others, Payload: payload})
+	if n := len(room.Members); n > 1 || (n == 1 && !sender) {
+		ev := chat.Event{Room: room.ID, Seq: m.Seq, Members: room.Members, Payload: payload}
+		if sender {
+			if s.seq != nil {
+				ev.Except = m.Sender.ID // the local hub: share the room's list
+			} else {
+				ev.Members = without(room.Members, m.Sender.ID)
+			}
+		}
+		evs = append(evs, ev)
 	}
 	if sender {
 		evs = append(evs, chat.Event{Room: room.ID, Seq: m.Seq, Members: []string{m.Sender.ID},
@@ -183,6 +183,17 @@ func (s *Server) publishMessage(ctx context.Context, room *chat.Room, m *chat.Me
 	for _, ev := range evs {
 		s.publish(ctx, ev)
 	}
+}
+
+// without returns ids without id, in a new slice.
+func without(ids []string, id string) []string {
+	out := make([]string, 0, len(ids))
+	for _, x := range ids {
+		if x != id {
+			out = append(out, x)
+		}
+	}
+	return out
 }
 
 // publishRoom tells every member about a created or changed room.

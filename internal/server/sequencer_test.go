@@ -1,6 +1,8 @@
 package server
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -242,4 +244,34 @@ func TestWriterExitsIdleAndRestarts(t *testing.T) {
 		t.Fatal("no ping")
 	}
 	c.closeWith(websocket.CloseNormalClosure, "")
+}
+
+// A message's event shares the room's member list and skips the sender,
+// who gets its own copy: every member gets exactly one of the two.
+func TestPublishMessageSkipsSenderInSharedList(t *testing.T) {
+	s := newTestServer(t, Limits{})
+	room := &chat.Room{ID: "r", Kind: chat.Group, Members: []string{"a", "b", "c"}}
+	conns := map[string]*conn{}
+	for _, id := range room.Members {
+		c := newConn(s, nil, chat.User{ID: id})
+		c.start(nil, nil)
+		s.hub.add(c)
+		conns[id] = c
+	}
+	m := &chat.Message{ID: "m1", Room: "r", Seq: 1, Sender: chat.Sender{ID: "b"}, Text: "hi", ClientMsgID: "cm-1"}
+	s.publishMessage(context.Background(), room, m)
+	for id, c := range conns {
+		c.mu.Lock()
+		q := slices.Clone(c.queue)
+		c.mu.Unlock()
+		if len(q) != 1 {
+			t.Fatalf("%s got %d objects, want 1", id, len(q))
+		}
+		if acked := bytes.Contains(q[0], []byte(`"client_msg_id":"cm-1"`)); acked != (id == "b") {
+			t.Errorf("%s: client_msg_id present = %v; only the sender's copy carries it", id, acked)
+		}
+	}
+	if got := room.Members; !slices.Equal(got, []string{"a", "b", "c"}) {
+		t.Errorf("room members changed to %v", got)
+	}
 }

@@ -305,6 +305,7 @@ type wsClient struct {
 var (
 	nl          = []byte{'\n'}
 	keyCMID     = []byte(`"client_msg_id":"`)
+	keyText     = []byte(`"text":"`)
 	typeMessage = []byte(`"type":"message"`)
 	typeError   = []byte(`"type":"error"`)
 	typeHello   = []byte(`"type":"hello"`)
@@ -334,16 +335,11 @@ func (c *wsClient) read() {
 	}
 }
 
-// ackTail is how far from the end of a message object its client_msg_id
-// can start: the key, at most 64 bytes of id, the closing braces.
-const ackTail = 128
-
 // line handles one JSON object. Only what the counts need is looked at:
-// a marker in the text, the sender being LinkBot, the acknowledgement.
+// a marker at the start of a text, the acknowledgement at the end.
 // linkload shares the machine with the server, so it reads no more of an
-// object than it must: the sender comes before the text and the
-// client_msg_id after the message, and a message with links is a few
-// kilobytes that a full scan per key would read three times.
+// object than it must: a message with links is a few kilobytes, and
+// searching it for each key was most of linkload's CPU.
 func (c *wsClient) line(line []byte, now int64) {
 	l := c.l
 	if i := bytes.Index(line, l.marker); i >= 0 {
@@ -351,8 +347,13 @@ func (c *wsClient) line(line []byte, now int64) {
 		switch {
 		case !ok:
 			l.otherMsgs.Add(1)
-		case bytes.Contains(line[:i], botID):
-			l.botMsgs.Add(1) // LinkBot quoting one of ours
+		case !bytes.HasSuffix(line[:i], keyText):
+			// Not at the start of a text: quoted inside another message.
+			if bytes.Contains(line[:i], botID) {
+				l.botMsgs.Add(1)
+			} else {
+				l.otherMsgs.Add(1)
+			}
 		case room < 0 || room >= len(c.inRoom) || !c.inRoom[room] || n < 0 || n >= l.issued.Load():
 			l.stray.Add(1)
 		case c.markSeen(n):
@@ -360,7 +361,7 @@ func (c *wsClient) line(line []byte, now int64) {
 		default:
 			l.received.Add(1)
 			l.lat.Load().Record(time.Duration(now - ts))
-			if bytes.Contains(line[max(i, len(line)-ackTail):], keyCMID) {
+			if c.isAck(line, room, n) {
 				l.acked.Add(1)
 			}
 		}
@@ -393,20 +394,33 @@ func (c *wsClient) markSeen(n int64) bool {
 	return dup
 }
 
+// isAck reports whether line ends with the client_msg_id of message n of
+// room, as the sender's copy does (the field comes last in both servers).
+func (c *wsClient) isAck(line []byte, room int, n int64) bool {
+	var b [160]byte
+	t := append(b[:0], keyCMID...)
+	t = append(t, c.l.run...)
+	t = append(t, '-')
+	t = strconv.AppendInt(t, int64(room), 10)
+	t = append(t, '-')
+	t = strconv.AppendInt(t, n, 10)
+	t = append(t, '"', '}')
+	return bytes.HasSuffix(line, t)
+}
+
 // parseMarker reads "ROOM~N~NANOS]" after the run's marker prefix.
 func parseMarker(b []byte) (room int, n, ts int64, ok bool) {
 	var f [3]int64
-	for k := range f {
-		end := bytes.IndexByte(b, "~~]"[k])
-		if end <= 0 {
-			return 0, 0, 0, false
+	for k, sep := range []byte("~~]") {
+		v, i := int64(0), 0
+		for ; i < len(b) && i < 19 && b[i] >= '0' && b[i] <= '9'; i++ {
+			v = v*10 + int64(b[i]-'0')
 		}
-		v, err := strconv.ParseInt(string(b[:end]), 10, 64)
-		if err != nil {
+		if i == 0 || i == len(b) || b[i] != sep {
 			return 0, 0, 0, false
 		}
 		f[k] = v
-		b = b[end+1:]
+		b = b[i+1:]
 	}
 	return int(f[0]), f[1], f[2], true
 }

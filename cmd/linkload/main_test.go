@@ -230,6 +230,7 @@ func TestParseMarker(t *testing.T) {
 		{"a~42~1]", 0, 0, 0, false},
 		{"1~42]", 0, 0, 0, false},
 		{"", 0, 0, 0, false},
+		{"12345678901234567890~1~1]", 0, 0, 0, false}, // past int64: refused, not wrapped
 	}
 	for _, tt := range tests {
 		room, n, ts, ok := parseMarker([]byte(tt.in))
@@ -299,5 +300,37 @@ func TestVerdict(t *testing.T) {
 		if got := verdict(p); got != tt.want {
 			t.Errorf("%s: verdict %q, want %q", tt.name, got, tt.want)
 		}
+	}
+}
+
+// TestLineCounts checks what one object counts as: a delivery, the
+// sender's acknowledgement, LinkBot's message, or a quote of ours.
+func TestLineCounts(t *testing.T) {
+	tests := []struct {
+		name                 string
+		line                 string
+		received, acked, bot int64
+		other                int64
+	}{
+		{"delivery", `{"type":"message","message":{"sender":{"id":"u"},"text":"[lw~abc~0~1~5] hi"}}`, 1, 0, 0, 0},
+		{"sender's copy", `{"type":"message","message":{"sender":{"id":"u"},"text":"[lw~abc~0~1~5] hi"},"client_msg_id":"abc-0-1"}`, 1, 1, 0, 0},
+		{"another message's id", `{"type":"message","message":{"text":"[lw~abc~0~1~5] hi"},"client_msg_id":"abc-0-12"}`, 1, 0, 0, 0},
+		{"LinkBot quoting", `{"type":"message","message":{"sender":{"id":"` + linkBotID + `"},"text":"you said [lw~abc~0~1~5] hi"}}`, 0, 0, 1, 0},
+		{"someone quoting", `{"type":"message","message":{"sender":{"id":"u"},"text":"re: [lw~abc~0~1~5] hi"}}`, 0, 0, 0, 1},
+		{"LinkBot's notice", `{"type":"message","message":{"sender":{"id":"` + linkBotID + `"},"text":"copy the address"}}`, 0, 0, 1, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := &load{run: "abc", marker: []byte("[lw~abc~"), connected: []int64{3},
+				errs: map[string]int64{}, closes: map[string]int64{}}
+			l.issued.Store(100)
+			l.lat.Store(new(hist))
+			c := &wsClient{l: l, inRoom: []bool{true}, hello: make(chan struct{})}
+			c.line([]byte(tt.line), 10)
+			got := [4]int64{l.received.Load(), l.acked.Load(), l.botMsgs.Load(), l.otherMsgs.Load()}
+			if want := [4]int64{tt.received, tt.acked, tt.bot, tt.other}; got != want {
+				t.Errorf("received, acked, bot, other = %v, want %v", got, want)
+			}
+		})
 	}
 }

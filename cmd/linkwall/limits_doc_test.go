@@ -21,6 +21,7 @@ var limitPackages = map[string]string{
 	"server": "../../internal/server",
 	"bot":    "../../bot",
 	"sqlite": "../../internal/sqlite",
+	"chat":   "../../internal/chat",
 	"main":   ".",
 }
 

@@ -17,6 +17,11 @@ const (
 // every room. It is not listed among a room's members.
 const LinkBotID = "00000000-0000-0000-0000-00000000b07a"
 
+// SessionTTL is how long a session token is valid after it was created;
+// then the person joins again. A session is created per browser tab and
+// never refreshed, so this also bounds how many stale tokens a store keeps.
+const SessionTTL = 30 * 24 * time.Hour
+
 // User is a person (or LinkBot) who chats.
 type User struct {
 	ID        string    `json:"id"`

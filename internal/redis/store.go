@@ -250,13 +250,14 @@ func now() time.Time { return time.Now().UTC() }
 // createUserScript stores a user and, when a fourth key is given, its
 // session, refusing an existing user id or session.
 //
-// KEYS: user, users, order, [session]. ARGV: user JSON, order prefix, id.
+// KEYS: user, users, order, [session]. ARGV: user JSON, order prefix, id,
+// session lifetime in milliseconds (Redis deletes the session then).
 var createUserScript = goredis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 1 then return 'user' end
 if KEYS[4] and redis.call('EXISTS', KEYS[4]) == 1 then return 'session' end
 local n = redis.call('INCR', KEYS[3])
 redis.call('SET', KEYS[1], ARGV[1])
-if KEYS[4] then redis.call('SET', KEYS[4], ARGV[1]) end
+if KEYS[4] then redis.call('SET', KEYS[4], ARGV[1], 'PX', ARGV[4]) end
 redis.call('ZADD', KEYS[2], 0, ARGV[2] .. string.format('%012d', n) .. '|' .. ARGV[3])
 return 'ok'
 `)
@@ -280,7 +281,8 @@ func (s *Store) CreateUser(ctx context.Context, u chat.User, tokenHash []byte) e
 	if len(tokenHash) > 0 {
 		keys = append(keys, s.sessionKey(tokenHash))
 	}
-	res, err := createUserScript.Run(ctx, s.client, keys, b, orderPrefix(u.CreatedAt), u.ID).Text()
+	res, err := createUserScript.Run(ctx, s.client, keys, b, orderPrefix(u.CreatedAt), u.ID,
+		chat.SessionTTL.Milliseconds()).Text()
 	if err != nil {
 		return storeErr(ctx, "create user", err)
 	}

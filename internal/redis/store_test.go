@@ -326,3 +326,33 @@ func BenchmarkMessages(b *testing.B) {
 		}
 	}
 }
+
+// A session lives chat.SessionTTL in Redis and is gone after it.
+func TestSessionExpires(t *testing.T) {
+	s := openT(t)
+	defer s.Close()
+	ctx := context.Background()
+	u := chat.User{ID: "u-ttl", Name: "ttl"}
+	hash := []byte("session-hash-ttl")
+	if err := s.CreateUser(ctx, u, hash); err != nil {
+		t.Fatal(err)
+	}
+	ttl, err := s.client.PTTL(ctx, s.sessionKey(hash)).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ttl <= chat.SessionTTL-time.Minute || ttl > chat.SessionTTL {
+		t.Fatalf("session key TTL %v, want about %v", ttl, chat.SessionTTL)
+	}
+	// What Redis does when the time has come.
+	if err := s.client.PExpire(ctx, s.sessionKey(hash), time.Millisecond).Err(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	if _, err := s.UserBySession(ctx, hash); chat.ErrorCode(err) != chat.EUnauthorized {
+		t.Fatalf("UserBySession after expiry: %v, want unauthorized", err)
+	}
+	if _, err := s.User(ctx, u.ID); err != nil {
+		t.Fatalf("the user outlives the session: %v", err)
+	}
+}

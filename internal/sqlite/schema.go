@@ -64,6 +64,13 @@ CREATE UNIQUE INDEX messages_client_msg_id
 	`
 DROP INDEX messages_client_msg_id;
 `,
+	// 3: sessions expire chat.SessionTTL (30 days) after creation; the
+	// ones created before get 30 days from the upgrade.
+	`
+ALTER TABLE sessions ADD COLUMN expires_at INTEGER NOT NULL DEFAULT 0;
+UPDATE sessions SET expires_at = (unixepoch() + 30*86400) * 1000000000;
+CREATE INDEX sessions_by_expiry ON sessions(expires_at);
+`,
 }
 
 // migrate brings the schema up to date in one transaction. It always writes

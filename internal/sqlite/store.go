@@ -287,7 +287,14 @@ func (s *Store) CreateUser(ctx context.Context, u chat.User, tokenHash []byte) e
 		return storeErr("create user", err)
 	}
 	if len(tokenHash) > 0 {
-		if _, err := tx.ExecContext(ctx, "INSERT INTO sessions (token_hash, user_id) VALUES (?, ?)", tokenHash, u.ID); err != nil {
+		t := now()
+		// Expired sessions go as new ones come: the table stays bounded
+		// without a sweeper (the index makes this a no-op when none is due).
+		if _, err := tx.ExecContext(ctx, "DELETE FROM sessions WHERE expires_at <= ?", nanos(t)); err != nil {
+			return storeErr("expire sessions", err)
+		}
+		if _, err := tx.ExecContext(ctx, "INSERT INTO sessions (token_hash, user_id, expires_at) VALUES (?, ?, ?)",
+			tokenHash, u.ID, nanos(t.Add(chat.SessionTTL))); err != nil {
 			if isUnique(err) {
 				return chat.Errorf(chat.EConflict, "session already exists")
 			}
@@ -317,13 +324,15 @@ func scanUser(sc scanner) (chat.User, error) {
 	return u, err
 }
 
-// UserBySession returns the owner of the session, or EUnauthorized.
+// UserBySession returns the owner of the session, or EUnauthorized if it
+// is unknown or has expired.
 func (s *Store) UserBySession(ctx context.Context, tokenHash []byte) (chat.User, error) {
 	if len(tokenHash) == 0 {
 		return chat.User{}, chat.Errorf(chat.EUnauthorized, "no session")
 	}
 	u, err := scanUser(s.r.QueryRowContext(ctx,
-		"SELECT u.id, u.name, u.bot, u.created_at FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?", tokenHash))
+		"SELECT u.id, u.name, u.bot, u.created_at FROM sessions s JOIN users u ON u.id = s.user_id "+
+			"WHERE s.token_hash = ? AND s.expires_at > ?", tokenHash, nanos(now())))
 	if errors.Is(err, sql.ErrNoRows) {
 		return chat.User{}, chat.Errorf(chat.EUnauthorized, "unknown session")
 	}

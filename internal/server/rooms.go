@@ -157,7 +157,11 @@ func (s *Server) publishMessage(ctx context.Context, room *chat.Room, m *chat.Me
 	payload := encodeMessage(m)
 	sender := room.HasMember(m.Sender.ID)
 	evs := make([]chat.Event, 0, 2)
-	if n := len(room.Members); n > 1 || (n == 1 && !sender) {
+	others := len(room.Members)
+	if sender {
+		others--
+	}
+	if others > 0 {
 		ev := chat.Event{Room: room.ID, Seq: m.Seq, Members: room.Members, Payload: payload}
 		if sender {
 			if s.seq != nil {

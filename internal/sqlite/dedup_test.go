@@ -22,8 +22,8 @@ func openOpts(t *testing.T, dir string, o options) *Store {
 	return s
 }
 
-// appendCMID appends text with a client_msg_id and returns the stored
-// message and whether it was a duplicate.
+// appendCMID appends text with a client_msg_id ("" for none) and returns
+// the stored message and whether it was a duplicate.
 func appendCMID(t *testing.T, s *Store, room string, u chat.User, cmid, text string) (chat.Message, bool) {
 	t.Helper()
 	m := chattest.Msg(room, u, text)
@@ -65,12 +65,12 @@ func TestDedupWindowBound(t *testing.T) {
 	r := chattest.NewGroup(t, s, "g", alice.ID, bob.ID)
 	appendCMID(t, s, r.ID, alice, "old", "seq 1")
 	for i := range 4 { // seqs 2–5, bob, without client_msg_id
-		chattestAppend(t, s, r.ID, bob, fmt.Sprint("filler ", i))
+		appendCMID(t, s, r.ID, bob, "", fmt.Sprint("filler ", i))
 	}
 	if got, dup := appendCMID(t, s, r.ID, alice, "old", "resend"); !dup || got.Seq != 1 {
 		t.Fatalf("resend 4 messages later = seq %d dup=%v; want seq 1 dup", got.Seq, dup)
 	}
-	chattestAppend(t, s, r.ID, bob, "seq 6")
+	appendCMID(t, s, r.ID, bob, "", "seq 6")
 	if got, dup := appendCMID(t, s, r.ID, alice, "old", "resend"); dup || got.Seq != 7 {
 		t.Fatalf("resend 5 messages later = seq %d dup=%v; want a new message, seq 7", got.Seq, dup)
 	}
@@ -78,15 +78,6 @@ func TestDedupWindowBound(t *testing.T) {
 	if got, dup := appendCMID(t, s, r.ID, alice, "old", "again"); !dup || got.Seq != 7 {
 		t.Fatalf("resend of the new one = seq %d dup=%v; want seq 7 dup", got.Seq, dup)
 	}
-}
-
-func chattestAppend(t *testing.T, s *Store, room string, u chat.User, text string) chat.Message {
-	t.Helper()
-	m, _, err := s.Append(context.Background(), chattest.Msg(room, u, text))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
 }
 
 // With more rooms than maxDedupEntries allows, windows are dropped and

@@ -270,7 +270,31 @@ func (a *api) scrapeMetrics(ctx context.Context) (map[string]float64, error) {
 	}
 	return parseMetrics(data, "process_resident_memory_bytes", "go_memstats_heap_inuse_bytes",
 		"go_memstats_stack_inuse_bytes", "go_goroutines", "go_gc_duration_seconds_count",
-		"process_cpu_seconds_total"), nil
+		"process_cpu_seconds_total",
+		appendSum, appendCount, sendSum, sendCount), nil
+}
+
+// linkwall's own histograms (absent from the baseline): the durable store
+// append, and a message's time from its receipt until it is queued for
+// every member.
+const (
+	appendSum   = "linkwall_store_append_latency_seconds_sum"
+	appendCount = "linkwall_store_append_latency_seconds_count"
+	sendSum     = "linkwall_send_latency_seconds_sum"
+	sendCount   = "linkwall_send_latency_seconds_count"
+)
+
+// meanMs is the mean in milliseconds of a histogram's observations
+// between two scrapes; 0 if the server has no such histogram or observed
+// nothing.
+func meanMs(before, after map[string]float64, sum, count string) float64 {
+	s0, ok0 := before[sum]
+	s1, ok1 := after[sum]
+	n := after[count] - before[count]
+	if !ok0 || !ok1 || n <= 0 {
+		return 0
+	}
+	return 1000 * (s1 - s0) / n
 }
 
 // parseMetrics picks the unlabelled samples named in want from Prometheus

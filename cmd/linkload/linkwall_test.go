@@ -50,6 +50,11 @@ func TestLoadAgainstLinkwall(t *testing.T) {
 		"-rate", "200", "-n", "200", "-q", "-json", out)
 	r := readReport[Report](t, out)
 	checkDelivered(t, "linkwall", r.Load, 200, 10)
+	// The server's part of the latency: an append is part of the send
+	// path, so its mean is positive and not above the send mean.
+	if l := r.Load; l.ServerAppendMs <= 0 || l.ServerSendMs < l.ServerAppendMs {
+		t.Errorf("server means: append %vms, send %vms; want 0 < append <= send", l.ServerAppendMs, l.ServerSendMs)
+	}
 }
 
 func TestResumeAgainstLinkwall(t *testing.T) {

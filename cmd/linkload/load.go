@@ -554,6 +554,13 @@ type phase struct {
 	// the peak rate.
 	ServerCores            float64 `json:"server_cpu_cores,omitempty"`
 	DeliveriesPerCPUSecond float64 `json:"deliveries_per_server_cpu_s,omitempty"`
+	// ServerAppendMs and ServerSendMs are linkwall's own means over the
+	// phase: the durable append (group commit included), and receipt to
+	// queued for every member (append included). They split the end-to-end
+	// latency into the server's part and the rest (writing, the network,
+	// the client); absent for the baseline.
+	ServerAppendMs float64 `json:"server_append_mean_ms,omitempty"`
+	ServerSendMs   float64 `json:"server_send_mean_ms,omitempty"`
 	// LoadAvg is the machine's 1-minute load average at the start and the
 	// end of the phase (from /proc/loadavg): how busy the machine was.
 	LoadAvg [2]float64 `json:"loadavg"`
@@ -679,6 +686,8 @@ send:
 			p.ServerCores = used / (window + drain).Seconds()
 			p.DeliveriesPerCPUSecond = float64(d.received) / used
 		}
+		p.ServerAppendMs = meanMs(srv0, srv1, appendSum, appendCount)
+		p.ServerSendMs = meanMs(srv0, srv1, sendSum, sendCount)
 	}
 	return p
 }

@@ -253,6 +253,26 @@ func TestParseMetrics(t *testing.T) {
 	}
 }
 
+func TestMeanMs(t *testing.T) {
+	m := func(sum, count float64) map[string]float64 {
+		return map[string]float64{appendSum: sum, appendCount: count}
+	}
+	for _, tc := range []struct {
+		name          string
+		before, after map[string]float64
+		want          float64
+	}{
+		{"mean of the phase only", m(1.0, 100), m(1.5, 300), 2.5},
+		{"nothing observed", m(1.0, 100), m(1.0, 100), 0},
+		{"no such histogram (the baseline)", map[string]float64{}, map[string]float64{}, 0},
+		{"missing before", map[string]float64{}, m(1.5, 300), 0},
+	} {
+		if got := meanMs(tc.before, tc.after, appendSum, appendCount); got != tc.want {
+			t.Errorf("%s: meanMs = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
 // A frame from a server, however malformed, never panics the reader and
 // never counts as a delivery unless it carries a well-formed marker of
 // this run for a room of the client.

@@ -50,10 +50,11 @@ func TestLoadAgainstLinkwall(t *testing.T) {
 		"-rate", "200", "-n", "200", "-q", "-json", out)
 	r := readReport[Report](t, out)
 	checkDelivered(t, "linkwall", r.Load, 200, 10)
-	// The server's part of the latency: an append is part of the send
-	// path, so its mean is positive and not above the send mean.
-	if l := r.Load; l.ServerAppendMs <= 0 || l.ServerSendMs < l.ServerAppendMs {
-		t.Errorf("server means: append %vms, send %vms; want 0 < append <= send", l.ServerAppendMs, l.ServerSendMs)
+	// The server's part of the latency, read from its /metrics. (The two
+	// means are over different messages: appends include LinkBot's own, so
+	// they are not compared with each other.)
+	if l := r.Load; l.ServerAppendMs <= 0 || l.ServerSendMs <= 0 {
+		t.Errorf("server means: append %vms, send %vms; want both > 0", l.ServerAppendMs, l.ServerSendMs)
 	}
 }
 

@@ -555,10 +555,11 @@ type phase struct {
 	ServerCores            float64 `json:"server_cpu_cores,omitempty"`
 	DeliveriesPerCPUSecond float64 `json:"deliveries_per_server_cpu_s,omitempty"`
 	// ServerAppendMs and ServerSendMs are linkwall's own means over the
-	// phase: the durable append (group commit included), and receipt to
-	// queued for every member (append included). They split the end-to-end
-	// latency into the server's part and the rest (writing, the network,
-	// the client); absent for the baseline.
+	// phase: the durable append (group commit included; LinkBot's notices
+	// counted too), and a person's message from receipt to queued for
+	// every member (its append included). They show the server's part of
+	// the end-to-end latency; the rest is writing, the network and the
+	// client. Absent for the baseline.
 	ServerAppendMs float64 `json:"server_append_mean_ms,omitempty"`
 	ServerSendMs   float64 `json:"server_send_mean_ms,omitempty"`
 	// LoadAvg is the machine's 1-minute load average at the start and the

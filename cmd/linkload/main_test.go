@@ -110,6 +110,9 @@ func TestLoadDeliversEveryMessageToEveryMember(t *testing.T) {
 	if r.Connect == nil || r.Connect.RSSAfter <= 0 || r.Connect.HeapAfter <= 0 || r.Connect.Conns != 25 {
 		t.Errorf("connect memory %+v, want figures from /metrics", r.Connect)
 	}
+	if r.Load.ServerAppendMs != 0 || r.Load.ServerSendMs != 0 {
+		t.Errorf("server means %v / %vms from a baseline, which has no store", r.Load.ServerAppendMs, r.Load.ServerSendMs)
+	}
 	if r.Load.ServerCores <= 0 || r.Load.DeliveriesPerCPUSecond <= 0 || r.Load.ClientCores <= 0 {
 		t.Errorf("CPU figures missing: server %v cores (%v deliveries/CPU s), linkload %v cores",
 			r.Load.ServerCores, r.Load.DeliveriesPerCPUSecond, r.Load.ClientCores)

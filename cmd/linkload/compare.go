@@ -100,13 +100,19 @@ func (c *child) stop() {
 }
 
 // measure runs every requested measurement against one server.
-func measure(ctx context.Context, o *options, c *child, stderr io.Writer) (*Report, error) {
+// With -max, linkwall also runs at the baseline's half-peak rate, if the
+// baseline ran.
+func measure(ctx context.Context, o *options, c *child, base *Report, stderr io.Writer) (*Report, error) {
 	cfg := o.load
 	cfg.Target = c.url
 	fmt.Fprintf(stderr, "[linkload] == %s at %s\n", c.name, c.url)
 	var mc *maxConfig
 	if o.max {
-		mc = &o.mc
+		m := o.mc
+		if c.name == "linkwall" && base != nil && base.Max != nil && base.Max.HalfPeak != nil {
+			m.Also = base.Max.HalfPeak.TargetRate
+		}
+		mc = &m
 	}
 	var errs []error
 	rep, err := runLoad(ctx, cfg, mc)
@@ -182,7 +188,7 @@ func runCompare(ctx context.Context, o *options, stderr io.Writer) (*Comparison,
 			errs = append(errs, err)
 			continue
 		}
-		rep, err := measure(ctx, o, c, stderr)
+		rep, err := measure(ctx, o, c, cmp.Baseline, stderr)
 		c.stop()
 		// The logs stay for diagnosis; linkwall's database of the run does not.
 		os.RemoveAll(filepath.Join(dir, "data"))
@@ -223,6 +229,10 @@ func (c *Comparison) ratios() {
 		if clean(b.Max.HalfPeak) && clean(l.Max.HalfPeak) {
 			put("half_peak_p99", l.Max.HalfPeak.Latency.P99Ms, b.Max.HalfPeak.Latency.P99Ms)
 		}
+		// The same load for both: linkwall at the baseline's half peak.
+		if clean(b.Max.HalfPeak) && clean(l.Max.Also) && l.Max.Also.TargetRate == b.Max.HalfPeak.TargetRate {
+			put("p99_at_baseline_half_peak", l.Max.Also.Latency.P99Ms, b.Max.HalfPeak.Latency.P99Ms)
+		}
 	}
 	if b.Idle != nil && l.Idle != nil {
 		put("idle_rss_per_conn", l.Idle.RSSPerConn, b.Idle.RSSPerConn)
@@ -243,7 +253,7 @@ func printComparison(w io.Writer, c *Comparison) {
 	if len(c.Ratios) > 0 {
 		fmt.Fprintln(w, "== linkwall / baseline")
 		for _, k := range []string{"delivered_per_s", "p99", "deliveries_per_cpu_s", "peak_delivered_per_s",
-			"half_peak_p99", "idle_rss_per_conn", "idle_heap_per_conn"} {
+			"half_peak_p99", "p99_at_baseline_half_peak", "idle_rss_per_conn", "idle_heap_per_conn"} {
 			if v, ok := c.Ratios[k]; ok {
 				fmt.Fprintf(w, "  %-30s %.2f×\n", k, v)
 			}

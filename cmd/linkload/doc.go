@@ -16,5 +16,8 @@
 //
 // Run it against a server started separately (-url), or let compare start
 // both servers as child processes, one after the other, so that they never
-// share the CPU. docs/benchmarks.md has the method and the figures.
+// share the CPU. With -max, compare also runs linkwall at the baseline's
+// half-peak rate, so that latency is compared at the same load as well as
+// at each server's own half peak. docs/benchmarks.md has the method and
+// the figures.
 package main

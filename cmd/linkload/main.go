@@ -96,6 +96,7 @@ func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *options) {
 	fs.DurationVar(&o.mc.Step, "max-step", 3*time.Second, "length of each ramp step")
 	fs.Float64Var(&o.mc.Limit, "max-rate", 100000, "highest rate the ramp tries, msgs/s")
 	fs.IntVar(&o.mc.Refine, "max-refine", 2, "bisection steps after the first failing rate")
+	fs.Float64Var(&o.mc.Also, "max-also", 0, "after the half-peak run, also run -d at this rate, msgs/s (compare: linkwall at the baseline's half peak)")
 	fs.StringVar(&o.jsonFile, "json", "", "write the results as JSON to this file")
 	fs.IntVar(&o.idle, "idle", 0, "compare: also open this many idle connections and report memory per connection")
 	fs.IntVar(&o.idleUsers, "idle-users", 0, "idle: users the idle connections are spread over (0 = one per connection)")
@@ -268,6 +269,9 @@ func printReport(w io.Writer, r *Report) {
 		}
 		if m.HalfPeak != nil {
 			printPhase(w, "half peak", m.HalfPeak)
+		}
+		if m.Also != nil {
+			printPhase(w, "also", m.Also)
 		}
 	}
 	if r.Idle != nil {

@@ -126,7 +126,8 @@ func TestMaxRampsThenRunsAtHalfPeak(t *testing.T) {
 	url := startBaseline(t)
 	out := filepath.Join(t.TempDir(), "r.json")
 	runCmd(t, "-url", url, "-users", "20", "-rooms", "2", "-group", "10", "-max",
-		"-max-start", "50", "-max-factor", "2", "-max-rate", "100", "-max-step", "400ms", "-d", "500ms", "-q", "-json", out)
+		"-max-start", "50", "-max-factor", "2", "-max-rate", "100", "-max-step", "400ms", "-d", "500ms",
+		"-max-also", "30", "-q", "-json", out)
 	r := readReport[Report](t, out)
 	m := r.Max
 	// The baseline keeps up with 100 msgs/s easily, but a loaded machine
@@ -145,6 +146,10 @@ func TestMaxRampsThenRunsAtHalfPeak(t *testing.T) {
 	checkDelivered(t, "half peak", m.HalfPeak, 0, 10)
 	if m.HalfPeak.TargetRate != m.PeakRate/2 {
 		t.Errorf("half peak ran at %v msgs/s, want %v", m.HalfPeak.TargetRate, m.PeakRate/2)
+	}
+	checkDelivered(t, "also", m.Also, 0, 10)
+	if m.Also.TargetRate != 30 {
+		t.Errorf("-max-also ran at %v msgs/s, want 30", m.Also.TargetRate)
 	}
 }
 
@@ -180,6 +185,35 @@ func TestCompareRunsBothServersAsChildren(t *testing.T) {
 	}
 	if !strings.Contains(stdout, "linkwall / baseline") {
 		t.Errorf("no ratio table in:\n%s", stdout)
+	}
+}
+
+// With -max, compare also runs linkwall at the baseline's half-peak rate,
+// so that the two latencies are compared at the same load as well.
+func TestCompareMaxAlsoRunsLinkwallAtTheBaselinesHalfPeak(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts child processes")
+	}
+	t.Setenv(asMain, "1")
+	t.Setenv("TMPDIR", t.TempDir())
+	out := filepath.Join(t.TempDir(), "c.json")
+	runCmd(t, "compare", "-linkwall", os.Args[0], "-users", "20", "-rooms", "2", "-group", "10", "-max",
+		"-max-start", "40", "-max-factor", "2", "-max-rate", "80", "-max-step", "400ms", "-d", "500ms", "-q", "-json", out)
+	c := readReport[Comparison](t, out)
+	if c.Baseline == nil || c.Baseline.Max == nil || c.Linkwall == nil || c.Linkwall.Max == nil {
+		t.Fatalf("want both ramps, got %+v", c)
+	}
+	if c.Baseline.Max.Also != nil {
+		t.Errorf("the baseline ran an extra phase at %v msgs/s", c.Baseline.Max.Also.TargetRate)
+	}
+	bh := c.Baseline.Max.HalfPeak
+	checkDelivered(t, "baseline half peak", bh, 0, 10)
+	checkDelivered(t, "linkwall at the baseline's half peak", c.Linkwall.Max.Also, 0, 10)
+	if got := c.Linkwall.Max.Also.TargetRate; got != bh.TargetRate {
+		t.Errorf("linkwall's extra phase ran at %v msgs/s, want the baseline's half peak %v", got, bh.TargetRate)
+	}
+	if c.Ratios["p99_at_baseline_half_peak"] <= 0 {
+		t.Errorf("no ratio p99_at_baseline_half_peak in %v", c.Ratios)
 	}
 }
 

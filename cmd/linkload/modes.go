@@ -85,6 +85,8 @@ type MaxReport struct {
 	// HalfPeakFailed is a first half-peak run that lost deliveries, when
 	// HalfPeak is its repetition.
 	HalfPeakFailed *phase `json:"half_peak_failed,omitempty"`
+	// Also is the run at maxConfig.Also, after the half-peak run.
+	Also *phase `json:"also,omitempty"`
 }
 
 // maxConfig tunes the ramp.
@@ -94,6 +96,10 @@ type maxConfig struct {
 	Step   time.Duration // length of each step
 	Limit  float64       // never ask more than this
 	Refine int           // bisection steps between last pass and first fail
+	// Also, if > 0, is one more rate to run at after the half peak, on
+	// fresh connections: compare runs linkwall at the baseline's half peak,
+	// so that latency is also compared at the same load.
+	Also float64
 }
 
 // verdict says why a step did not keep up, or "" when it did.
@@ -156,32 +162,54 @@ func runLoad(ctx context.Context, cfg loadConfig, mc *maxConfig) (*Report, error
 	// The machine is shared: a half-peak run that lost deliveries is run
 	// once more on fresh connections, and both are reported.
 	for try := 0; try < 2 && ctx.Err() == nil; try++ {
-		l2, err := newLoad(half)
+		p, err := freshPhase(ctx, half, rep, "half-peak ")
 		if err != nil {
-			return rep, err
-		}
-		if err := l2.setup(ctx); err != nil {
-			l2.close()
 			return rep, fmt.Errorf("half-peak run: %w", err)
 		}
-		p := l2.runPhase(ctx, half.Rate, half.Duration, 0)
-		l2.close()
 		if rep.Max.HalfPeak != nil {
 			rep.Max.HalfPeakFailed = rep.Max.HalfPeak
 		}
 		rep.Max.HalfPeak = &p
-		e2, c2 := l2.errorsCopy()
-		for k, v := range e2 {
-			rep.Errors["half-peak "+k] += v
-		}
-		for k, v := range c2 {
-			rep.CloseCodes["half-peak "+k] += v
-		}
 		if clean(&p) {
 			break
 		}
 	}
+	if mc.Also > 0 && ctx.Err() == nil {
+		also := half
+		also.Rate = mc.Also
+		if cfg.Progress != nil {
+			fmt.Fprintf(cfg.Progress, "[linkload] now %.0f msgs/s for %s on fresh connections\n", also.Rate, also.Duration)
+		}
+		p, err := freshPhase(ctx, also, rep, "also ")
+		if err != nil {
+			return rep, fmt.Errorf("run at %.0f msgs/s: %w", also.Rate, err)
+		}
+		rep.Max.Also = &p
+	}
 	return rep, ctx.Err()
+}
+
+// freshPhase runs one phase at cfg.Rate for cfg.Duration on new users,
+// rooms and connections, and adds its errors to rep's under prefix.
+func freshPhase(ctx context.Context, cfg loadConfig, rep *Report, prefix string) (phase, error) {
+	l, err := newLoad(cfg)
+	if err != nil {
+		return phase{}, err
+	}
+	if err := l.setup(ctx); err != nil {
+		l.close()
+		return phase{}, err
+	}
+	p := l.runPhase(ctx, cfg.Rate, cfg.Duration, 0)
+	l.close()
+	errs, closes := l.errorsCopy()
+	for k, v := range errs {
+		rep.Errors[prefix+k] += v
+	}
+	for k, v := range closes {
+		rep.CloseCodes[prefix+k] += v
+	}
+	return p, nil
 }
 
 // ramp raises the rate step by step until a step does not keep up, then

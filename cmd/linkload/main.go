@@ -271,7 +271,7 @@ func printReport(w io.Writer, r *Report) {
 			printPhase(w, "half peak", m.HalfPeak)
 		}
 		if m.Also != nil {
-			printPhase(w, "also", m.Also)
+			printPhase(w, "also (-max-also; in compare, the baseline's half-peak rate)", m.Also)
 		}
 	}
 	if r.Idle != nil {

@@ -516,7 +516,9 @@ func (c *conn) ping() {
 // late, and its queue has had its time to fill already.
 func (c *conn) linger() {
 	c.mu.Lock()
-	short := len(c.queue) < lingerBelow && !c.closing
+	// queuedAt means nothing for an empty queue (a wake-up for a ping or a
+	// resume): nothing to wait for then.
+	short := len(c.queue) > 0 && len(c.queue) < lingerBelow && !c.closing
 	wait := lingerWait - time.Since(c.queuedAt)
 	c.mu.Unlock()
 	if short && wait > 0 {

@@ -3,21 +3,37 @@
 //
 // # Durability
 //
-// The database runs in WAL mode and the write connection uses
-// synchronous=FULL: the WAL is fsynced at every commit, so a message is on
-// stable storage before Append returns and survives a process crash
-// (SIGKILL, tested) and a power loss. synchronous=NORMAL would survive a
-// process crash too but could lose the last commits on power loss; it was
-// measured and rejected because group commit makes FULL cheap where it
-// matters (shared 2-core VM, ext4; BenchmarkAppend and
-// BenchmarkAppendParallel, time per append, ranges over noisy runs):
+// The database runs in WAL mode. A message is on stable storage before
+// Append returns, and survives a process crash (SIGKILL, tested) and a
+// power loss: the write connection commits with synchronous=NORMAL (the
+// transaction's frames are written to the WAL, not synced), and a second
+// goroutine, the syncer, fsyncs the WAL and only then answers the callers
+// of every batch committed before that fsync began. After a power loss,
+// WAL recovery replays every checksummed frame up to the last commit
+// record, so a synced commit is as safe as under synchronous=FULL; SQLite
+// itself still syncs the WAL before each checkpoint and its header when
+// the file is reused. What this buys is a pipeline: while one fsync runs
+// the writer commits the next batch, instead of waiting for the disk
+// between batches (at 10,000 msgs/s into 2 × 100 members on the 2-core
+// VM, 3 runs each: mean append 5.8-7.0 against 8.6-12.8 ms, p99 delivery
+// 35-45 against 91-157 ms; docs/benchmarks.md).
 //
-//	                       NORMAL        FULL
-//	one caller at a time   50-70 µs      0.2-1.5 ms  (one fsync per append)
-//	64 concurrent callers  18-28 µs      24-40 µs    (one fsync per batch)
+// Until its sync, a committed message is hidden: Messages stops below a
+// room's first unsynced seq, so no one reads a seq that a power loss could
+// take back and give to another message. A failed fsync fails the waiting
+// appends with chat.EUnavailable and every later one until a restart (the
+// kernel may have dropped the pages it could not write, so a retried
+// fsync proves nothing). Users, sessions and rooms, which are few and not
+// hidden that way, are written in transactions with synchronous=FULL.
 //
-// A lone sender waits one fsync (well under a human's notice); under load
-// FULL adds 20-50% to the time per append, not a fsync each.
+//	BenchmarkAppend, BenchmarkAppendParallel (sync=NORMAL: no fsync at all),
+//	time per append, 3 runs, 2026-11-26:
+//	                       no fsync    fsync by the syncer   fsync in the commit (before)
+//	one caller at a time   40-45 µs    0.30-0.33 ms          0.24-0.26 ms
+//	64 concurrent callers  15-17 µs    21-26 µs              22-26 µs
+//
+// One caller at a time pays a hand-off to the syncer; with many callers
+// the batches are as large as before.
 //
 // A full disk makes Append fail with chat.EUnavailable; the batch's
 // transaction is rolled back, so nothing acknowledged before is touched and
@@ -38,7 +54,8 @@
 // is first used, confirmed against the stored row on a hit; schema 2
 // dropped the unique index that did this, because its random page writes
 // made every commit larger), writes the batch in one transaction with a
-// prepared statement, commits, and only then answers every caller.
+// prepared statement, commits, and hands the batch to the syncer, which
+// answers every caller after the fsync.
 // Close stops the writer after it has committed the requests it already
 // took; later Appends get chat.EUnavailable.
 //

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/google/uuid"
 	"go.uber.org/zap"
@@ -121,6 +122,7 @@ func (w *writer) closeStmts() {
 // take without waiting and returns.
 func (w *writer) run() {
 	defer close(w.s.done)
+	defer close(w.s.syncs) // the syncer answers what it holds, then ends
 	defer w.closeStmts()
 	batch := make([]*appendReq, 0, maxBatch)
 	for {
@@ -153,9 +155,11 @@ func (w *writer) collect(batch []*appendReq) []*appendReq {
 	return batch
 }
 
-// commit writes batch in one transaction and answers every request.
+// commit writes batch in one transaction and hands it to the syncer,
+// which answers every request once the commit is on stable storage. A
+// batch that failed is answered at once: nothing of it was written.
 func (w *writer) commit(batch []*appendReq) {
-	res, err := w.write(batch)
+	res, rooms, err := w.write(batch)
 	if err != nil {
 		w.s.log.Error("append batch failed", zap.Int("batch", len(batch)), zap.Error(err))
 		if len(batch) > 1 && chat.ErrorCode(err) != chat.EUnavailable {
@@ -172,9 +176,14 @@ func (w *writer) commit(batch []*appendReq) {
 			}
 		}
 	}
-	for i, req := range batch {
-		req.res <- res[i]
+	if err != nil {
+		for i, req := range batch {
+			req.res <- res[i]
+		}
+		return
 	}
+	// batch is reused by run: the syncer gets its own copy.
+	w.s.syncs <- committed{reqs: slices.Clone(batch), res: res, rooms: rooms}
 }
 
 // batchKey finds a repeated client_msg_id within one batch.
@@ -187,11 +196,15 @@ type windowAdd struct {
 	seq  int64
 }
 
-// write runs one transaction for batch. It returns one result per request;
-// if it returns an error, nothing of the batch was written and every result
-// without its own error must be answered with it.
-func (w *writer) write(batch []*appendReq) (res []appendRes, err error) {
+// write runs one transaction for batch. It returns one result per request
+// and the last seq it wrote in each room; if it returns an error, nothing
+// of the batch was written and every result without its own error must be
+// answered with it.
+func (w *writer) write(batch []*appendReq) (res []appendRes, rooms []roomLast, err error) {
 	res = make([]appendRes, len(batch))
+	if err := w.s.wal.failed(); err != nil {
+		return res, nil, chat.Errorf(chat.EUnavailable, "storage unavailable, retry later: %v", err)
+	}
 	dupOf := map[int]int{}      // request index → index of the same message earlier in batch
 	next := map[string]int64{}  // room → its next seq in this batch
 	first := map[string]int64{} // room → its first seq in this batch
@@ -209,7 +222,7 @@ func (w *writer) write(batch []*appendReq) (res []appendRes, err error) {
 	ctx := context.Background() // one caller's cancellation must not abort the others' commit
 	tx, err := w.s.w.BeginTx(ctx, nil)
 	if err != nil {
-		return res, err
+		return res, nil, err
 	}
 	defer tx.Rollback() //nolint:errcheck // no-op after Commit
 	ins, bySeq, head := tx.StmtContext(ctx, w.ins), tx.StmtContext(ctx, w.bySeq), tx.StmtContext(ctx, w.head)
@@ -228,7 +241,7 @@ func (w *writer) write(batch []*appendReq) (res []appendRes, err error) {
 				var exists bool
 				var last int64
 				if err := head.QueryRowContext(ctx, m.Room, m.Room).Scan(&exists, &last); err != nil {
-					return res, err
+					return res, nil, err
 				}
 				if !exists {
 					res[i].err = chat.Errorf(chat.ENotFound, "no room %s", m.Room)
@@ -253,7 +266,7 @@ func (w *writer) write(batch []*appendReq) (res []appendRes, err error) {
 			rw := w.dedup.get(m.Room)
 			if rw == nil {
 				if rw, err = w.loadWindow(ctx, tx, m.Room, first[m.Room]-1); err != nil {
-					return res, err
+					return res, nil, err
 				}
 			}
 			if old, ok := w.dedup.lookup(rw, key, seq); ok {
@@ -263,7 +276,7 @@ func (w *writer) write(batch []*appendReq) (res []appendRes, err error) {
 					res[i] = appendRes{m: stored, dup: true}
 					continue
 				case err != nil && !errors.Is(err, sql.ErrNoRows):
-					return res, fmt.Errorf("load duplicate: %w", err)
+					return res, nil, fmt.Errorf("load duplicate: %w", err)
 				}
 				// A hash collision: a new message after all.
 			}
@@ -271,7 +284,7 @@ func (w *writer) write(batch []*appendReq) (res []appendRes, err error) {
 		m.Seq = seq
 		if _, err := ins.ExecContext(ctx, m.Room, m.Seq, m.ID, m.Sender.ID, m.Sender.Name, b2i(m.Sender.Bot), m.Text,
 			b2i(m.System), req.links, b2i(m.Truncated), m.Era, nanos(m.SentAt), m.ClientMsgID); err != nil {
-			return res, err
+			return res, nil, err
 		}
 		if m.ClientMsgID != "" {
 			adds = append(adds, windowAdd{m.Room, key, seq})
@@ -280,10 +293,14 @@ func (w *writer) write(batch []*appendReq) (res []appendRes, err error) {
 		res[i].m = m
 	}
 	if err := tx.Commit(); err != nil {
-		return res, err
+		return res, nil, err
 	}
 	for room, seq := range next {
 		w.next[room] = seq
+		if f := first[room]; seq > f {
+			w.s.vis.committed(room, f, seq-1)
+			rooms = append(rooms, roomLast{room, seq - 1})
+		}
 	}
 	for _, a := range adds {
 		// A window dropped meanwhile is read again, these rows included.
@@ -294,7 +311,7 @@ func (w *writer) write(batch []*appendReq) (res []appendRes, err error) {
 	for i, j := range dupOf {
 		res[i] = appendRes{m: res[j].m, dup: true}
 	}
-	return res, nil
+	return res, rooms, nil
 }
 
 // loadWindow reads the client_msg_ids of room's messages up to seq last

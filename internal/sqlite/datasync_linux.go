@@ -1,0 +1,18 @@
+package sqlite
+
+import (
+	"os"
+	"syscall"
+)
+
+// datasync flushes f's data and the metadata needed to read it back (its
+// size), as SQLite's own syncs do on Linux; fsync would also write the
+// modification time, one more journal commit per sync.
+func datasync(f *os.File) error {
+	for {
+		err := syscall.Fdatasync(int(f.Fd()))
+		if err != syscall.EINTR {
+			return err
+		}
+	}
+}

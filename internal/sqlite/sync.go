@@ -1,0 +1,220 @@
+package sqlite
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"sync"
+	"sync/atomic"
+
+	"go.uber.org/zap"
+
+	"github.com/linkwall/linkwall/internal/chat"
+)
+
+// committed is one batch the writer has committed (synchronous=NORMAL: in
+// the WAL, not yet on stable storage), waiting for the syncer.
+type committed struct {
+	reqs  []*appendReq
+	res   []appendRes
+	rooms []roomLast // the last seq written per room
+}
+
+type roomLast struct {
+	room string
+	last int64
+}
+
+// syncLoop makes committed batches durable and only then answers their
+// callers: one fsync of the WAL covers every batch committed before it
+// began, so while it runs the writer commits the next batch. s.syncs is
+// unbuffered: the writer runs at most one batch ahead of the fsync, and
+// what arrives meanwhile waits to form one larger batch, as it did behind
+// a synchronous commit (smaller batches would rewrite the same pages in
+// more WAL frames: BenchmarkAppendParallel was 50 % slower with a
+// buffered channel). It ends when the writer closes s.syncs.
+func (s *Store) syncLoop() {
+	defer close(s.syncDone)
+	var items []committed
+	for it := range s.syncs {
+		items = append(items[:0], it)
+	more:
+		for {
+			select {
+			case it, ok := <-s.syncs:
+				if !ok {
+					break more
+				}
+				items = append(items, it)
+			default:
+				break more
+			}
+		}
+		err := s.wal.sync()
+		if err != nil {
+			s.log.Error("sync of committed messages failed; appends refused until restart", zap.Error(err))
+			err = fmt.Errorf("%w: %w", chat.Errorf(chat.EUnavailable, "storage unavailable, retry later"), err)
+		}
+		for i := range items {
+			it := &items[i]
+			if err == nil {
+				for _, r := range it.rooms {
+					s.vis.synced(r.room, r.last)
+				}
+			}
+			for j, req := range it.reqs {
+				r := it.res[j]
+				if err != nil && r.err == nil {
+					r = appendRes{err: err}
+				}
+				req.res <- r
+			}
+			items[i] = committed{}
+		}
+	}
+}
+
+// walFile fsyncs the database's WAL. The write connection commits with
+// synchronous=NORMAL, which writes a transaction's frames to the WAL
+// without syncing them; an fsync of the WAL after the commit makes the
+// transaction as durable as synchronous=FULL would have (WAL recovery
+// replays every checksummed frame up to the last commit record), and
+// SQLite itself syncs the WAL before every checkpoint and its header when
+// the file is reused.
+type walFile struct {
+	path   string // the WAL
+	dbPath string // synced instead when there is no WAL (SQLite removed it after a full checkpoint)
+	noSync bool   // benchmarks only: measure the store without the disk
+	// hook, in tests, runs before each fsync; an error from it fails the sync.
+	hook func() error
+
+	mu  sync.Mutex // held during the fsync
+	f   *os.File
+	err error // sticky: after a failed fsync the kernel may have dropped the pages, so nothing more is acknowledged
+	// failedErr is err for the writer, which must not wait for an fsync to ask.
+	failedErr atomic.Pointer[error]
+}
+
+func (w *walFile) sync() error {
+	if w.noSync {
+		return nil
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err != nil {
+		return w.err
+	}
+	path, f, err := w.open()
+	if err == nil && w.hook != nil {
+		err = w.hook()
+	}
+	if err == nil {
+		err = datasync(f)
+	}
+	if err != nil {
+		w.err = fmt.Errorf("sqlite: sync %s: %w", path, err)
+		w.failedErr.Store(&w.err)
+		w.close()
+	}
+	return w.err
+}
+
+// open returns the WAL, opened once and again only if the path names
+// another file than the one held, or the database file if there is no WAL.
+func (w *walFile) open() (string, *os.File, error) {
+	st, err := os.Stat(w.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		w.close()
+		f, err := os.OpenFile(w.dbPath, os.O_RDWR, 0)
+		if err != nil {
+			return w.dbPath, nil, err
+		}
+		w.f = f
+		return w.dbPath, f, nil
+	}
+	if err != nil {
+		return w.path, nil, err
+	}
+	if w.f != nil {
+		if held, err := w.f.Stat(); err == nil && os.SameFile(st, held) {
+			return w.path, w.f, nil
+		}
+		w.close()
+	}
+	// Read-write: some systems refuse to sync a read-only descriptor.
+	f, err := os.OpenFile(w.path, os.O_RDWR, 0)
+	if err != nil {
+		return w.path, nil, err
+	}
+	w.f = f
+	return w.path, f, nil
+}
+
+func (w *walFile) close() {
+	if w.f != nil {
+		w.f.Close()
+		w.f = nil
+	}
+}
+
+// failed returns the sticky error of a failed sync.
+func (w *walFile) failed() error {
+	if p := w.failedErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// visibility hides committed messages from readers until they are synced,
+// so that no one sees a seq that a power loss could take back: history
+// and catch-up reads stop below a room's first unsynced seq.
+type visibility struct {
+	mu    sync.Mutex
+	rooms map[string]*roomVis // only rooms with unsynced messages
+}
+
+type roomVis struct {
+	synced    int64 // every seq ≤ synced is durable
+	committed int64 // the last seq committed
+}
+
+// committed records that room's seqs first..last are committed, not synced.
+func (v *visibility) committed(room string, first, last int64) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.rooms == nil {
+		v.rooms = make(map[string]*roomVis)
+	}
+	rv := v.rooms[room]
+	if rv == nil {
+		rv = &roomVis{synced: first - 1}
+		v.rooms[room] = rv
+	}
+	rv.committed = max(rv.committed, last)
+}
+
+// synced records that room's seqs up to last are durable.
+func (v *visibility) synced(room string, last int64) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	rv := v.rooms[room]
+	if rv == nil {
+		return
+	}
+	rv.synced = max(rv.synced, last)
+	if rv.synced >= rv.committed {
+		delete(v.rooms, room)
+	}
+}
+
+// limit returns the highest seq of room a reader may see, and whether
+// there is such a limit.
+func (v *visibility) limit(room string) (int64, bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if rv := v.rooms[room]; rv != nil {
+		return rv.synced, true
+	}
+	return 0, false
+}

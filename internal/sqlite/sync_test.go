@@ -1,0 +1,177 @@
+package sqlite
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zaptest"
+
+	"github.com/linkwall/linkwall/internal/chat"
+	"github.com/linkwall/linkwall/internal/chat/chattest"
+)
+
+// openHooked opens a store whose WAL syncs first call hook.
+func openHooked(t *testing.T, hook func() error) *Store {
+	t.Helper()
+	s, err := open(context.Background(), t.TempDir(), zaptest.NewLogger(t), options{sync: defaultSync, syncHook: hook})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// TestAppendWaitsForSync holds the WAL's fsync: the message is committed,
+// but Append must not return and no reader may see it until the sync is
+// done, since a power loss before it could take the message back.
+func TestAppendWaitsForSync(t *testing.T) {
+	ctx := context.Background()
+	var hold atomic.Bool
+	entered := make(chan struct{}, 16)
+	release := make(chan struct{})
+	s := openHooked(t, func() error {
+		if hold.Load() {
+			entered <- struct{}{}
+			<-release
+		}
+		return nil
+	})
+	alice := chattest.NewUser(t, s, "alice", 0)
+	room := chattest.NewGroup(t, s, "g", alice.ID).ID
+	if _, _, err := s.Append(ctx, chattest.Msg(room, alice, "first")); err != nil {
+		t.Fatal(err)
+	}
+
+	hold.Store(true)
+	type result struct {
+		m   chat.Message
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		m, _, err := s.Append(ctx, chattest.Msg(room, alice, "second"))
+		done <- result{m, err}
+	}()
+	select {
+	case <-entered: // committed; the syncer is in its fsync
+	case <-time.After(5 * time.Second):
+		t.Fatal("no sync after an append")
+	}
+	hold.Store(false)
+
+	// The writer goes on while the sync is held: a third message commits too.
+	third := make(chan result, 1)
+	go func() {
+		m, _, err := s.Append(ctx, chattest.Msg(room, alice, "third"))
+		third <- result{m, err}
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var n int
+		if err := s.r.QueryRowContext(ctx, "SELECT COUNT(*) FROM messages WHERE room_id = ?", room).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d messages committed while a sync was held, want 3", n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	select {
+	case r := <-done:
+		t.Fatalf("Append returned before its sync: %+v", r)
+	case r := <-third:
+		t.Fatalf("Append returned before its sync: %+v", r)
+	default:
+	}
+	ms, err := s.Messages(ctx, room, 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ms) != 1 || ms[0].Text != "first" {
+		t.Fatalf("Messages during the sync = %d messages, want only the synced one", len(ms))
+	}
+	if ms, err := s.Messages(ctx, room, 1, 10); err != nil || len(ms) != 0 {
+		t.Fatalf("Messages after 1 during the sync = %d, %v; want none", len(ms), err)
+	}
+
+	close(release)
+	for _, c := range []chan result{done, third} {
+		r := <-c
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+	}
+	ms, err = s.Messages(ctx, room, 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ms) != 3 || ms[1].Text != "second" || ms[2].Text != "third" {
+		t.Fatalf("Messages after the sync = %+v, want all three", ms)
+	}
+}
+
+// TestSyncFailure: a failed fsync fails the appends waiting on it, keeps
+// their messages hidden, and refuses every later append, because after a
+// failed fsync the kernel may have dropped the pages it could not write.
+func TestSyncFailure(t *testing.T) {
+	ctx := context.Background()
+	var fail atomic.Bool
+	s := openHooked(t, func() error {
+		if fail.Load() {
+			return errors.New("injected EIO")
+		}
+		return nil
+	})
+	alice := chattest.NewUser(t, s, "alice", 0)
+	room := chattest.NewGroup(t, s, "g", alice.ID).ID
+	if _, _, err := s.Append(ctx, chattest.Msg(room, alice, "kept")); err != nil {
+		t.Fatal(err)
+	}
+	fail.Store(true)
+	if _, _, err := s.Append(ctx, chattest.Msg(room, alice, "lost")); chat.ErrorCode(err) != chat.EUnavailable {
+		t.Fatalf("Append with a failing sync: %v, want %s", err, chat.EUnavailable)
+	}
+	fail.Store(false)
+	if _, _, err := s.Append(ctx, chattest.Msg(room, alice, "after")); chat.ErrorCode(err) != chat.EUnavailable {
+		t.Fatalf("Append after a failed sync: %v, want %s", err, chat.EUnavailable)
+	}
+	ms, err := s.Messages(ctx, room, 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ms) != 1 || ms[0].Text != "kept" {
+		t.Fatalf("Messages after a failed sync = %+v, want only the acknowledged one", ms)
+	}
+}
+
+// TestDurableWritesLeaveNormal: users, rooms and sessions commit with
+// synchronous=FULL and give the write connection back at NORMAL, where
+// message batches rely on the syncer.
+func TestDurableWritesLeaveNormal(t *testing.T) {
+	ctx := context.Background()
+	var syncs atomic.Int64
+	s := openHooked(t, func() error { syncs.Add(1); return nil })
+	alice := chattest.NewUser(t, s, "alice", 0)
+	chattest.NewGroup(t, s, "g", alice.ID)
+	var level int
+	if err := s.w.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&level); err != nil {
+		t.Fatal(err)
+	}
+	if level != 1 { // NORMAL
+		t.Fatalf("PRAGMA synchronous = %d after durable writes, want 1 (NORMAL)", level)
+	}
+	before := syncs.Load()
+	room := chattest.NewGroup(t, s, "h", alice.ID).ID
+	if _, _, err := s.Append(ctx, chattest.Msg(room, alice, "hi")); err != nil {
+		t.Fatal(err)
+	}
+	if syncs.Load() == before {
+		t.Fatal("an append was acknowledged without a sync of the WAL")
+	}
+}

@@ -502,6 +502,14 @@ func TestIdempotentSend(t *testing.T) {
 	if h := alice.history(room.ID, 0); len(h) != 2 {
 		t.Fatalf("history has %d messages, want 2", len(h))
 	}
+	// The store's series: every append went through a batch (the repeat
+	// too), and every acknowledgement waited for a sync of the WAL.
+	if got := s.metric("linkwall_store_batch_messages_sum"); got != "3" {
+		t.Errorf("linkwall_store_batch_messages_sum = %q, want 3 (three sends)", got)
+	}
+	if got, _ := strconv.Atoi(s.metric("linkwall_store_sync_seconds_count")); got < 1 {
+		t.Errorf("linkwall_store_sync_seconds_count = %d, want ≥ 1", got)
+	}
 }
 
 func TestResumeWhileMessagesFlow(t *testing.T) {

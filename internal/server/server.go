@@ -101,6 +101,12 @@ func New(cfg Config) (*Server, error) {
 		reg = prometheus.NewRegistry()
 		registerRuntime(reg)
 	}
+	if c, ok := cfg.Store.(prometheus.Collector); ok {
+		// A store shared by two servers on one registry is registered once.
+		if err := reg.Register(c); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
+			return nil, fmt.Errorf("server: register the store's metrics: %w", err)
+		}
+	}
 	s := &Server{
 		store:          cfg.Store,
 		bot:            cfg.Bot,

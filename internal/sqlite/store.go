@@ -67,6 +67,7 @@ type Store struct {
 	syncDone chan struct{}   // closed by the syncer when it has answered everything
 	wal      *walFile
 	vis      visibility
+	metrics  storeMetrics
 	dedup    *dedupWindows // the writer's; tests look at it between appends
 	quit     chan struct{} // closed by Close to stop the writer
 	done     chan struct{} // closed by the writer when it has stopped
@@ -171,6 +172,7 @@ func open(ctx context.Context, dir string, logger *zap.Logger, o options) (*Stor
 		syncs:    make(chan committed),
 		syncDone: make(chan struct{}),
 		wal:      wal,
+		metrics:  newStoreMetrics(),
 		quit:     make(chan struct{}),
 		done:     make(chan struct{}),
 		lock:     lock,

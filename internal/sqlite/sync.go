@@ -7,6 +7,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -51,7 +52,9 @@ func (s *Store) syncLoop() {
 				break more
 			}
 		}
+		start := time.Now()
 		err := s.wal.sync()
+		s.metrics.sync.Observe(time.Since(start).Seconds())
 		if err != nil {
 			s.log.Error("sync of committed messages failed; appends refused until restart", zap.Error(err))
 			err = fmt.Errorf("%w: %w", chat.Errorf(chat.EUnavailable, "storage unavailable, retry later"), err)

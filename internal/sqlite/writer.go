@@ -182,6 +182,7 @@ func (w *writer) commit(batch []*appendReq) {
 		}
 		return
 	}
+	w.s.metrics.batch.Observe(float64(len(batch)))
 	// batch is reused by run: the syncer gets its own copy.
 	w.s.syncs <- committed{reqs: slices.Clone(batch), res: res, rooms: rooms}
 }

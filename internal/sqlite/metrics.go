@@ -1,0 +1,38 @@
+package sqlite
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// storeMetrics are the store's own series: what the append latency the
+// server measures is made of.
+type storeMetrics struct {
+	sync  prometheus.Histogram
+	batch prometheus.Histogram
+}
+
+func newStoreMetrics() storeMetrics {
+	return storeMetrics{
+		sync: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "linkwall_store_sync_seconds",
+			Help:    "fdatasync of the SQLite WAL, each making every batch committed before it durable.",
+			Buckets: prometheus.ExponentialBucketsRange(0.00005, 1, 16),
+		}),
+		batch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "linkwall_store_batch_messages",
+			Help:    "Appends committed together in one transaction (group commit).",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 9), // 1 … maxBatch
+		}),
+	}
+}
+
+// Describe implements prometheus.Collector: a server registers a store
+// that is one.
+func (s *Store) Describe(ch chan<- *prometheus.Desc) {
+	s.metrics.sync.Describe(ch)
+	s.metrics.batch.Describe(ch)
+}
+
+// Collect implements prometheus.Collector.
+func (s *Store) Collect(ch chan<- prometheus.Metric) {
+	s.metrics.sync.Collect(ch)
+	s.metrics.batch.Collect(ch)
+}

@@ -271,7 +271,7 @@ func (a *api) scrapeMetrics(ctx context.Context) (map[string]float64, error) {
 	return parseMetrics(data, "process_resident_memory_bytes", "go_memstats_heap_inuse_bytes",
 		"go_memstats_stack_inuse_bytes", "go_goroutines", "go_gc_duration_seconds_count",
 		"process_cpu_seconds_total",
-		appendSum, appendCount, sendSum, sendCount), nil
+		appendSum, appendCount, sendSum, sendCount, syncSum, syncCount, batchSum, batchCount), nil
 }
 
 // linkwall's own histograms (absent from the baseline): the durable store
@@ -282,19 +282,28 @@ const (
 	appendCount = "linkwall_store_append_latency_seconds_count"
 	sendSum     = "linkwall_send_latency_seconds_sum"
 	sendCount   = "linkwall_send_latency_seconds_count"
+	// The embedded store's: its WAL syncs and its group commits' sizes.
+	syncSum    = "linkwall_store_sync_seconds_sum"
+	syncCount  = "linkwall_store_sync_seconds_count"
+	batchSum   = "linkwall_store_batch_messages_sum"
+	batchCount = "linkwall_store_batch_messages_count"
 )
 
-// meanMs is the mean in milliseconds of a histogram's observations
-// between two scrapes; 0 if the server has no such histogram or observed
-// nothing.
+// meanMs is the mean in milliseconds of a histogram of seconds between
+// two scrapes; 0 if the server has no such histogram or observed nothing.
 func meanMs(before, after map[string]float64, sum, count string) float64 {
+	return 1000 * mean(before, after, sum, count)
+}
+
+// mean is the mean of a histogram's observations between two scrapes.
+func mean(before, after map[string]float64, sum, count string) float64 {
 	s0, ok0 := before[sum]
 	s1, ok1 := after[sum]
 	n := after[count] - before[count]
 	if !ok0 || !ok1 || n <= 0 {
 		return 0
 	}
-	return 1000 * (s1 - s0) / n
+	return (s1 - s0) / n
 }
 
 // parseMetrics picks the unlabelled samples named in want from Prometheus

@@ -53,8 +53,9 @@ func TestLoadAgainstLinkwall(t *testing.T) {
 	// The server's part of the latency, read from its /metrics. (The two
 	// means are over different messages: appends include LinkBot's own, so
 	// they are not compared with each other.)
-	if l := r.Load; l.ServerAppendMs <= 0 || l.ServerSendMs <= 0 {
-		t.Errorf("server means: append %vms, send %vms; want both > 0", l.ServerAppendMs, l.ServerSendMs)
+	if l := r.Load; l.ServerAppendMs <= 0 || l.ServerSendMs <= 0 || l.ServerSyncMs <= 0 || l.ServerBatch < 1 {
+		t.Errorf("server means: append %vms, send %vms, sync %vms, batch %v; want all > 0, batch ≥ 1",
+			l.ServerAppendMs, l.ServerSendMs, l.ServerSyncMs, l.ServerBatch)
 	}
 }
 

@@ -562,6 +562,10 @@ type phase struct {
 	// client. Absent for the baseline.
 	ServerAppendMs float64 `json:"server_append_mean_ms,omitempty"`
 	ServerSendMs   float64 `json:"server_send_mean_ms,omitempty"`
+	// ServerSyncMs and ServerBatch are the embedded store's: the mean
+	// fdatasync of its WAL and the mean appends per group commit.
+	ServerSyncMs float64 `json:"server_sync_mean_ms,omitempty"`
+	ServerBatch  float64 `json:"server_batch_mean,omitempty"`
 	// LoadAvg is the machine's 1-minute load average at the start and the
 	// end of the phase (from /proc/loadavg): how busy the machine was.
 	LoadAvg [2]float64 `json:"loadavg"`
@@ -689,6 +693,8 @@ send:
 		}
 		p.ServerAppendMs = meanMs(srv0, srv1, appendSum, appendCount)
 		p.ServerSendMs = meanMs(srv0, srv1, sendSum, sendCount)
+		p.ServerSyncMs = meanMs(srv0, srv1, syncSum, syncCount)
+		p.ServerBatch = mean(srv0, srv1, batchSum, batchCount)
 	}
 	return p
 }

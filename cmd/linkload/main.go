@@ -240,8 +240,12 @@ func printPhase(w io.Writer, name string, p *phase) {
 	fmt.Fprintf(w, "  server used %.2f cores (%.0f deliveries per CPU second), linkload %.2f cores; load average %.1f → %.1f\n",
 		p.ServerCores, p.DeliveriesPerCPUSecond, p.ClientCores, p.LoadAvg[0], p.LoadAvg[1])
 	if p.ServerSendMs > 0 {
-		fmt.Fprintf(w, "  server means: durable append %.2fms, receipt to queued for every member %.2fms\n",
+		fmt.Fprintf(w, "  server means: durable append %.2fms, receipt to queued for every member %.2fms",
 			p.ServerAppendMs, p.ServerSendMs)
+		if p.ServerSyncMs > 0 {
+			fmt.Fprintf(w, "; WAL sync %.2fms, %.1f appends per commit", p.ServerSyncMs, p.ServerBatch)
+		}
+		fmt.Fprintln(w)
 	}
 }
 

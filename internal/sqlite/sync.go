@@ -123,35 +123,32 @@ func (w *walFile) sync() error {
 	return w.err
 }
 
-// open returns the WAL, opened once and again only if the path names
-// another file than the one held, or the database file if there is no WAL.
+// open returns the WAL, or the database file if there is no WAL. The file
+// is opened once, and again only if its path names another file than the
+// one held.
 func (w *walFile) open() (string, *os.File, error) {
-	st, err := os.Stat(w.path)
+	path := w.path
+	st, err := os.Stat(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		w.close()
-		f, err := os.OpenFile(w.dbPath, os.O_RDWR, 0)
-		if err != nil {
-			return w.dbPath, nil, err
-		}
-		w.f = f
-		return w.dbPath, f, nil
+		path = w.dbPath
+		st, err = os.Stat(path)
 	}
 	if err != nil {
-		return w.path, nil, err
+		return path, nil, err
 	}
 	if w.f != nil {
 		if held, err := w.f.Stat(); err == nil && os.SameFile(st, held) {
-			return w.path, w.f, nil
+			return path, w.f, nil
 		}
 		w.close()
 	}
 	// Read-write: some systems refuse to sync a read-only descriptor.
-	f, err := os.OpenFile(w.path, os.O_RDWR, 0)
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
-		return w.path, nil, err
+		return path, nil, err
 	}
 	w.f = f
-	return w.path, f, nil
+	return path, f, nil
 }
 
 func (w *walFile) close() {

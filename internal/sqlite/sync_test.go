@@ -3,6 +3,8 @@ package sqlite
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -174,4 +176,43 @@ func TestDurableWritesLeaveNormal(t *testing.T) {
 	if syncs.Load() == before {
 		t.Fatal("an append was acknowledged without a sync of the WAL")
 	}
+}
+
+// TestWALFileFollowsTheFile: with no WAL the database file is synced; a
+// WAL that appears, or is replaced by another file, is opened anew.
+func TestWALFileFollowsTheFile(t *testing.T) {
+	dir := t.TempDir()
+	db, wal := filepath.Join(dir, "x.db"), filepath.Join(dir, "x.db-wal")
+	if err := os.WriteFile(db, []byte("db"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w := &walFile{path: wal, dbPath: db}
+	defer w.close()
+	synced := func(want string) {
+		t.Helper()
+		path, f, err := w.open()
+		if err != nil || path != want {
+			t.Fatalf("open = %s, %v; want %s", path, err, want)
+		}
+		st, _ := os.Stat(want)
+		held, _ := f.Stat()
+		if !os.SameFile(st, held) {
+			t.Fatalf("holding another file than %s", want)
+		}
+		if err := w.sync(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	synced(db)
+	if err := os.WriteFile(wal, []byte("one"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	synced(wal)
+	if err := os.Remove(wal); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(wal, []byte("two"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	synced(wal)
 }

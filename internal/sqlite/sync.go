@@ -33,8 +33,8 @@ type roomLast struct {
 // unbuffered: the writer runs at most one batch ahead of the fsync, and
 // what arrives meanwhile waits to form one larger batch, as it did behind
 // a synchronous commit (smaller batches would rewrite the same pages in
-// more WAL frames: BenchmarkAppendParallel was 50 % slower with a
-// buffered channel). It ends when the writer closes s.syncs.
+// more WAL frames: BenchmarkAppendParallel took 28-36 µs per append with
+// a buffered channel, 21-26 µs without). It ends when the writer closes s.syncs.
 func (s *Store) syncLoop() {
 	defer close(s.syncDone)
 	var items []committed
@@ -92,11 +92,12 @@ type walFile struct {
 	// hook, in tests, runs before each fsync; an error from it fails the sync.
 	hook func() error
 
-	mu  sync.Mutex // held during the fsync
-	f   *os.File
-	err error // sticky: after a failed fsync the kernel may have dropped the pages, so nothing more is acknowledged
-	// failedErr is err for the writer, which must not wait for an fsync to ask.
-	failedErr atomic.Pointer[error]
+	mu sync.Mutex // held during the fsync
+	f  *os.File
+	// err is sticky: after a failed fsync the kernel may have dropped the
+	// pages it could not write, so nothing more is acknowledged. Atomic:
+	// the writer asks without waiting for an fsync in progress.
+	err atomic.Pointer[error]
 }
 
 func (w *walFile) sync() error {
@@ -105,8 +106,8 @@ func (w *walFile) sync() error {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.err != nil {
-		return w.err
+	if err := w.failed(); err != nil {
+		return err
 	}
 	path, f, err := w.open()
 	if err == nil && w.hook != nil {
@@ -116,11 +117,11 @@ func (w *walFile) sync() error {
 		err = datasync(f)
 	}
 	if err != nil {
-		w.err = fmt.Errorf("sqlite: sync %s: %w", path, err)
-		w.failedErr.Store(&w.err)
+		err = fmt.Errorf("sqlite: sync %s: %w", path, err)
+		w.err.Store(&err)
 		w.close()
 	}
-	return w.err
+	return err
 }
 
 // open returns the WAL, or the database file if there is no WAL. The file
@@ -160,7 +161,7 @@ func (w *walFile) close() {
 
 // failed returns the sticky error of a failed sync.
 func (w *walFile) failed() error {
-	if p := w.failedErr.Load(); p != nil {
+	if p := w.err.Load(); p != nil {
 		return *p
 	}
 	return nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -140,8 +141,12 @@ func TestSyncFailure(t *testing.T) {
 		t.Fatalf("Append with a failing sync: %v, want %s", err, chat.EUnavailable)
 	}
 	fail.Store(false)
-	if _, _, err := s.Append(ctx, chattest.Msg(room, alice, "after")); chat.ErrorCode(err) != chat.EUnavailable {
+	_, _, err := s.Append(ctx, chattest.Msg(room, alice, "after"))
+	if chat.ErrorCode(err) != chat.EUnavailable {
 		t.Fatalf("Append after a failed sync: %v, want %s", err, chat.EUnavailable)
+	}
+	if msg := chat.ErrorMessage(err); strings.Contains(msg, "wal") || strings.Contains(msg, "EIO") {
+		t.Errorf("a client would read %q: the cause belongs in the logs", msg)
 	}
 	ms, err := s.Messages(ctx, room, 0, 10)
 	if err != nil {

@@ -204,7 +204,8 @@ type windowAdd struct {
 func (w *writer) write(batch []*appendReq) (res []appendRes, rooms []roomLast, err error) {
 	res = make([]appendRes, len(batch))
 	if err := w.s.wal.failed(); err != nil {
-		return res, nil, chat.Errorf(chat.EUnavailable, "storage unavailable, retry later: %v", err)
+		// The client sees the code and message; the cause (a path) stays in the chain for the logs.
+		return res, nil, fmt.Errorf("%w: %w", chat.Errorf(chat.EUnavailable, "storage unavailable, retry later"), err)
 	}
 	dupOf := map[int]int{}      // request index → index of the same message earlier in batch
 	next := map[string]int64{}  // room → its next seq in this batch

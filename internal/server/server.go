@@ -102,10 +102,7 @@ func New(cfg Config) (*Server, error) {
 		registerRuntime(reg)
 	}
 	if c, ok := cfg.Store.(prometheus.Collector); ok {
-		// A store shared by two servers on one registry is registered once.
-		if err := reg.Register(c); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
-			return nil, fmt.Errorf("server: register the store's metrics: %w", err)
-		}
+		reg.MustRegister(c) // as the server's own series are (newMetrics)
 	}
 	s := &Server{
 		store:          cfg.Store,

@@ -200,7 +200,7 @@ func open(ctx context.Context, dir string, logger *zap.Logger, o options) (*Stor
 	go wr.run()
 	go s.syncLoop()
 	ok = true
-	logger.Info("sqlite store open", zap.String("path", path), zap.String("synchronous", o.sync))
+	logger.Info("sqlite store open", zap.String("path", path), zap.Bool("fsync", !wal.noSync))
 	return s, nil
 }
 

@@ -16,15 +16,17 @@ import (
 	"github.com/linkwall/linkwall/internal/chat/chattest"
 )
 
-// openHooked opens a store whose WAL syncs first call hook.
-func openHooked(t *testing.T, hook func() error) *Store {
+// openHooked opens a store whose WAL syncs first call hook, with a user
+// and a group room of hers.
+func openHooked(t *testing.T, hook func() error) (*Store, chat.User, string) {
 	t.Helper()
 	s, err := open(context.Background(), t.TempDir(), zaptest.NewLogger(t), options{sync: defaultSync, syncHook: hook})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	return s
+	alice := chattest.NewUser(t, s, "alice", 0)
+	return s, alice, chattest.NewGroup(t, s, "g", alice.ID).ID
 }
 
 // TestAppendWaitsForSync holds the WAL's fsync: the message is committed,
@@ -35,15 +37,13 @@ func TestAppendWaitsForSync(t *testing.T) {
 	var hold atomic.Bool
 	entered := make(chan struct{}, 16)
 	release := make(chan struct{})
-	s := openHooked(t, func() error {
+	s, alice, room := openHooked(t, func() error {
 		if hold.Load() {
 			entered <- struct{}{}
 			<-release
 		}
 		return nil
 	})
-	alice := chattest.NewUser(t, s, "alice", 0)
-	room := chattest.NewGroup(t, s, "g", alice.ID).ID
 	if _, _, err := s.Append(ctx, chattest.Msg(room, alice, "first")); err != nil {
 		t.Fatal(err)
 	}
@@ -125,14 +125,12 @@ func TestAppendWaitsForSync(t *testing.T) {
 func TestSyncFailure(t *testing.T) {
 	ctx := context.Background()
 	var fail atomic.Bool
-	s := openHooked(t, func() error {
+	s, alice, room := openHooked(t, func() error {
 		if fail.Load() {
 			return errors.New("injected EIO")
 		}
 		return nil
 	})
-	alice := chattest.NewUser(t, s, "alice", 0)
-	room := chattest.NewGroup(t, s, "g", alice.ID).ID
 	if _, _, err := s.Append(ctx, chattest.Msg(room, alice, "kept")); err != nil {
 		t.Fatal(err)
 	}
@@ -163,9 +161,7 @@ func TestSyncFailure(t *testing.T) {
 func TestDurableWritesLeaveNormal(t *testing.T) {
 	ctx := context.Background()
 	var syncs atomic.Int64
-	s := openHooked(t, func() error { syncs.Add(1); return nil })
-	alice := chattest.NewUser(t, s, "alice", 0)
-	chattest.NewGroup(t, s, "g", alice.ID)
+	s, alice, room := openHooked(t, func() error { syncs.Add(1); return nil }) // a user and a room: durable writes
 	var level int
 	if err := s.w.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&level); err != nil {
 		t.Fatal(err)
@@ -174,7 +170,6 @@ func TestDurableWritesLeaveNormal(t *testing.T) {
 		t.Fatalf("PRAGMA synchronous = %d after durable writes, want 1 (NORMAL)", level)
 	}
 	before := syncs.Load()
-	room := chattest.NewGroup(t, s, "h", alice.ID).ID
 	if _, _, err := s.Append(ctx, chattest.Msg(room, alice, "hi")); err != nil {
 		t.Fatal(err)
 	}

@@ -31,13 +31,15 @@ type appendRes struct {
 	err error
 }
 
-// Append assigns m the room's next Seq and returns once it is committed.
-// Concurrent appends are committed together (group commit): one transaction
-// and one sync for everything that arrived while the previous commit ran.
+// Append assigns m the room's next Seq and returns once it is committed
+// and the WAL synced. Concurrent appends are committed together (group
+// commit): one transaction for everything that arrived while the previous
+// one was committed, and one sync for every batch committed before it
+// (see syncLoop).
 //
 // If ctx ends before the writer has taken the message, Append returns the
 // context error and nothing is written. Once the writer has taken it,
-// Append waits for the commit (bounded by busyTimeout and the disk) and
+// Append waits for the commit and its sync (bounded by busyTimeout and the disk) and
 // reports what happened, so a message is never committed without its
 // caller knowing its seq; the writer skips requests whose ctx has ended
 // before writing them. Retrying with the same ClientMsgID is safe: it

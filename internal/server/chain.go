@@ -157,7 +157,7 @@ func (s *Server) storeAndPublish(ctx context.Context, r *Request) error {
 		Era:         r.Room.Era,
 		ClientMsgID: r.ClientMsgID,
 	}
-	stored, dup, err := s.appendMessage(ctx, m)
+	stored, dup, err := s.appendAndPublish(ctx, &r.Room, m)
 	if err != nil {
 		return err
 	}
@@ -165,7 +165,6 @@ func (s *Server) storeAndPublish(ctx context.Context, r *Request) error {
 	if dup {
 		return nil
 	}
-	s.publishMessage(ctx, &r.Room, &stored)
 	s.metrics.sendLatency.Observe(time.Since(r.Received).Seconds())
 	return nil
 }

@@ -130,25 +130,47 @@ func (s *Server) render(ctx context.Context, room *chat.Room, m *chat.Message) {
 	}
 }
 
-// appendMessage stores m durably and counts it.
-func (s *Server) appendMessage(ctx context.Context, m chat.Message) (chat.Message, bool, error) {
+// appendAndPublish stores m durably, counts it, and fans it out to room's
+// members unless it was a duplicate.
+func (s *Server) appendAndPublish(ctx context.Context, room *chat.Room, m chat.Message) (chat.Message, bool, error) {
 	if m.Links == nil {
 		m.Links = []bot.Link{}
 	}
 	if m.SentAt.IsZero() {
 		m.SentAt = time.Now().UTC()
 	}
+	publish := func(stored chat.Message) { s.publishMessage(ctx, room, &stored) }
 	start := time.Now()
-	stored, dup, err := s.store.Append(ctx, m)
+	var stored chat.Message
+	var dup bool
+	var err error
+	if s.thenStore != nil {
+		stored, dup, err = s.thenStore.AppendThen(ctx, m, publish)
+		publish = nil
+	} else {
+		stored, dup, err = s.store.Append(ctx, m)
+	}
 	s.metrics.appendLatency.Observe(time.Since(start).Seconds())
 	if err != nil {
 		return chat.Message{}, false, err
 	}
-	if !dup {
-		s.metrics.messages.Inc()
-		s.metrics.countLinks(stored.Links)
+	if dup {
+		return stored, true, nil
 	}
-	return stored, dup, nil
+	s.metrics.messages.Inc()
+	s.metrics.countLinks(stored.Links)
+	if publish != nil {
+		publish(stored)
+	}
+	return stored, false, nil
+}
+
+// thenStore is a store that can run the fan-out itself as soon as a
+// message is durable (the SQLite store). On one node the server lets it:
+// the callers of one group commit would otherwise each wait for a core to
+// wake up, one after the other, before the members see anything.
+type thenStore interface {
+	AppendThen(ctx context.Context, m chat.Message, then func(chat.Message)) (chat.Message, bool, error)
 }
 
 // publishMessage fans a stored message out: one encoding for every member
@@ -233,11 +255,10 @@ func (s *Server) botMessage(ctx context.Context, room *chat.Room, text string, s
 		res := s.bot.Decide(ctx, text, bot.Chat(room.Kind), room.Era)
 		m.Links, m.Truncated = res.Links, res.Truncated
 	}
-	stored, _, err := s.appendMessage(ctx, m)
+	stored, _, err := s.appendAndPublish(ctx, room, m)
 	if err != nil {
 		return chat.Message{}, err
 	}
-	s.publishMessage(ctx, room, &stored)
 	return stored, nil
 }
 

@@ -12,10 +12,11 @@ import (
 
 const (
 	// seqHoldWait is how long the sequencer holds a room's events behind a
-	// seq that has not been published yet. The store commits appends in
-	// groups and the callers of one group wake in any order, so the missing
-	// seq normally follows within microseconds, or a few scheduling rounds
-	// on a busy machine. It never comes only if a store committed a message
+	// seq that has not been published yet. The SQLite store publishes from
+	// its sync goroutine in seq order (thenStore); with another store the
+	// callers of one group commit wake in any order, so the missing seq
+	// normally follows within microseconds, or a few scheduling rounds on a
+	// busy machine. It never comes only if a store committed a message
 	// without telling its caller (the SQLite store does not); then the
 	// connections fill the hole from the store as for any gap.
 	seqHoldWait = 500 * time.Millisecond

@@ -60,14 +60,17 @@ type Server struct {
 	// trustedProxies may name the client in X-Forwarded-For.
 	trustedProxies []netip.Prefix
 
-	hub      *Hub
-	seq      *sequencer // orders each room's messages; nil with a multi-node broker
-	metrics  *metrics
-	registry *prometheus.Registry
-	chain    Handler
-	rooms    *roomCache
-	upgrader websocket.Upgrader
-	handler  http.Handler
+	hub *Hub
+	seq *sequencer // orders each room's messages; nil with a multi-node broker
+	// thenStore is store when it fans messages out itself; only on one
+	// node, where the sequencer orders what it publishes.
+	thenStore thenStore
+	metrics   *metrics
+	registry  *prometheus.Registry
+	chain     Handler
+	rooms     *roomCache
+	upgrader  websocket.Upgrader
+	handler   http.Handler
 
 	sendLimits    *limiterMap
 	sessionLimits *limiterMap
@@ -138,6 +141,7 @@ func New(cfg Config) (*Server, error) {
 	if s.broker == nil {
 		s.broker = localBroker{s.hub}
 		s.seq = newSequencer(s.hub)
+		s.thenStore, _ = s.store.(thenStore)
 	} else {
 		// Another node may change a room's era or lang: its room event
 		// drops the cached copy, so the next message is decided under it.

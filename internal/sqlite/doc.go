@@ -35,6 +35,12 @@
 // One caller at a time pays a hand-off to the syncer; with many callers
 // the batches are as large as before.
 //
+// AppendThen runs a function of the caller's on the syncer, right after
+// the fsync that made the message durable and before AppendThen returns,
+// in commit order. The server fans messages out from there: a group
+// commit's messages reach the connections' queues together and in seq
+// order, without waiting for each caller to be scheduled again.
+//
 // A full disk makes Append fail with chat.EUnavailable; the batch's
 // transaction is rolled back, so nothing acknowledged before is touched and
 // seqs stay gap-free. Open fails with a wrapped cause when the directory or

@@ -27,8 +27,8 @@ type roomLast struct {
 	last int64
 }
 
-// syncLoop makes committed batches durable and only then answers their
-// callers: one fsync of the WAL covers every batch committed before it
+// syncLoop makes committed batches durable and only then runs their
+// requests' then and answers their callers: one fsync of the WAL covers every batch committed before it
 // began, so while it runs the writer commits the next batch. s.syncs is
 // unbuffered: the writer runs at most one batch ahead of the fsync, and
 // what arrives meanwhile waits to form one larger batch, as it did behind
@@ -70,6 +70,9 @@ func (s *Store) syncLoop() {
 				r := it.res[j]
 				if err != nil && r.err == nil {
 					r = appendRes{err: err}
+				}
+				if r.err == nil && !r.dup && req.then != nil {
+					req.then(r.m)
 				}
 				req.res <- r
 			}

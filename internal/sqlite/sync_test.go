@@ -3,9 +3,12 @@ package sqlite
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -215,4 +218,108 @@ func TestWALFileFollowsTheFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	synced(wal)
+}
+
+// TestAppendThen: then runs once per stored message, after its sync and
+// before AppendThen returns, in seq order per room even when many callers
+// append at once; never for a duplicate or a message whose sync failed.
+func TestAppendThen(t *testing.T) {
+	ctx := context.Background()
+	var hold, fail atomic.Bool
+	entered := make(chan struct{}, 1)
+	release := make(chan struct{})
+	s, alice, room := openHooked(t, func() error {
+		if hold.Load() {
+			entered <- struct{}{}
+			<-release
+		}
+		if fail.Load() {
+			return errors.New("injected EIO")
+		}
+		return nil
+	})
+	other := chattest.NewGroup(t, s, "h", alice.ID).ID
+
+	// Not before the sync.
+	hold.Store(true)
+	var ran atomic.Int64
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := s.AppendThen(ctx, chattest.Msg(room, alice, "held"), func(chat.Message) { ran.Add(1) })
+		done <- err
+	}()
+	<-entered
+	hold.Store(false)
+	time.Sleep(20 * time.Millisecond) // time enough for a then that does not wait
+	if ran.Load() != 0 {
+		t.Fatal("then ran before the sync was done")
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if ran.Load() != 1 {
+		t.Fatalf("then ran %d times for one message, want once before AppendThen returned", ran.Load())
+	}
+
+	// In seq order per room, once each, with the stored message.
+	var mu sync.Mutex
+	seen := map[string][]chat.Message{}
+	then := func(m chat.Message) {
+		mu.Lock()
+		seen[m.Room] = append(seen[m.Room], m)
+		mu.Unlock()
+	}
+	const callers, each = 8, 40
+	var wg sync.WaitGroup
+	errs := make(chan error, callers)
+	for c := range callers {
+		wg.Go(func() {
+			for i := range each {
+				r := []string{room, other}[(c+i)%2]
+				m := chattest.Msg(r, alice, fmt.Sprintf("c%d-%d", c, i))
+				m.ClientMsgID = fmt.Sprintf("c%d-%d", c, i)
+				stored, dup, err := s.AppendThen(ctx, m, then)
+				if err != nil || dup {
+					errs <- fmt.Errorf("append: dup=%v err=%v", dup, err)
+					return
+				}
+				mu.Lock()
+				got := seen[r]
+				ok := len(got) > 0 && slices.ContainsFunc(got, func(x chat.Message) bool { return x.ID == stored.ID && x.Seq == stored.Seq })
+				mu.Unlock()
+				if !ok {
+					errs <- fmt.Errorf("AppendThen returned seq %d before its then ran", stored.Seq)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	for r, first := range map[string]int64{room: 2, other: 1} {
+		got := seen[r]
+		if len(got) != callers*each/2 {
+			t.Fatalf("then ran %d times in a room that got %d messages", len(got), callers*each/2)
+		}
+		for i, m := range got {
+			if m.Seq != first+int64(i) {
+				t.Fatalf("then's %dth message in a room has seq %d, want %d (in order, no gaps)", i, m.Seq, first+int64(i))
+			}
+		}
+	}
+
+	// Not for a duplicate, nor for a failed sync.
+	m := chattest.Msg(room, alice, "again")
+	m.ClientMsgID = "c0-0"
+	if _, dup, err := s.AppendThen(ctx, m, func(chat.Message) { t.Error("then ran for a duplicate") }); err != nil || !dup {
+		t.Fatalf("resend: dup=%v err=%v, want a duplicate", dup, err)
+	}
+	fail.Store(true)
+	if _, _, err := s.AppendThen(ctx, chattest.Msg(room, alice, "lost"), func(chat.Message) { t.Error("then ran for a message whose sync failed") }); err == nil {
+		t.Fatal("append with a failing sync succeeded")
+	}
 }

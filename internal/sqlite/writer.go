@@ -21,8 +21,9 @@ const maxBatch = 256
 type appendReq struct {
 	ctx   context.Context
 	m     chat.Message
-	links []byte         // m.Links encoded, done by the caller off the writer
-	res   chan appendRes // buffered 1: the writer never blocks on a caller
+	links []byte             // m.Links encoded, done by the caller off the writer
+	res   chan appendRes     // buffered 1: the writer never blocks on a caller
+	then  func(chat.Message) // run by the syncer once m is durable; may be nil
 }
 
 type appendRes struct {
@@ -45,6 +46,18 @@ type appendRes struct {
 // before writing them. Retrying with the same ClientMsgID is safe: it
 // returns the stored message with dup=true.
 func (s *Store) Append(ctx context.Context, m chat.Message) (chat.Message, bool, error) {
+	return s.AppendThen(ctx, m, nil)
+}
+
+// AppendThen is Append that also runs then(stored) as soon as the message
+// is durable, before AppendThen returns, unless it was a duplicate or was
+// not stored. then runs on the store's sync goroutine, in commit order:
+// a room's messages come in ascending seq order, and whatever a sync made
+// durable comes in one run, so the work then does for one group commit
+// (a fan-out) is done together and at once, instead of by each caller
+// when it next gets a core. then must be quick and must not call the
+// store: every append waits for it.
+func (s *Store) AppendThen(ctx context.Context, m chat.Message, then func(chat.Message)) (chat.Message, bool, error) {
 	if m.Room == "" || m.Sender.ID == "" {
 		return chat.Message{}, false, chat.Errorf(chat.EInvalid, "message room and sender are required")
 	}
@@ -61,7 +74,7 @@ func (s *Store) Append(ctx context.Context, m chat.Message) (chat.Message, bool,
 	if err != nil {
 		return chat.Message{}, false, chat.Errorf(chat.EInvalid, "links: %v", err)
 	}
-	req := &appendReq{ctx: ctx, m: m, links: links, res: make(chan appendRes, 1)}
+	req := &appendReq{ctx: ctx, m: m, links: links, res: make(chan appendRes, 1), then: then}
 
 	// s.appends is unbuffered: a request is either taken by the writer (and
 	// then answered) or not sent at all, so Close can never strand one.

@@ -127,6 +127,47 @@ func BenchmarkCoalescedWriter(b *testing.B) {
 	c.closeWith(websocket.CloseNormalClosure, "")
 }
 
+// BenchmarkQuietDelivery is the time from queueing one message on a quiet
+// connection (nothing written for longer than lingerQuiet) until its
+// client has read it, over loopback: the latency of a chat that is not
+// busy, where a writer must not linger.
+func BenchmarkQuietDelivery(b *testing.B) {
+	s := newTestServer(b, Limits{MaxQueueBytes: 64 << 20})
+	accepted := make(chan *conn, 1)
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := s.upgrader.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		c := newConn(s, ws, chat.User{ID: "u"})
+		c.start(nil, nil)
+		accepted <- c
+	}))
+	defer ts.Close()
+	client, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(ts.URL, "http"), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer client.Close()
+	c := <-accepted
+	payload := encodeMessage(benchMessage(b))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		time.Sleep(lingerQuiet + time.Millisecond)
+		b.StartTimer()
+		c.mu.Lock()
+		c.enqueueLocked(payload)
+		c.mu.Unlock()
+		if _, _, err := client.ReadMessage(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	c.closeWith(websocket.CloseNormalClosure, "")
+}
+
 // BenchmarkSequencedFanout100 is BenchmarkFanout100 through the per-room
 // sequencer, as publishMessage does on one node: ordering, the ring and
 // the fan-out of the shared payload and the sender's copy.

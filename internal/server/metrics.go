@@ -67,7 +67,7 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		}),
 		appendLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "linkwall_store_append_latency_seconds",
-			Help:    "Durable store appends.",
+			Help:    "Durable store appends (on one node with the embedded store, the fan-out it starts included).",
 			Buckets: latencyBuckets,
 		}),
 	}

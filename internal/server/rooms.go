@@ -141,12 +141,14 @@ func (s *Server) appendAndPublish(ctx context.Context, room *chat.Room, m chat.M
 	}
 	publish := func(stored chat.Message) { s.publishMessage(ctx, room, &stored) }
 	start := time.Now()
-	var stored chat.Message
-	var dup bool
-	var err error
-	if s.thenStore != nil {
+	var (
+		stored chat.Message
+		dup    bool
+		err    error
+	)
+	fromStore := s.thenStore != nil // the store publishes once the message is durable
+	if fromStore {
 		stored, dup, err = s.thenStore.AppendThen(ctx, m, publish)
-		publish = nil
 	} else {
 		stored, dup, err = s.store.Append(ctx, m)
 	}
@@ -159,7 +161,7 @@ func (s *Server) appendAndPublish(ctx context.Context, room *chat.Room, m chat.M
 	}
 	s.metrics.messages.Inc()
 	s.metrics.countLinks(stored.Links)
-	if publish != nil {
+	if !fromStore {
 		publish(stored)
 	}
 	return stored, false, nil

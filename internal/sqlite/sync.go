@@ -28,8 +28,9 @@ type roomLast struct {
 }
 
 // syncLoop makes committed batches durable and only then runs their
-// requests' then and answers their callers: one fsync of the WAL covers every batch committed before it
-// began, so while it runs the writer commits the next batch. s.syncs is
+// requests' then and answers their callers: one fsync of the WAL covers
+// every batch committed before it began, so while it runs the writer
+// commits the next batch. s.syncs is
 // unbuffered: the writer runs at most one batch ahead of the fsync, and
 // what arrives meanwhile waits to form one larger batch, as it did behind
 // a synchronous commit (smaller batches would rewrite the same pages in

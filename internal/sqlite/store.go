@@ -65,6 +65,9 @@ type Store struct {
 	appends  chan *appendReq // unbuffered: see Append
 	syncs    chan committed  // unbuffered: see syncLoop
 	syncDone chan struct{}   // closed by the syncer when it has answered everything
+	ckpt     *sql.DB         // one connection: the checkpointer's
+	ckptKick chan struct{}   // capacity 1: the writer asks for a checkpoint
+	ckptDone chan struct{}   // closed by the checkpointer when it has stopped
 	wal      *walFile
 	vis      visibility
 	metrics  storeMetrics
@@ -130,8 +133,9 @@ func open(ctx context.Context, dir string, logger *zap.Logger, o options) (*Stor
 	// half-way on a lock upgrade.
 	// NORMAL: a commit does not sync; the syncer does, before anything
 	// committed is acknowledged or shown (see doc.go).
+	// wal_autocheckpoint(0): the checkpointer does it (checkpointLoop).
 	w, err := sql.Open("sqlite", path+"?"+common+"&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)"+
-		fmt.Sprintf("&_pragma=journal_size_limit(%d)", walSizeLimit)+"&_txlock=immediate")
+		fmt.Sprintf("&_pragma=journal_size_limit(%d)", walSizeLimit)+"&_pragma=wal_autocheckpoint(0)&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
@@ -163,6 +167,16 @@ func open(ctx context.Context, dir string, logger *zap.Logger, o options) (*Stor
 	}
 	r.SetMaxOpenConns(readConns)
 	r.SetMaxIdleConns(readConns)
+	// synchronous=FULL: a checkpoint syncs the WAL before it copies frames
+	// into the database file, and the file after.
+	ck, err := sql.Open("sqlite", path+"?"+common+"&_pragma=synchronous(FULL)")
+	if err != nil {
+		r.Close()
+		w.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	ck.SetMaxOpenConns(1)
+	ck.SetMaxIdleConns(1)
 
 	s := &Store{
 		log:      logger,
@@ -171,6 +185,9 @@ func open(ctx context.Context, dir string, logger *zap.Logger, o options) (*Stor
 		appends:  make(chan *appendReq),
 		syncs:    make(chan committed),
 		syncDone: make(chan struct{}),
+		ckpt:     ck,
+		ckptKick: make(chan struct{}, 1),
+		ckptDone: make(chan struct{}),
 		wal:      wal,
 		metrics:  newStoreMetrics(),
 		quit:     make(chan struct{}),
@@ -178,6 +195,7 @@ func open(ctx context.Context, dir string, logger *zap.Logger, o options) (*Stor
 		lock:     lock,
 	}
 	if s.msgsStmt, err = r.PrepareContext(ctx, "SELECT "+messageCols+" FROM messages WHERE room_id = ? AND seq > ? ORDER BY seq LIMIT ?"); err != nil {
+		ck.Close()
 		r.Close()
 		w.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
@@ -192,6 +210,7 @@ func open(ctx context.Context, dir string, logger *zap.Logger, o options) (*Stor
 	wr, err := newWriter(ctx, s, window, maxEntries)
 	if err != nil {
 		s.msgsStmt.Close()
+		ck.Close()
 		r.Close()
 		w.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
@@ -199,6 +218,7 @@ func open(ctx context.Context, dir string, logger *zap.Logger, o options) (*Stor
 	s.dedup = wr.dedup
 	go wr.run()
 	go s.syncLoop()
+	go s.checkpointLoop()
 	ok = true
 	logger.Info("sqlite store open", zap.String("path", path), zap.Bool("fsync", !wal.noSync))
 	return s, nil
@@ -252,10 +272,11 @@ func (s *Store) Close() error {
 	s.once.Do(func() {
 		close(s.quit)
 		<-s.syncDone
+		<-s.ckptDone
 		s.wal.mu.Lock()
 		s.wal.close()
 		s.wal.mu.Unlock()
-		s.closeErr = errors.Join(s.msgsStmt.Close(), s.r.Close(), s.w.Close())
+		s.closeErr = errors.Join(s.msgsStmt.Close(), s.r.Close(), s.ckpt.Close(), s.w.Close())
 		if s.lock != nil {
 			s.closeErr = errors.Join(s.closeErr, s.lock.Close())
 		}

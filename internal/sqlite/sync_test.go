@@ -323,3 +323,44 @@ func TestAppendThen(t *testing.T) {
 		t.Fatal("append with a failing sync succeeded")
 	}
 }
+
+// TestCheckpointOffWriter: the write connection never checkpoints (a
+// commit that did would hold up every append behind it); the checkpointer
+// copies the WAL into the database file once enough messages were
+// appended, while the store stays open.
+func TestCheckpointOffWriter(t *testing.T) {
+	ctx := context.Background()
+	s, alice, room := openHooked(t, nil)
+	var auto int
+	if err := s.w.QueryRowContext(ctx, "PRAGMA wal_autocheckpoint").Scan(&auto); err != nil {
+		t.Fatal(err)
+	}
+	if auto != 0 {
+		t.Fatalf("write connection: wal_autocheckpoint = %d, want 0", auto)
+	}
+	db := filepath.Join(filepath.Dir(s.wal.path), FileName)
+	size := func() int64 {
+		st, err := os.Stat(db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Size()
+	}
+	before := size()
+	for i := range 2 * checkpointEvery {
+		if _, _, err := s.Append(ctx, chattest.Msg(room, alice, fmt.Sprintf("message %d with some text to fill pages", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for size() <= before {
+		if time.Now().After(deadline) {
+			t.Fatalf("database file still %d bytes after %d appends: nothing was checkpointed", size(), 2*checkpointEvery)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	ms, err := s.Messages(ctx, room, 0, MaxPage)
+	if err != nil || len(ms) != 2*checkpointEvery {
+		t.Fatalf("Messages after checkpoints = %d, %v; want %d", len(ms), err, 2*checkpointEvery)
+	}
+}

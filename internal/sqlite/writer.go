@@ -96,6 +96,8 @@ type writer struct {
 	next  map[string]int64 // room id → next seq, loaded from MAX(seq) on first use
 	dedup *dedupWindows    // recent client_msg_ids per room
 
+	sinceCheckpoint int // messages appended since the last checkpoint was asked for
+
 	ins    *sql.Stmt // prepared on s.w
 	bySeq  *sql.Stmt // the stored message a client_msg_id points to
 	head   *sql.Stmt // room exists, and its MAX(seq)
@@ -198,6 +200,13 @@ func (w *writer) commit(batch []*appendReq) {
 		return
 	}
 	w.s.metrics.batch.Observe(float64(len(batch)))
+	if w.sinceCheckpoint += len(batch); w.sinceCheckpoint >= checkpointEvery {
+		w.sinceCheckpoint = 0
+		select {
+		case w.s.ckptKick <- struct{}{}:
+		default: // one is asked for already
+		}
+	}
 	// batch is reused by run: the syncer gets its own copy.
 	w.s.syncs <- committed{reqs: slices.Clone(batch), res: res, rooms: rooms}
 }

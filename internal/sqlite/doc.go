@@ -35,6 +35,12 @@
 // One caller at a time pays a hand-off to the syncer; with many callers
 // the batches are as large as before.
 //
+// The write connection never checkpoints (wal_autocheckpoint=0): every
+// 500 messages it asks a checkpointer, which copies the WAL into the
+// database file with a PASSIVE checkpoint on a connection of its own, so
+// no append waits behind a checkpoint. That connection runs with
+// synchronous=FULL, so SQLite syncs the WAL before it copies any frame.
+//
 // AppendThen runs a function of the caller's on the syncer, right after
 // the fsync that made the message durable and before AppendThen returns,
 // in commit order. The server fans messages out from there: a group

@@ -2,8 +2,6 @@ package server
 
 import (
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -74,23 +72,7 @@ func BenchmarkFanout100(b *testing.B) {
 // queue and writer over loopback; the client reads and discards.
 func BenchmarkCoalescedWriter(b *testing.B) {
 	s := newTestServer(b, Limits{MaxQueueBytes: 64 << 20})
-	accepted := make(chan *conn, 1)
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ws, err := s.upgrader.Upgrade(w, r, nil)
-		if err != nil {
-			return
-		}
-		c := newConn(s, ws, chat.User{ID: "u"})
-		c.start(nil, nil)
-		accepted <- c // the first enqueue starts its writer
-	}))
-	defer ts.Close()
-	client, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(ts.URL, "http"), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer client.Close()
-	c := <-accepted
+	c, client := loopbackConn(b, s)
 	payload := encodeMessage(benchMessage(b))
 	done := make(chan int)
 	go func() {
@@ -133,23 +115,7 @@ func BenchmarkCoalescedWriter(b *testing.B) {
 // busy, where a writer must not linger.
 func BenchmarkQuietDelivery(b *testing.B) {
 	s := newTestServer(b, Limits{MaxQueueBytes: 64 << 20})
-	accepted := make(chan *conn, 1)
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ws, err := s.upgrader.Upgrade(w, r, nil)
-		if err != nil {
-			return
-		}
-		c := newConn(s, ws, chat.User{ID: "u"})
-		c.start(nil, nil)
-		accepted <- c
-	}))
-	defer ts.Close()
-	client, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(ts.URL, "http"), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer client.Close()
-	c := <-accepted
+	c, client := loopbackConn(b, s)
 	payload := encodeMessage(benchMessage(b))
 	b.ReportAllocs()
 	b.ResetTimer()

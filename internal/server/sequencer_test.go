@@ -4,10 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -194,23 +191,7 @@ func TestSequencerRing(t *testing.T) {
 // goroutine; the next message starts one and arrives.
 func TestWriterExitsIdleAndRestarts(t *testing.T) {
 	s := newTestServer(t, Limits{})
-	accepted := make(chan *conn, 1)
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ws, err := s.upgrader.Upgrade(w, r, nil)
-		if err != nil {
-			return
-		}
-		c := newConn(s, ws, chat.User{ID: "u"})
-		c.start(nil, nil)
-		accepted <- c
-	}))
-	defer ts.Close()
-	client, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(ts.URL, "http"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	c := <-accepted
+	c, client := loopbackConn(t, s)
 	writerOn := func() bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -27,6 +28,30 @@ func newTestServer(t testing.TB, limits Limits) *Server {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// loopbackConn serves one WebSocket of user "u" on a loopback test server
+// and returns the server's side (started, no hello) and the dialed client;
+// both end with the test.
+func loopbackConn(t testing.TB, s *Server) (*conn, *websocket.Conn) {
+	t.Helper()
+	accepted := make(chan *conn, 1)
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := s.upgrader.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		c := newConn(s, ws, chat.User{ID: "u"})
+		c.start(nil, nil)
+		accepted <- c // the first message starts its writer
+	}))
+	t.Cleanup(ts.Close)
+	client, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(ts.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	return <-accepted, client
 }
 
 func ev(room string, seq int64) chat.Event {

@@ -27,6 +27,14 @@ type Request struct {
 	Result  bot.Result   // set by LinkBot: the links under the room's era
 	Message chat.Message // set by the store step: the stored message
 	Dup     bool         // the client_msg_id was already stored: nothing new happened
+
+	// Async, if set, lets the store step return as soon as the message is
+	// queued for the store, where the store can do the rest itself (one
+	// node): Queued is then set, and Async later gets what Message, Dup
+	// and the error would have been. A middleware that needs the stored
+	// message after the store step clears Async first.
+	Async  func(m chat.Message, dup bool, err error)
+	Queued bool
 }
 
 // Handler handles a message. An error with a *chat.Error code goes back to
@@ -156,6 +164,17 @@ func (s *Server) storeAndPublish(ctx context.Context, r *Request) error {
 		Truncated:   r.Result.Truncated,
 		Era:         r.Room.Era,
 		ClientMsgID: r.ClientMsgID,
+	}
+	if r.Async != nil && s.asyncStore != nil {
+		received, async := r.Received, r.Async
+		err := s.appendAsync(&r.Room, m, func(stored chat.Message, dup bool, err error) {
+			if err == nil && !dup {
+				s.metrics.sendLatency.Observe(time.Since(received).Seconds())
+			}
+			async(stored, dup, err)
+		})
+		r.Queued = err == nil
+		return err
 	}
 	stored, dup, err := s.appendAndPublish(ctx, &r.Room, m)
 	if err != nil {

@@ -99,7 +99,8 @@ type conn struct {
 	starting     bool                // hello not queued yet: events wait in early
 	early        []chat.Event
 
-	strikes int // rate-limited sends in a row; reader goroutine only
+	strikes  int           // rate-limited sends in a row; reader goroutine only
+	inflight chan struct{} // sends queued for the store; made by the reader on its first send
 }
 
 // roomState is what one connection knows about one room's sequence.
@@ -891,8 +892,21 @@ func (c *conn) handleSend(f *inFrame) bool {
 		ClientMsgID: f.ClientMsgID,
 		Received:    time.Now(),
 	}
-	err := c.srv.chain.Handle(c.ctx, req)
 	ref := f.ref()
+	// The reader goes on to the client's next frame while this message is
+	// made durable: a message that arrives behind one waiting for its
+	// fsync would wait too (at 6,000 msgs/s into 2 × 100 members, 3 % of
+	// sends did, 24 ms on average). The store keeps one connection's sends
+	// in order; inflight bounds how many wait.
+	if c.inflight == nil {
+		c.inflight = make(chan struct{}, maxInflightSends)
+	}
+	c.inflight <- struct{}{}
+	req.Async = c.sent(ref, f.Room, f.ClientMsgID)
+	err := c.srv.chain.Handle(c.ctx, req)
+	if !req.Queued {
+		<-c.inflight
+	}
 	if err != nil {
 		if chat.ErrorCode(err) == chat.ERateLimited {
 			c.strikes++
@@ -913,6 +927,30 @@ func (c *conn) handleSend(f *inFrame) bool {
 		c.ackDuplicate(&req.Message, req.ClientMsgID)
 	}
 	return true
+}
+
+// maxInflightSends bounds one connection's sends queued for the store
+// and not yet answered; the reader waits (and TCP pushes back on the
+// client) beyond it.
+const maxInflightSends = 32
+
+// sent returns what a send queued for the store runs once it is
+// answered, on the store's goroutine: the fan-out (the sender's copy is
+// its acknowledgement) has run already; errors and duplicates are
+// answered here, as handleSend answers them for a send it waited for.
+func (c *conn) sent(ref, room, clientMsgID string) func(chat.Message, bool, error) {
+	return func(m chat.Message, dup bool, err error) {
+		<-c.inflight
+		switch {
+		case err != nil:
+			if !isChatError(err) && c.srv.ctx.Err() == nil {
+				c.log.Error("send failed", zap.String("user", c.user.ID), zap.String("room", room), zap.Error(err))
+			}
+			c.send(encodeErr(err, ref))
+		case dup:
+			c.ackDuplicate(&m, clientMsgID)
+		}
+	}
 }
 
 // ackDuplicate acknowledges a repeated send, to this connection only. If

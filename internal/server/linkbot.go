@@ -21,7 +21,10 @@ import (
 func (s *Server) linkBot(next Handler) Handler {
 	return HandlerFunc(func(ctx context.Context, r *Request) error {
 		r.Result = s.bot.Decide(ctx, r.Text, bot.Chat(r.Room.Kind), r.Room.Era)
-		if err := next.Handle(ctx, r); err != nil || r.Dup {
+		if strings.HasPrefix(r.Text, "/") || hasBlocked(r.Result.Links) {
+			r.Async = nil // the reply comes after the stored message
+		}
+		if err := next.Handle(ctx, r); err != nil || r.Dup || r.Queued {
 			return err
 		}
 		var err error

@@ -167,6 +167,44 @@ func (s *Server) appendAndPublish(ctx context.Context, room *chat.Room, m chat.M
 	return stored, false, nil
 }
 
+// appendAsync queues m for the store and returns: the store fans it out
+// once it is durable, then calls done. The server's own context, not the
+// connection's: a message read from a client is stored even if the
+// client leaves right after sending it, as it would be had the reader
+// waited. Shutdown waits for done (s.wg).
+func (s *Server) appendAsync(room *chat.Room, m chat.Message, done func(chat.Message, bool, error)) error {
+	if m.Links == nil {
+		m.Links = []bot.Link{}
+	}
+	if m.SentAt.IsZero() {
+		m.SentAt = time.Now().UTC()
+	}
+	start := time.Now()
+	rm := *room // the caller's request is gone by the time the store publishes
+	s.wg.Add(1) // the caller, a live reader, holds a count: no reuse
+	err := s.asyncStore.AppendAsync(s.ctx, m, func(stored chat.Message) {
+		s.publishMessage(s.ctx, &rm, &stored)
+	}, func(stored chat.Message, dup bool, err error) {
+		defer s.wg.Done()
+		s.metrics.appendLatency.Observe(time.Since(start).Seconds())
+		if err == nil && !dup {
+			s.metrics.messages.Inc()
+			s.metrics.countLinks(stored.Links)
+		}
+		done(stored, dup, err)
+	})
+	if err != nil {
+		s.wg.Done()
+	}
+	return err
+}
+
+// asyncStore is a store that can also take a message without making its
+// caller wait for it (the SQLite store).
+type asyncStore interface {
+	AppendAsync(ctx context.Context, m chat.Message, then func(chat.Message), done func(chat.Message, bool, error)) error
+}
+
 // thenStore is a store that can run the fan-out itself as soon as a
 // message is durable (the SQLite store). On one node the server lets it:
 // the callers of one group commit would otherwise each wait for a core to

@@ -65,12 +65,15 @@ type Server struct {
 	// thenStore is store when it fans messages out itself; only on one
 	// node, where the sequencer orders what it publishes.
 	thenStore thenStore
-	metrics   *metrics
-	registry  *prometheus.Registry
-	chain     Handler
-	rooms     *roomCache
-	upgrader  websocket.Upgrader
-	handler   http.Handler
+	// asyncStore is store when it can also take a message without the
+	// reader waiting for it: set with thenStore.
+	asyncStore asyncStore
+	metrics    *metrics
+	registry   *prometheus.Registry
+	chain      Handler
+	rooms      *roomCache
+	upgrader   websocket.Upgrader
+	handler    http.Handler
 
 	sendLimits    *limiterMap
 	sessionLimits *limiterMap
@@ -142,6 +145,9 @@ func New(cfg Config) (*Server, error) {
 		s.broker = localBroker{s.hub}
 		s.seq = newSequencer(s.hub)
 		s.thenStore, _ = s.store.(thenStore)
+		if s.thenStore != nil {
+			s.asyncStore, _ = s.store.(asyncStore)
+		}
 	} else {
 		// Another node may change a room's era or lang: its room event
 		// drops the cached copy, so the next message is decided under it.

@@ -35,13 +35,19 @@ func newTestServer(t testing.TB, limits Limits) *Server {
 // both end with the test.
 func loopbackConn(t testing.TB, s *Server) (*conn, *websocket.Conn) {
 	t.Helper()
+	return loopbackConnAs(t, s, chat.User{ID: "u"})
+}
+
+// loopbackConnAs is loopbackConn for user u.
+func loopbackConnAs(t testing.TB, s *Server, u chat.User) (*conn, *websocket.Conn) {
+	t.Helper()
 	accepted := make(chan *conn, 1)
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ws, err := s.upgrader.Upgrade(w, r, nil)
 		if err != nil {
 			return
 		}
-		c := newConn(s, ws, chat.User{ID: "u"})
+		c := newConn(s, ws, u)
 		c.start(nil, nil)
 		accepted <- c // the first message starts its writer
 	}))

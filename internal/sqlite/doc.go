@@ -57,8 +57,9 @@
 //
 // # Group commit
 //
-// Appends go to one writer goroutine over an unbuffered channel. The writer
-// takes every request already waiting (up to maxBatch), assigns each room's
+// Appends are queued for one writer goroutine without waiting for it
+// (AppendAsync does not wait at all; Append and AppendThen wait for their
+// answer). The writer takes every request already queued (up to maxBatch), assigns each room's
 // next seq from an in-memory counter (loaded from MAX(seq) when a room is
 // first used, and dropped after a failed batch), drops duplicates by
 // (room, sender, client_msg_id) against a per-room window of the room's
@@ -68,8 +69,8 @@
 // made every commit larger), writes the batch in one transaction with a
 // prepared statement, commits, and hands the batch to the syncer, which
 // answers every caller after the fsync.
-// Close stops the writer after it has committed the requests it already
-// took; later Appends get chat.EUnavailable.
+// Close stops the writer after it has committed every request queued
+// before it; later Appends get chat.EUnavailable.
 //
 // Other writes (users, rooms, era and language) share the single write
 // connection, so SQLite never sees two writers. Reads use a separate pool

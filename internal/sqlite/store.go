@@ -62,12 +62,12 @@ type Store struct {
 
 	msgsStmt *sql.Stmt // on r: Messages, the hot read path
 
-	appends  chan *appendReq // unbuffered: see Append
-	syncs    chan committed  // unbuffered: see syncLoop
-	syncDone chan struct{}   // closed by the syncer when it has answered everything
-	ckpt     *sql.DB         // one connection: the checkpointer's
-	ckptKick chan struct{}   // capacity 1: the writer asks for a checkpoint
-	ckptDone chan struct{}   // closed by the checkpointer when it has stopped
+	in       intake         // appends waiting for the writer
+	syncs    chan committed // unbuffered: see syncLoop
+	syncDone chan struct{}  // closed by the syncer when it has answered everything
+	ckpt     *sql.DB        // one connection: the checkpointer's
+	ckptKick chan struct{}  // capacity 1: the writer asks for a checkpoint
+	ckptDone chan struct{}  // closed by the checkpointer when it has stopped
 	wal      *walFile
 	vis      visibility
 	metrics  storeMetrics
@@ -182,7 +182,7 @@ func open(ctx context.Context, dir string, logger *zap.Logger, o options) (*Stor
 		log:      logger,
 		w:        w,
 		r:        r,
-		appends:  make(chan *appendReq),
+		in:       intake{kick: make(chan struct{}, 1)},
 		syncs:    make(chan committed),
 		syncDone: make(chan struct{}),
 		ckpt:     ck,
@@ -266,7 +266,7 @@ func probeWritable(dir string) error {
 	return errors.Join(f.Close(), os.Remove(f.Name()))
 }
 
-// Close stops accepting appends, commits the ones already taken by the
+// Close stops accepting appends, commits the ones already queued for the
 // writer, and closes the database. It is safe to call more than once.
 func (s *Store) Close() error {
 	s.once.Do(func() {

@@ -76,7 +76,7 @@ func (s *Store) syncLoop() {
 				if r.err == nil && !r.dup && req.then != nil {
 					req.then(r.m)
 				}
-				req.res <- r
+				req.answer(r)
 			}
 			items[i] = committed{}
 		}

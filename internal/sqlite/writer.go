@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 
 	"github.com/google/uuid"
 	"go.uber.org/zap"
@@ -22,8 +23,18 @@ type appendReq struct {
 	ctx   context.Context
 	m     chat.Message
 	links []byte             // m.Links encoded, done by the caller off the writer
-	res   chan appendRes     // buffered 1: the writer never blocks on a caller
+	res   chan appendRes     // buffered 1: the writer never blocks on a caller; nil with done
+	done  func(appendRes)    // AppendAsync's callback, instead of res
 	then  func(chat.Message) // run by the syncer once m is durable; may be nil
+}
+
+// answer hands r to the request's caller, without waiting.
+func (req *appendReq) answer(r appendRes) {
+	if req.done != nil {
+		req.done(r)
+		return
+	}
+	req.res <- r
 }
 
 type appendRes struct {
@@ -32,19 +43,59 @@ type appendRes struct {
 	err error
 }
 
+// intake holds the appends the writer has not taken yet. A request is
+// queued without waiting for the writer, so a caller that does not need
+// the answer at once (AppendAsync) goes on; what is queued while the
+// writer commits forms its next batch.
+type intake struct {
+	mu     sync.Mutex
+	q      []*appendReq
+	closed bool          // set by the writer when it stops: nothing more is queued
+	kick   chan struct{} // capacity 1: the queue is not empty
+}
+
+// put queues req, or reports errClosed once the writer has stopped.
+func (in *intake) put(req *appendReq) error {
+	in.mu.Lock()
+	if in.closed {
+		in.mu.Unlock()
+		return errClosed
+	}
+	in.q = append(in.q, req)
+	in.mu.Unlock()
+	select {
+	case in.kick <- struct{}{}:
+	default: // the writer has been told already
+	}
+	return nil
+}
+
+// take moves up to maxBatch queued requests into batch. With close set it
+// also stops the queue, so that nothing is queued after the writer's last
+// look.
+func (in *intake) take(batch []*appendReq, close bool) []*appendReq {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.closed = in.closed || close
+	n := min(len(in.q), maxBatch)
+	batch = append(batch, in.q[:n]...)
+	rest := copy(in.q, in.q[n:])
+	clear(in.q[rest:])
+	in.q = in.q[:rest]
+	return batch
+}
+
 // Append assigns m the room's next Seq and returns once it is committed
 // and the WAL synced. Concurrent appends are committed together (group
 // commit): one transaction for everything that arrived while the previous
 // one was committed, and one sync for every batch committed before it
 // (see syncLoop).
 //
-// If ctx ends before the writer has taken the message, Append returns the
-// context error and nothing is written. Once the writer has taken it,
-// Append waits for the commit and its sync (bounded by busyTimeout and the disk) and
-// reports what happened, so a message is never committed without its
-// caller knowing its seq; the writer skips requests whose ctx has ended
-// before writing them. Retrying with the same ClientMsgID is safe: it
-// returns the stored message with dup=true.
+// Once queued, a message is answered whatever ctx does: the writer skips
+// requests whose ctx has ended before it writes them (and answers with
+// the context error), so a message is never committed without its caller
+// knowing its seq. Retrying with the same ClientMsgID is safe: it returns
+// the stored message with dup=true.
 func (s *Store) Append(ctx context.Context, m chat.Message) (chat.Message, bool, error) {
 	return s.AppendThen(ctx, m, nil)
 }
@@ -58,8 +109,36 @@ func (s *Store) Append(ctx context.Context, m chat.Message) (chat.Message, bool,
 // when it next gets a core. then must be quick and must not call the
 // store: every append waits for it.
 func (s *Store) AppendThen(ctx context.Context, m chat.Message, then func(chat.Message)) (chat.Message, bool, error) {
+	req, err := s.newReq(ctx, m, then)
+	if err != nil {
+		return chat.Message{}, false, err
+	}
+	req.res = make(chan appendRes, 1)
+	if err := s.in.put(req); err != nil {
+		return chat.Message{}, false, err
+	}
+	r := <-req.res
+	return r.m, r.dup, r.err
+}
+
+// AppendAsync is AppendThen that returns once the message is queued:
+// done(stored, dup, err) reports what Append would have returned, right
+// after then, on one of the store's goroutines (so it must be quick and
+// must not call the store). Appends queued one after the other by one
+// goroutine are committed in that order. An error returned by AppendAsync
+// itself means nothing was queued and done will not run.
+func (s *Store) AppendAsync(ctx context.Context, m chat.Message, then func(chat.Message), done func(chat.Message, bool, error)) error {
+	req, err := s.newReq(ctx, m, then)
+	if err != nil {
+		return err
+	}
+	req.done = func(r appendRes) { done(r.m, r.dup, r.err) }
+	return s.in.put(req)
+}
+
+func (s *Store) newReq(ctx context.Context, m chat.Message, then func(chat.Message)) (*appendReq, error) {
 	if m.Room == "" || m.Sender.ID == "" {
-		return chat.Message{}, false, chat.Errorf(chat.EInvalid, "message room and sender are required")
+		return nil, chat.Errorf(chat.EInvalid, "message room and sender are required")
 	}
 	if m.ID == "" {
 		m.ID = uuid.NewString()
@@ -72,21 +151,9 @@ func (s *Store) AppendThen(ctx context.Context, m chat.Message, then func(chat.M
 	m.Seq = 0
 	links, err := encodeLinks(m.Links)
 	if err != nil {
-		return chat.Message{}, false, chat.Errorf(chat.EInvalid, "links: %v", err)
+		return nil, chat.Errorf(chat.EInvalid, "links: %v", err)
 	}
-	req := &appendReq{ctx: ctx, m: m, links: links, res: make(chan appendRes, 1), then: then}
-
-	// s.appends is unbuffered: a request is either taken by the writer (and
-	// then answered) or not sent at all, so Close can never strand one.
-	select {
-	case s.appends <- req:
-	case <-s.quit:
-		return chat.Message{}, false, errClosed
-	case <-ctx.Done():
-		return chat.Message{}, false, fmt.Errorf("sqlite: append: %w", ctx.Err())
-	}
-	r := <-req.res
-	return r.m, r.dup, r.err
+	return &appendReq{ctx: ctx, m: m, links: links, then: then}, nil
 }
 
 // writer is the one goroutine that appends messages. It alone touches next
@@ -135,41 +202,33 @@ func (w *writer) closeStmts() {
 	}
 }
 
-// run commits batches until Close; then it commits whatever it can still
-// take without waiting and returns.
+// run commits batches until Close; then it stops the intake, commits
+// everything queued before that, and returns.
 func (w *writer) run() {
 	defer close(w.s.done)
 	defer close(w.s.syncs) // the syncer answers what it holds, then ends
 	defer w.closeStmts()
 	batch := make([]*appendReq, 0, maxBatch)
 	for {
+		stop := false
 		select {
-		case req := <-w.s.appends:
-			batch = w.collect(append(batch[:0], req))
+		case <-w.s.in.kick:
 		case <-w.s.quit:
-			if batch = w.collect(batch[:0]); len(batch) > 0 {
-				w.commit(batch)
+			stop = true
+		}
+		// Whatever was queued while the previous batch was committed is
+		// the next batch (up to maxBatch; the rest comes right after).
+		for {
+			if batch = w.s.in.take(batch[:0], stop); len(batch) == 0 {
+				break
 			}
+			w.commit(batch)
+			clear(batch) // drop references to answered requests
+		}
+		if stop {
 			return
 		}
-		w.commit(batch)
-		clear(batch) // drop references to answered requests
 	}
-}
-
-// collect adds every request that is already waiting, up to maxBatch.
-// Callers that arrived during the previous commit are blocked on the
-// unbuffered send, so they are all taken here.
-func (w *writer) collect(batch []*appendReq) []*appendReq {
-	for len(batch) < maxBatch {
-		select {
-		case req := <-w.s.appends:
-			batch = append(batch, req)
-		default:
-			return batch
-		}
-	}
-	return batch
 }
 
 // commit writes batch in one transaction and hands it to the syncer,
@@ -195,7 +254,7 @@ func (w *writer) commit(batch []*appendReq) {
 	}
 	if err != nil {
 		for i, req := range batch {
-			req.res <- res[i]
+			req.answer(res[i])
 		}
 		return
 	}

@@ -1,0 +1,67 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"testing"
+
+	"github.com/gorilla/websocket"
+)
+
+// TestBurstOfSends: a client that sends many messages at once (one frame
+// of 32 sends) gets them stored in its order, acknowledged in that order,
+// and delivered in that order, in a one-to-one and in a group chat; the
+// reader does not wait for each to be durable before it takes the next,
+// so the burst shares a few group commits instead of taking one each.
+func TestBurstOfSends(t *testing.T) {
+	s := newTestServer(t, t.TempDir())
+	alice, bob, carol := s.newUser("alice"), s.newUser("bob"), s.newUser("carol")
+	direct := alice.direct(bob, 201)
+	group := alice.group("Class 3", "en", bob, carol)
+	a, b := alice.connect(), bob.connect()
+
+	const n = 32
+	for _, room := range []string{direct.ID, group.ID} {
+		commits0, _ := strconv.Atoi(s.metric("linkwall_store_batch_messages_count"))
+		var objs [][]byte
+		for i := range n {
+			obj, _ := json.Marshal(map[string]string{"type": "send", "room": room, "text": fmt.Sprintf("line %d", i), "client_msg_id": fmt.Sprintf("%s-%d", room, i)})
+			objs = append(objs, obj)
+		}
+		if err := a.ws.WriteMessage(websocket.TextMessage, bytes.Join(objs, []byte("\n"))); err != nil {
+			t.Fatal(err)
+		}
+		var first int64
+		for i := range n {
+			id := fmt.Sprintf("%s-%d", room, i)
+			f := a.until("ack "+id, func(f frame) bool {
+				if f.Type == "error" {
+					t.Fatalf("send %s: %s: %s", f.Ref, f.Code, f.Text)
+				}
+				return f.Type == "message" && f.ClientMsgID != ""
+			})
+			if f.ClientMsgID != id {
+				t.Fatalf("acknowledgement %d is %s, want %s: out of order", i, f.ClientMsgID, id)
+			}
+			if i == 0 {
+				first = f.Msg.Seq
+			} else if f.Msg.Seq != first+int64(i) {
+				t.Fatalf("send %d stored as seq %d, want %d", i, f.Msg.Seq, first+int64(i))
+			}
+		}
+		for i := range n {
+			m := b.message(room, nil).Msg
+			if want := fmt.Sprintf("line %d", i); m.Text != want || m.Seq != first+int64(i) {
+				t.Fatalf("bob's message %d: %q seq %d, want %q seq %d", i, m.Text, m.Seq, want, first+int64(i))
+			}
+		}
+		commits1, _ := strconv.Atoi(s.metric("linkwall_store_batch_messages_count"))
+		if c := commits1 - commits0; c > n/2 {
+			t.Errorf("%d sends took %d commits: the reader waited for each", n, c)
+		} else {
+			t.Logf("%d sends in %d commits", n, c)
+		}
+	}
+}

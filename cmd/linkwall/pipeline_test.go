@@ -65,3 +65,77 @@ func TestBurstOfSends(t *testing.T) {
 		}
 	}
 }
+
+// TestShutdownWithSendsInFlight stops the server right after a frame of 32
+// sends, while they may still be queued for the store: whatever was
+// acknowledged is stored; what is stored is a prefix of the sends, in
+// order; and after a restart the client's resends (same client_msg_ids)
+// complete the 32 with nothing stored twice.
+func TestShutdownWithSendsInFlight(t *testing.T) {
+	dir := t.TempDir()
+	s := newTestServer(t, dir)
+	alice, bob := s.newUser("alice"), s.newUser("bob")
+	room := alice.group("Class 3", "en", bob)
+	a := alice.connect()
+
+	const n = 32
+	sends := func(ids []int) []byte {
+		var objs [][]byte
+		for _, i := range ids {
+			obj, _ := json.Marshal(map[string]string{"type": "send", "room": room.ID, "text": fmt.Sprintf("line %d", i), "client_msg_id": fmt.Sprint(i)})
+			objs = append(objs, obj)
+		}
+		return bytes.Join(objs, []byte("\n"))
+	}
+	all := make([]int, n)
+	for i := range all {
+		all[i] = i
+	}
+	if err := a.ws.WriteMessage(websocket.TextMessage, sends(all)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	acked := map[string]int64{}
+	for {
+		select {
+		case f := <-a.frames:
+			if f.Type == "message" && f.ClientMsgID != "" {
+				acked[f.ClientMsgID] = f.Msg.Seq
+			}
+			continue
+		case <-a.done:
+		}
+		break
+	}
+
+	s2 := newTestServer(t, dir)
+	alice.s, bob.s = s2, s2
+	h := bob.history(room.ID, 0)
+	for i, m := range h {
+		if m.Text != fmt.Sprintf("line %d", i) || m.Seq != int64(i+1) {
+			t.Fatalf("stored message %d: %q seq %d: not the sends' prefix in order", i, m.Text, m.Seq)
+		}
+	}
+	for id, seq := range acked {
+		if i, _ := strconv.Atoi(id); i >= len(h) || h[i].Seq != seq {
+			t.Errorf("send %s acknowledged as seq %d before the stop, not in the history after it", id, seq)
+		}
+	}
+	t.Logf("before the stop: %d of %d acknowledged, %d stored", len(acked), n, len(h))
+
+	a2 := alice.connect()
+	if err := a2.ws.WriteMessage(websocket.TextMessage, sends(all)); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		f := a2.until("ack", func(f frame) bool { return f.Type == "message" && f.ClientMsgID != "" })
+		if f.ClientMsgID != fmt.Sprint(i) || f.Msg.Seq != int64(i+1) {
+			t.Fatalf("resend %d: ack %s seq %d, want %d seq %d", i, f.ClientMsgID, f.Msg.Seq, i, i+1)
+		}
+	}
+	if h := bob.history(room.ID, 0); len(h) != n {
+		t.Fatalf("after the resends the room holds %d messages, want %d", len(h), n)
+	}
+}

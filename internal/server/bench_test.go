@@ -13,7 +13,7 @@ import (
 )
 
 // benchMessage is a typical message: a Chinese share text with three links.
-func benchMessage(b *testing.B) *chat.Message {
+func benchMessage(b testing.TB) *chat.Message {
 	text := "【淘宝】好物分享 https://m.tb.cn/h.5Zq8Lmn 抖音 https://v.douyin.com/iRNBho6/ 京东 https://item.jd.com/100012043978.html"
 	res := bot.New(nil, nil).Decide(b.Context(), text, bot.Group, "group-ecommerce")
 	return &chat.Message{
@@ -32,6 +32,20 @@ func BenchmarkEncodeMessage(b *testing.B) {
 	for b.Loop() {
 		p := encodeMessage(m)
 		n = len(withClientMsgID(p, "client-1"))
+	}
+	b.SetBytes(int64(n))
+}
+
+// BenchmarkPreparedMessage is the same with the frame encoded by the
+// reader before the seq was known (prepareMessage): what is left for the
+// store's sync goroutine per message.
+func BenchmarkPreparedMessage(b *testing.B) {
+	m := benchMessage(b)
+	p := prepareMessage(m)
+	b.ReportAllocs()
+	var n int
+	for b.Loop() {
+		n = len(withClientMsgID(p.frame(m.Seq), "client-1"))
 	}
 	b.SetBytes(int64(n))
 }

@@ -1,7 +1,10 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
+	"math"
+	"strconv"
 
 	"github.com/linkwall/linkwall/bot"
 	"github.com/linkwall/linkwall/internal/chat"
@@ -96,6 +99,39 @@ func encodeMessage(m *chat.Message) []byte {
 		panic("server: encoding a message: " + err.Error())
 	}
 	return b
+}
+
+// preparedMessage is a message frame encoded before the store has given
+// the message its seq: the bytes before and after the seq's digits. The
+// reader that takes a send encodes it, so that the store's sync
+// goroutine, which fans out every message in turn, only splices the seq
+// in (BenchmarkPreparedMessage) instead of encoding it (BenchmarkEncodeMessage).
+type preparedMessage struct{ head, tail []byte }
+
+// seqMark is the seq field with a placeholder value. Inside a JSON string
+// a quote is escaped, so only the field itself can match.
+var seqMark = []byte(`"seq":` + strconv.FormatInt(math.MaxInt64, 10))
+
+// prepareMessage encodes m with its seq left open. m must be final but
+// for its seq: ID, SentAt (UTC) and links as the store will return them.
+func prepareMessage(m *chat.Message) preparedMessage {
+	c := *m
+	c.Seq = math.MaxInt64
+	b := encodeMessage(&c)
+	i := bytes.Index(b, seqMark)
+	if i < 0 || bytes.Contains(b[i+len(seqMark):], seqMark) {
+		panic("server: the message frame's seq field is not where it should be")
+	}
+	i += len(`"seq":`)
+	return preparedMessage{head: b[:i], tail: b[i+len(seqMark)-len(`"seq":`):]}
+}
+
+// frame returns the frame of the message with seq.
+func (p preparedMessage) frame(seq int64) []byte {
+	b := make([]byte, 0, len(p.head)+20+len(p.tail))
+	b = append(b, p.head...)
+	b = strconv.AppendInt(b, seq, 10)
+	return append(b, p.tail...)
 }
 
 // withClientMsgID returns the sender's copy of an encoded message frame:

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"testing"
 	"time"
 
@@ -127,4 +128,27 @@ func BenchmarkSendBurst(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/send")
+}
+
+// TestPreparedMessage: a frame encoded before the seq was known and given
+// it afterwards is byte for byte the frame encoded with the seq, for
+// messages whose text or links hold what could be mistaken for the field.
+func TestPreparedMessage(t *testing.T) {
+	base := benchMessage(t)
+	tricky := *base
+	tricky.Text = `{"seq":9223372036854775807} "seq":9223372036854775807 \"seq\":1`
+	bot := *base
+	bot.Sender, bot.System, bot.Links, bot.Text = linkBotSender, true, nil, "如需浏览，请长按网址复制后使用浏览器访问"
+	trunc := *base
+	trunc.Truncated, trunc.ClientMsgID = true, "c-1"
+	for _, m := range []*chat.Message{base, &tricky, &bot, &trunc} {
+		p := prepareMessage(m)
+		for _, seq := range []int64{1, 9, 10, 42, 1 << 40, math.MaxInt64} {
+			c := *m
+			c.Seq = seq
+			if got, want := p.frame(seq), encodeMessage(&c); !bytes.Equal(got, want) {
+				t.Fatalf("seq %d:\n got %s\nwant %s", seq, got, want)
+			}
+		}
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
 	"go.uber.org/zap"
 
 	"github.com/linkwall/linkwall/bot"
@@ -179,11 +180,22 @@ func (s *Server) appendAsync(room *chat.Room, m chat.Message, done func(chat.Mes
 	if m.SentAt.IsZero() {
 		m.SentAt = time.Now().UTC()
 	}
+	// What the store would fill in, filled in here, so that the frame can
+	// be encoded here too: the store's goroutine only adds the seq.
+	if m.ID == "" {
+		m.ID = uuid.NewString()
+	}
+	m.SentAt = time.Unix(0, m.SentAt.UnixNano()).UTC()
+	prepared := prepareMessage(&m)
 	start := time.Now()
 	rm := *room // the caller's request is gone by the time the store publishes
 	s.wg.Add(1) // the caller, a live reader, holds a count: no reuse
 	err := s.asyncStore.AppendAsync(s.ctx, m, func(stored chat.Message) {
-		s.publishMessage(s.ctx, &rm, &stored)
+		if stored.ID != m.ID || !stored.SentAt.Equal(m.SentAt) {
+			s.publishMessage(s.ctx, &rm, &stored) // not what was prepared: encode it
+			return
+		}
+		s.publishFrame(s.ctx, &rm, &stored, prepared.frame(stored.Seq))
 	}, func(stored chat.Message, dup bool, err error) {
 		defer s.wg.Done()
 		s.metrics.appendLatency.Observe(time.Since(start).Seconds())
@@ -216,7 +228,11 @@ type thenStore interface {
 // publishMessage fans a stored message out: one encoding for every member
 // but the sender, and the sender's copy with client_msg_id.
 func (s *Server) publishMessage(ctx context.Context, room *chat.Room, m *chat.Message) {
-	payload := encodeMessage(m)
+	s.publishFrame(ctx, room, m, encodeMessage(m))
+}
+
+// publishFrame is publishMessage with m's frame encoded already.
+func (s *Server) publishFrame(ctx context.Context, room *chat.Room, m *chat.Message, payload []byte) {
 	sender := room.HasMember(m.Sender.ID)
 	evs := make([]chat.Event, 0, 2)
 	others := len(room.Members)

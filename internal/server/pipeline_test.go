@@ -152,3 +152,50 @@ func TestPreparedMessage(t *testing.T) {
 		}
 	}
 }
+
+// TestPreparedPublish: what the store's goroutine publishes for a prepared
+// message is its frame with the stored seq; for a stored message that is
+// not the one prepared (another ID), the stored one, encoded anew.
+func TestPreparedPublish(t *testing.T) {
+	s := newTestServer(t, Limits{})
+	c := newConn(s, nil, chat.User{ID: "u"})
+	c.start(nil, nil)
+	s.hub.add(c)
+	room := chat.Room{ID: "r", Kind: chat.Group, Members: []string{"u", "v"}}
+	frames := func() []map[string]any {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		var out []map[string]any
+		for _, line := range c.queue {
+			var f struct{ Message map[string]any }
+			if err := json.Unmarshal(line, &f); err != nil {
+				t.Fatalf("queue holds %q: %v", line, err)
+			}
+			out = append(out, f.Message)
+		}
+		c.queue, c.queueBytes = nil, 0
+		return out
+	}
+
+	m := chat.Message{Room: "r", Sender: chat.Sender{ID: "v", Name: "v"}, Text: "hello", Links: []bot.Link{}, SentAt: time.Now()}
+	publish := s.preparedPublish(context.Background(), &room, &m)
+	if m.ID == "" || m.SentAt.Location() != time.UTC {
+		t.Fatalf("prepared message has ID %q, SentAt %v: not what the store would return", m.ID, m.SentAt)
+	}
+	stored := m
+	stored.Seq = 1
+	publish(stored)
+	other := stored
+	other.ID, other.Seq, other.Text = "another", 2, "not the prepared one"
+	publish(other)
+	got := frames()
+	if len(got) != 2 {
+		t.Fatalf("%d frames, want 2", len(got))
+	}
+	if got[0]["id"] != m.ID || got[0]["seq"] != 1.0 || got[0]["text"] != "hello" {
+		t.Errorf("prepared message published as %v", got[0])
+	}
+	if got[1]["id"] != "another" || got[1]["seq"] != 2.0 || got[1]["text"] != "not the prepared one" {
+		t.Errorf("a stored message other than the prepared one published as %v", got[1])
+	}
+}

@@ -149,6 +149,7 @@ func (s *Server) appendAndPublish(ctx context.Context, room *chat.Room, m chat.M
 	)
 	fromStore := s.thenStore != nil // the store publishes once the message is durable
 	if fromStore {
+		publish = s.preparedPublish(ctx, room, &m)
 		stored, dup, err = s.thenStore.AppendThen(ctx, m, publish)
 	} else {
 		stored, dup, err = s.store.Append(ctx, m)
@@ -180,23 +181,11 @@ func (s *Server) appendAsync(room *chat.Room, m chat.Message, done func(chat.Mes
 	if m.SentAt.IsZero() {
 		m.SentAt = time.Now().UTC()
 	}
-	// What the store would fill in, filled in here, so that the frame can
-	// be encoded here too: the store's goroutine only adds the seq.
-	if m.ID == "" {
-		m.ID = uuid.NewString()
-	}
-	m.SentAt = time.Unix(0, m.SentAt.UnixNano()).UTC()
-	prepared := prepareMessage(&m)
 	start := time.Now()
 	rm := *room // the caller's request is gone by the time the store publishes
+	publish := s.preparedPublish(s.ctx, &rm, &m)
 	s.wg.Add(1) // the caller, a live reader, holds a count: no reuse
-	err := s.asyncStore.AppendAsync(s.ctx, m, func(stored chat.Message) {
-		if stored.ID != m.ID || !stored.SentAt.Equal(m.SentAt) {
-			s.publishMessage(s.ctx, &rm, &stored) // not what was prepared: encode it
-			return
-		}
-		s.publishFrame(s.ctx, &rm, &stored, prepared.frame(stored.Seq))
-	}, func(stored chat.Message, dup bool, err error) {
+	err := s.asyncStore.AppendAsync(s.ctx, m, publish, func(stored chat.Message, dup bool, err error) {
 		defer s.wg.Done()
 		s.metrics.appendLatency.Observe(time.Since(start).Seconds())
 		if err == nil && !dup {
@@ -209,6 +198,26 @@ func (s *Server) appendAsync(room *chat.Room, m chat.Message, done func(chat.Mes
 		s.wg.Done()
 	}
 	return err
+}
+
+// preparedPublish fills in what the store would (ID, SentAt in UTC
+// nanoseconds) and encodes m's frame, here, on the caller's goroutine; the
+// function it returns, run by the store's sync goroutine once m is
+// durable, only adds the seq and publishes. If the stored message is not
+// the one prepared, it encodes that instead.
+func (s *Server) preparedPublish(ctx context.Context, room *chat.Room, m *chat.Message) func(chat.Message) {
+	if m.ID == "" {
+		m.ID = uuid.NewString()
+	}
+	m.SentAt = time.Unix(0, m.SentAt.UnixNano()).UTC()
+	prepared, id, at := prepareMessage(m), m.ID, m.SentAt
+	return func(stored chat.Message) {
+		if stored.ID != id || !stored.SentAt.Equal(at) {
+			s.publishMessage(ctx, room, &stored)
+			return
+		}
+		s.publishFrame(ctx, room, &stored, prepared.frame(stored.Seq))
+	}
 }
 
 // asyncStore is a store that can also take a message without making its

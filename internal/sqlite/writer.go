@@ -22,16 +22,16 @@ const maxBatch = 256
 type appendReq struct {
 	ctx   context.Context
 	m     chat.Message
-	links []byte             // m.Links encoded, done by the caller off the writer
-	res   chan appendRes     // buffered 1: the writer never blocks on a caller; nil with done
-	done  func(appendRes)    // AppendAsync's callback, instead of res
-	then  func(chat.Message) // run by the syncer once m is durable; may be nil
+	links []byte                          // m.Links encoded, done by the caller off the writer
+	res   chan appendRes                  // buffered 1: the writer never blocks on a caller; nil with done
+	done  func(chat.Message, bool, error) // AppendAsync's callback, instead of res
+	then  func(chat.Message)              // run by the syncer once m is durable; may be nil
 }
 
 // answer hands r to the request's caller, without waiting.
 func (req *appendReq) answer(r appendRes) {
 	if req.done != nil {
-		req.done(r)
+		req.done(r.m, r.dup, r.err)
 		return
 	}
 	req.res <- r
@@ -70,13 +70,13 @@ func (in *intake) put(req *appendReq) error {
 	return nil
 }
 
-// take moves up to maxBatch queued requests into batch. With close set it
-// also stops the queue, so that nothing is queued after the writer's last
-// look.
-func (in *intake) take(batch []*appendReq, close bool) []*appendReq {
+// take moves up to maxBatch queued requests into batch. With stop set it
+// also closes the queue, so that nothing is queued after the writer's
+// last look.
+func (in *intake) take(batch []*appendReq, stop bool) []*appendReq {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	in.closed = in.closed || close
+	in.closed = in.closed || stop
 	n := min(len(in.q), maxBatch)
 	batch = append(batch, in.q[:n]...)
 	rest := copy(in.q, in.q[n:])
@@ -132,7 +132,7 @@ func (s *Store) AppendAsync(ctx context.Context, m chat.Message, then func(chat.
 	if err != nil {
 		return err
 	}
-	req.done = func(r appendRes) { done(r.m, r.dup, r.err) }
+	req.done = done
 	return s.in.put(req)
 }
 

@@ -41,7 +41,10 @@ func BenchmarkEncodeMessage(b *testing.B) {
 // store's sync goroutine per message.
 func BenchmarkPreparedMessage(b *testing.B) {
 	m := benchMessage(b)
-	p := prepareMessage(m)
+	p, ok := prepareMessage(m)
+	if !ok {
+		b.Fatal("no seq field")
+	}
 	b.ReportAllocs()
 	var n int
 	for b.Loop() {

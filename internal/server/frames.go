@@ -114,16 +114,18 @@ var seqMark = []byte(`"seq":` + strconv.FormatInt(math.MaxInt64, 10))
 
 // prepareMessage encodes m with its seq left open. m must be final but
 // for its seq: ID, SentAt (UTC) and links as the store will return them.
-func prepareMessage(m *chat.Message) preparedMessage {
+// ok is false if the field could not be found once (it always is; the
+// caller then encodes the stored message instead).
+func prepareMessage(m *chat.Message) (p preparedMessage, ok bool) {
 	c := *m
 	c.Seq = math.MaxInt64
 	b := encodeMessage(&c)
 	i := bytes.Index(b, seqMark)
 	if i < 0 || bytes.Contains(b[i+len(seqMark):], seqMark) {
-		panic("server: the message frame's seq field is not where it should be")
+		return preparedMessage{}, false
 	}
 	i += len(`"seq":`)
-	return preparedMessage{head: b[:i], tail: b[i+len(seqMark)-len(`"seq":`):]}
+	return preparedMessage{head: b[:i], tail: b[i+len(seqMark)-len(`"seq":`):]}, true
 }
 
 // frame returns the frame of the message with seq.

@@ -142,7 +142,10 @@ func TestPreparedMessage(t *testing.T) {
 	trunc := *base
 	trunc.Truncated, trunc.ClientMsgID = true, "c-1"
 	for _, m := range []*chat.Message{base, &tricky, &bot, &trunc} {
-		p := prepareMessage(m)
+		p, ok := prepareMessage(m)
+		if !ok {
+			t.Fatalf("%q: the seq field was not found", m.Text)
+		}
 		for _, seq := range []int64{1, 9, 10, 42, 1 << 40, math.MaxInt64} {
 			c := *m
 			c.Seq = seq

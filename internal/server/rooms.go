@@ -210,9 +210,10 @@ func (s *Server) preparedPublish(ctx context.Context, room *chat.Room, m *chat.M
 		m.ID = uuid.NewString()
 	}
 	m.SentAt = time.Unix(0, m.SentAt.UnixNano()).UTC()
-	prepared, id, at := prepareMessage(m), m.ID, m.SentAt
+	prepared, ok := prepareMessage(m)
+	id, at := m.ID, m.SentAt
 	return func(stored chat.Message) {
-		if stored.ID != id || !stored.SentAt.Equal(at) {
+		if !ok || stored.ID != id || !stored.SentAt.Equal(at) {
 			s.publishMessage(ctx, room, &stored)
 			return
 		}

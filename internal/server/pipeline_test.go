@@ -161,9 +161,7 @@ func TestPreparedMessage(t *testing.T) {
 // not the one prepared (another ID), the stored one, encoded anew.
 func TestPreparedPublish(t *testing.T) {
 	s := newTestServer(t, Limits{})
-	c := newConn(s, nil, chat.User{ID: "u"})
-	c.start(nil, nil)
-	s.hub.add(c)
+	c := seqTestConn(t, s)
 	room := chat.Room{ID: "r", Kind: chat.Group, Members: []string{"u", "v"}}
 	frames := func() []map[string]any {
 		c.mu.Lock()

@@ -134,13 +134,7 @@ func (s *Server) render(ctx context.Context, room *chat.Room, m *chat.Message) {
 // appendAndPublish stores m durably, counts it, and fans it out to room's
 // members unless it was a duplicate.
 func (s *Server) appendAndPublish(ctx context.Context, room *chat.Room, m chat.Message) (chat.Message, bool, error) {
-	if m.Links == nil {
-		m.Links = []bot.Link{}
-	}
-	if m.SentAt.IsZero() {
-		m.SentAt = time.Now().UTC()
-	}
-	publish := func(stored chat.Message) { s.publishMessage(ctx, room, &stored) }
+	withDefaults(&m)
 	start := time.Now()
 	var (
 		stored chat.Message
@@ -149,24 +143,43 @@ func (s *Server) appendAndPublish(ctx context.Context, room *chat.Room, m chat.M
 	)
 	fromStore := s.thenStore != nil // the store publishes once the message is durable
 	if fromStore {
-		publish = s.preparedPublish(ctx, room, &m)
+		publish := s.preparedPublish(ctx, room, &m) // fills in m's ID first
 		stored, dup, err = s.thenStore.AppendThen(ctx, m, publish)
 	} else {
 		stored, dup, err = s.store.Append(ctx, m)
 	}
-	s.metrics.appendLatency.Observe(time.Since(start).Seconds())
+	s.countAppend(start, stored, dup, err)
 	if err != nil {
 		return chat.Message{}, false, err
 	}
 	if dup {
 		return stored, true, nil
 	}
-	s.metrics.messages.Inc()
-	s.metrics.countLinks(stored.Links)
 	if !fromStore {
-		publish(stored)
+		s.publishMessage(ctx, room, &stored)
 	}
 	return stored, false, nil
+}
+
+// withDefaults fills in what a new message lacks: API v1 never sends
+// null links, and the server's clock dates it.
+func withDefaults(m *chat.Message) {
+	if m.Links == nil {
+		m.Links = []bot.Link{}
+	}
+	if m.SentAt.IsZero() {
+		m.SentAt = time.Now().UTC()
+	}
+}
+
+// countAppend records an append that started at start: its latency and,
+// for a new message, the message and its links.
+func (s *Server) countAppend(start time.Time, stored chat.Message, dup bool, err error) {
+	s.metrics.appendLatency.Observe(time.Since(start).Seconds())
+	if err == nil && !dup {
+		s.metrics.messages.Inc()
+		s.metrics.countLinks(stored.Links)
+	}
 }
 
 // appendAsync queues m for the store and returns: the store fans it out
@@ -175,23 +188,14 @@ func (s *Server) appendAndPublish(ctx context.Context, room *chat.Room, m chat.M
 // client leaves right after sending it, as it would be had the reader
 // waited. Shutdown waits for done (s.wg).
 func (s *Server) appendAsync(room *chat.Room, m chat.Message, done func(chat.Message, bool, error)) error {
-	if m.Links == nil {
-		m.Links = []bot.Link{}
-	}
-	if m.SentAt.IsZero() {
-		m.SentAt = time.Now().UTC()
-	}
+	withDefaults(&m)
 	start := time.Now()
 	rm := *room // the caller's request is gone by the time the store publishes
 	publish := s.preparedPublish(s.ctx, &rm, &m)
 	s.wg.Add(1) // the caller, a live reader, holds a count: no reuse
 	err := s.asyncStore.AppendAsync(s.ctx, m, publish, func(stored chat.Message, dup bool, err error) {
 		defer s.wg.Done()
-		s.metrics.appendLatency.Observe(time.Since(start).Seconds())
-		if err == nil && !dup {
-			s.metrics.messages.Inc()
-			s.metrics.countLinks(stored.Links)
-		}
+		s.countAppend(start, stored, dup, err)
 		done(stored, dup, err)
 	})
 	if err != nil {

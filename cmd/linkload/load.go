@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/prometheus/procfs"
 )
 
 // linkBotID is LinkBot's fixed user id (chat.LinkBotID, part of API v1),
@@ -569,7 +570,49 @@ type phase struct {
 	// LoadAvg is the machine's 1-minute load average at the start and the
 	// end of the phase (from /proc/loadavg): how busy the machine was.
 	LoadAvg [2]float64 `json:"loadavg"`
-	Latency Latency    `json:"latency"`
+	// MachineBusyCores is the CPU every process and the kernel used over
+	// the phase, in cores of MachineCores (from /proc/stat): the server and
+	// linkload share the machine, and how close it is to full sets the
+	// latency's tail. MachineStealCores is the time the hypervisor gave
+	// this VM's cores to others while it had work.
+	MachineCores      int     `json:"machine_cores,omitempty"`
+	MachineBusyCores  float64 `json:"machine_busy_cores,omitempty"`
+	MachineStealCores float64 `json:"machine_steal_cores,omitempty"`
+	Latency           Latency `json:"latency"`
+}
+
+// machineCPU is the machine's CPU time so far, from /proc/stat; ok is
+// false where there is none.
+type machineCPU struct {
+	ok          bool
+	cores       int
+	busy, steal float64 // seconds
+}
+
+func readMachineCPU() machineCPU {
+	fs, err := procfs.NewDefaultFS()
+	if err != nil {
+		return machineCPU{}
+	}
+	st, err := fs.Stat()
+	if err != nil {
+		return machineCPU{}
+	}
+	t := st.CPUTotal
+	// Guest time is counted in user already.
+	return machineCPU{ok: true, cores: len(st.CPU),
+		busy: t.User + t.Nice + t.System + t.IRQ + t.SoftIRQ, steal: t.Steal}
+}
+
+// machineUse fills p's machine figures from readings taken before and
+// after a phase of length d.
+func (p *phase) machineUse(before, after machineCPU, d time.Duration) {
+	if !before.ok || !after.ok || d <= 0 {
+		return
+	}
+	p.MachineCores = after.cores
+	p.MachineBusyCores = (after.busy - before.busy) / d.Seconds()
+	p.MachineStealCores = (after.steal - before.steal) / d.Seconds()
 }
 
 // loadAvg returns the 1-minute load average, 0 where unknown.
@@ -600,7 +643,7 @@ func (l *load) runPhase(ctx context.Context, rate float64, dur time.Duration, co
 	la0 := loadAvg()
 	srv0, _ := l.api.scrapeMetrics(ctx)
 	before := l.snapshot()
-	cpu0 := cpuTime()
+	cpu0, mach0 := cpuTime(), readMachineCPU()
 	start := time.Now()
 	tick := time.NewTicker(time.Millisecond)
 	defer tick.Stop()
@@ -682,6 +725,7 @@ send:
 	}
 	p.DeliveredPerSec = float64(d.received) / (window + drain).Seconds()
 	p.ClientCores = float64(cpuTime()-cpu0) / float64(window+drain)
+	p.machineUse(mach0, readMachineCPU(), time.Since(start))
 	p.LoadAvg = [2]float64{la0, loadAvg()}
 	if srv1, err := l.api.scrapeMetrics(ctx); err == nil {
 		const key = "process_cpu_seconds_total"

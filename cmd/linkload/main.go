@@ -239,6 +239,10 @@ func printPhase(w io.Writer, name string, p *phase) {
 		p.DeliveredPerSec, p.Latency.P50Ms, p.Latency.P90Ms, p.Latency.P99Ms, p.Latency.P999Ms, p.Latency.MaxMs, p.Latency.Count, p.DrainMs)
 	fmt.Fprintf(w, "  server used %.2f cores (%.0f deliveries per CPU second), linkload %.2f cores; load average %.1f → %.1f\n",
 		p.ServerCores, p.DeliveriesPerCPUSecond, p.ClientCores, p.LoadAvg[0], p.LoadAvg[1])
+	if p.MachineCores > 0 {
+		fmt.Fprintf(w, "  machine: %.2f of %d cores busy (%.0f%%), %.2f stolen by the hypervisor\n",
+			p.MachineBusyCores, p.MachineCores, 100*p.MachineBusyCores/float64(p.MachineCores), p.MachineStealCores)
+	}
 	if p.ServerSendMs > 0 {
 		fmt.Fprintf(w, "  server means: durable append %.2fms, receipt to queued for every member %.2fms",
 			p.ServerAppendMs, p.ServerSendMs)

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -116,6 +117,16 @@ func TestLoadDeliversEveryMessageToEveryMember(t *testing.T) {
 	if r.Load.ServerCores <= 0 || r.Load.DeliveriesPerCPUSecond <= 0 || r.Load.ClientCores <= 0 {
 		t.Errorf("CPU figures missing: server %v cores (%v deliveries/CPU s), linkload %v cores",
 			r.Load.ServerCores, r.Load.DeliveriesPerCPUSecond, r.Load.ClientCores)
+	}
+	if runtime.GOOS == "linux" {
+		// The machine's busy time includes linkload's own, and cannot pass its cores.
+		m := r.Load
+		if m.MachineCores <= 0 || m.MachineBusyCores < m.ClientCores/2 || m.MachineBusyCores > float64(m.MachineCores)+0.1 {
+			t.Errorf("machine: %v of %d cores busy, linkload alone used %v", m.MachineBusyCores, m.MachineCores, m.ClientCores)
+		}
+		if !strings.Contains(stdout, "cores busy") {
+			t.Errorf("want the machine's CPU in the summary; stdout:\n%s", stdout)
+		}
 	}
 	if !strings.Contains(stdout, "dropped 0") || !strings.Contains(stderr, "[linkload]") {
 		t.Errorf("want a summary and progress lines; stdout:\n%s\nstderr:\n%s", stdout, stderr)

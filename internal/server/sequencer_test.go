@@ -227,6 +227,33 @@ func TestWriterExitsIdleAndRestarts(t *testing.T) {
 	c.closeWith(websocket.CloseNormalClosure, "")
 }
 
+// TestWriterTimerReleasesHold: a held room's events wait for the client's
+// resume; without one, the writer's own timer releases them at holdUntil,
+// with nothing else waking the writer.
+func TestWriterTimerReleasesHold(t *testing.T) {
+	s := newTestServer(t, Limits{})
+	c, client := loopbackConn(t, s)
+	start := time.Now()
+	c.mu.Lock()
+	c.rooms["r"] = &roomState{held: true}
+	c.holdUntil = start.Add(resumeWait)
+	c.signal() // starts the writer, which arms its timer for holdUntil
+	c.mu.Unlock()
+	c.deliver(ev("r", 1)) // held: queued behind the hold, no wake-up
+	_ = client.SetReadDeadline(time.Now().Add(resumeWait + 5*time.Second))
+	_, data, err := client.ReadMessage()
+	if err != nil {
+		t.Fatalf("the held event never came: %v", err)
+	}
+	if string(data) != `{"seq":1}` {
+		t.Fatalf("got %s, want seq 1", data)
+	}
+	if el := time.Since(start); el < resumeWait {
+		t.Fatalf("delivered after %v, before the hold ended (%v)", el, resumeWait)
+	}
+	c.closeWith(websocket.CloseNormalClosure, "")
+}
+
 // A message's event shares the room's member list and skips the sender,
 // who gets its own copy: every member gets exactly one of the two.
 func TestPublishMessageSkipsSenderInSharedList(t *testing.T) {

@@ -581,10 +581,9 @@ type phase struct {
 	Latency           Latency `json:"latency"`
 }
 
-// machineCPU is the machine's CPU time so far, from /proc/stat; ok is
-// false where there is none.
+// machineCPU is the machine's CPU time so far, from /proc/stat; cores is
+// 0 where there is none.
 type machineCPU struct {
-	ok          bool
 	cores       int
 	busy, steal float64 // seconds
 }
@@ -600,14 +599,14 @@ func readMachineCPU() machineCPU {
 	}
 	t := st.CPUTotal
 	// Guest time is counted in user already.
-	return machineCPU{ok: true, cores: len(st.CPU),
+	return machineCPU{cores: len(st.CPU),
 		busy: t.User + t.Nice + t.System + t.IRQ + t.SoftIRQ, steal: t.Steal}
 }
 
 // machineUse fills p's machine figures from readings taken before and
 // after a phase of length d.
 func (p *phase) machineUse(before, after machineCPU, d time.Duration) {
-	if !before.ok || !after.ok || d <= 0 {
+	if before.cores == 0 || after.cores == 0 || d <= 0 {
 		return
 	}
 	p.MachineCores = after.cores

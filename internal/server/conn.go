@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -80,6 +81,9 @@ type conn struct {
 	cancel context.CancelFunc
 
 	wake chan struct{} // capacity 1: the writer has something to do
+	// raw is the socket, for the fan-out's writes that never wait (direct.go);
+	// nil: the writer goroutine writes everything.
+	raw syscall.RawConn
 	// wroteAt is when the writer last wrote messages; writer goroutine only.
 	wroteAt time.Time
 
@@ -87,6 +91,12 @@ type conn struct {
 	writerOn     bool      // a writer goroutine runs; it exits after writerIdle with nothing to do
 	writerGone   bool      // the writer has ended the connection: never start another
 	pingDue      bool      // the hub's ping sweep asks for a ping
+	pongDue      []byte    // non-nil: the client pinged; the writer answers
+	writing      bool      // the writer goroutine is in a pass: only it may write to the socket
+	partial      []byte    // a frame a direct write began (pooled); the writer writes the rest first
+	partialOff   int       // how much of partial was written
+	fo           *fanout   // set while a fan-out delivers: new messages wait for its flush
+	dirty        bool      // in fo's list
 	queue        [][]byte  // encoded objects, shared with other connections; written as one frame
 	queueBytes   int       // bytes in queue, counted against the bound
 	queuedAt     time.Time // when the oldest object in queue was queued
@@ -117,7 +127,7 @@ type roomState struct {
 
 func newConn(s *Server, ws *websocket.Conn, u chat.User) *conn {
 	ctx, cancel := context.WithCancel(s.ctx)
-	return &conn{
+	c := &conn{
 		srv: s, ws: ws, user: u, ctx: ctx, cancel: cancel,
 		log:      s.log,
 		wake:     make(chan struct{}, 1),
@@ -125,6 +135,28 @@ func newConn(s *Server, ws *websocket.Conn, u chat.User) *conn {
 		starting: true,
 		work:     make(map[string]struct{}),
 	}
+	if ws != nil {
+		c.raw = rawConn(ws.NetConn())
+		// Control frames are answered by the writer: gorilla's default
+		// handlers would write from the reader, past the direct writes.
+		ws.SetPingHandler(func(data string) error {
+			c.mu.Lock()
+			if !c.closing {
+				c.pongDue = []byte(data)
+				c.signal()
+			}
+			c.mu.Unlock()
+			return nil
+		})
+		ws.SetCloseHandler(func(code int, _ string) error {
+			if code == websocket.CloseNoStatusReceived {
+				code = websocket.CloseNormalClosure
+			}
+			c.closeWith(code, "")
+			return nil
+		})
+	}
+	return c
 }
 
 // signal wakes the writer, starting one if none runs. c.mu must be held.
@@ -211,6 +243,10 @@ func (c *conn) enqueueLocked(b []byte) bool {
 	}
 	c.queue = append(c.queue, b) // the payload is immutable once published
 	c.queueBytes += len(b) + 1
+	if c.fo != nil && c.raw != nil && !c.writing && c.partial == nil {
+		c.fo.add(c) // written by the fan-out when it is done
+		return true
+	}
 	c.signal()
 	return true
 }
@@ -226,17 +262,27 @@ func (c *conn) dropSlowLocked() {
 // it is next: duplicates (seq ≤ last) are skipped, events after a gap wait
 // until the gap is filled live or from the store. Called by the hub.
 func (c *conn) deliver(ev chat.Event) bool {
+	return c.deliverVia(ev, nil)
+}
+
+// deliverVia is deliver from a fan-out that writes what it queued when it
+// is done (fo.flush); nil: the writer goroutine writes it.
+func (c *conn) deliverVia(ev chat.Event, fo *fanout) bool {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.starting {
-		if len(c.early) >= maxEarlyEvents {
-			c.dropSlowLocked()
-			return false
-		}
+	var ok bool
+	switch {
+	case !c.starting:
+		c.fo = fo
+		ok = c.deliverLocked(ev)
+		c.fo = nil
+	case len(c.early) >= maxEarlyEvents:
+		c.dropSlowLocked()
+	default:
 		c.early = append(c.early, ev)
-		return true
+		ok = true
 	}
-	return c.deliverLocked(ev)
+	c.mu.Unlock()
+	return ok
 }
 
 func (c *conn) deliverLocked(ev chat.Event) bool {
@@ -426,7 +472,9 @@ func (c *conn) writeLoop() {
 		c.mu.Lock()
 		c.closing, c.writerGone, c.writerOn = true, true, false
 		putQueue(c.queue)
+		putBuf(c.partial)
 		c.queue, c.queueBytes, c.rooms, c.pendingBytes = nil, 0, nil, 0
+		c.partial, c.pongDue = nil, nil
 		c.mu.Unlock()
 	}()
 	active := time.Now() // the last wake-up with something to do
@@ -469,7 +517,8 @@ const writerIdle = time.Second
 func (c *conn) exitIdle() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.queue) > 0 || c.closing || len(c.work) > 0 || c.pingDue || !c.holdUntil.IsZero() {
+	if len(c.queue) > 0 || c.closing || len(c.work) > 0 || c.pingDue || c.pongDue != nil ||
+		c.partial != nil || !c.holdUntil.IsZero() {
 		return false
 	}
 	for _, st := range c.rooms {
@@ -488,18 +537,35 @@ func (c *conn) ended() bool {
 	return c.writerGone
 }
 
-// pass does everything due once: a ping, the queue, a close, holds and
-// catch-ups. It returns when it next needs to run (zero: when woken).
+// pass does everything due once: the rest of a direct write, a pong, a
+// ping, the queue, a close, holds and catch-ups. It returns when it next
+// needs to run (zero: when woken). While it runs, only it writes to the
+// socket.
 func (c *conn) pass() (time.Time, error) {
 	c.mu.Lock()
-	closing, code, text, ping := c.closing, c.code, c.text, c.pingDue
-	c.pingDue = false
+	c.writing = true
+	part, off := c.partial, c.partialOff
+	c.partial, c.partialOff = nil, 0
+	closing, code, text, ping, pong := c.closing, c.code, c.text, c.pingDue, c.pongDue
+	c.pingDue, c.pongDue = false, nil
 	if closing && code == CloseSlowConsumer {
 		// It could not keep up: it resumes after reconnecting.
 		putQueue(c.queue)
 		c.queue, c.queueBytes = nil, 0
 	}
 	c.mu.Unlock()
+	defer c.endPass()
+	if part != nil {
+		// The frame a direct write began: nothing else may come between.
+		if err := c.writePartial(part, off); err != nil {
+			return time.Time{}, err
+		}
+	}
+	if pong != nil {
+		if err := c.ws.WriteControl(websocket.PongMessage, pong, time.Now().Add(writeWait)); err != nil {
+			return time.Time{}, err
+		}
+	}
 	if ping {
 		if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
 			return time.Time{}, err
@@ -517,6 +583,18 @@ func (c *conn) pass() (time.Time, error) {
 		return time.Time{}, nil
 	}
 	return c.doWork()
+}
+
+// endPass hands the socket back to direct writes. Every write of the pass
+// set a write deadline, which would fail the next direct write once it
+// passes: it is cleared first.
+func (c *conn) endPass() {
+	if c.raw != nil && c.srv.foFree != nil {
+		_ = c.ws.NetConn().SetWriteDeadline(time.Time{})
+	}
+	c.mu.Lock()
+	c.writing = false
+	c.mu.Unlock()
 }
 
 // ping asks the writer for a ping (the hub's sweep).

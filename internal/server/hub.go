@@ -48,6 +48,12 @@ func (h *Hub) shard(userID string) *hubShard {
 // each connection orders them, drops duplicates and fills gaps from the
 // store, which must make a seq readable only after every lower seq.
 func (h *Hub) Deliver(ev chat.Event) {
+	h.deliverVia(ev, nil)
+}
+
+// deliverVia is Deliver from a fan-out that writes what it delivers when
+// it is done (fo.flush), or from anywhere else with a nil fo.
+func (h *Hub) deliverVia(ev chat.Event, fo *fanout) {
 	if ev.Seq == 0 && ev.Room != "" && h.roomChanged != nil {
 		h.roomChanged(ev.Room)
 	}
@@ -59,7 +65,7 @@ func (h *Hub) Deliver(ev chat.Event) {
 		sh := h.shard(uid)
 		sh.mu.RLock()
 		for _, c := range sh.conns[uid] {
-			if c.deliver(ev) {
+			if c.deliverVia(ev, fo) {
 				n++
 			}
 		}

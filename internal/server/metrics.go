@@ -21,6 +21,9 @@ type metrics struct {
 	catchUps      map[string]prometheus.Counter
 	catchUpRing   prometheus.Counter // messages a catch-up took from the ring
 	catchUpStore  prometheus.Counter // messages a catch-up read from the store
+	// directWhole, directPart and directNone count the fan-out's direct
+	// writes by how much of the frame the socket took.
+	directWhole, directPart, directNone prometheus.Counter
 }
 
 // Why a connection catches up (the reason label of linkwall_catchups_total).
@@ -67,7 +70,7 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		}),
 		appendLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "linkwall_store_append_latency_seconds",
-			Help:    "Durable store appends (on one node with the embedded store, the fan-out it starts included).",
+			Help:    "Durable store appends (on one node with the embedded store, the fan-out it starts included, its socket writes not).",
 			Buckets: latencyBuckets,
 		}),
 	}
@@ -87,8 +90,13 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		Help: "Messages sent by catch-ups, by source: ring (recently published, in memory) or store.",
 	}, []string{"source"})
 	m.catchUpRing, m.catchUpStore = catchUpMsgs.WithLabelValues("ring"), catchUpMsgs.WithLabelValues("store")
+	direct := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "linkwall_direct_writes_total",
+		Help: "Frames the fan-out of a large group commit wrote straight to a socket, by what the socket took: all, part (the connection's writer writes the rest) or none (the writer writes it).",
+	}, []string{"taken"})
+	m.directWhole, m.directPart, m.directNone = direct.WithLabelValues("all"), direct.WithLabelValues("part"), direct.WithLabelValues("none")
 	reg.MustRegister(m.connections, m.messages, m.deliveries, m.slowConsumers,
-		m.rateLimited, links, m.sendLatency, m.appendLatency, catchUps, catchUpMsgs)
+		m.rateLimited, links, m.sendLatency, m.appendLatency, catchUps, catchUpMsgs, direct)
 	return m
 }
 

@@ -218,10 +218,10 @@ func (s *Server) preparedPublish(ctx context.Context, room *chat.Room, m *chat.M
 	id, at := m.ID, m.SentAt
 	return func(stored chat.Message) {
 		if !ok || stored.ID != id || !stored.SentAt.Equal(at) {
-			s.publishMessage(ctx, room, &stored)
+			s.publishFrame(ctx, room, &stored, encodeMessage(&stored), s.fo)
 			return
 		}
-		s.publishFrame(ctx, room, &stored, prepared.frame(stored.Seq))
+		s.publishFrame(ctx, room, &stored, prepared.frame(stored.Seq), s.fo)
 	}
 }
 
@@ -237,16 +237,20 @@ type asyncStore interface {
 // wake up, one after the other, before the members see anything.
 type thenStore interface {
 	AppendThen(ctx context.Context, m chat.Message, then func(chat.Message)) (chat.Message, bool, error)
+	// AfterThens sets what runs on the same goroutine after the then
+	// functions of each sync: the flush of their fan-out.
+	AfterThens(f func())
 }
 
 // publishMessage fans a stored message out: one encoding for every member
 // but the sender, and the sender's copy with client_msg_id.
 func (s *Server) publishMessage(ctx context.Context, room *chat.Room, m *chat.Message) {
-	s.publishFrame(ctx, room, m, encodeMessage(m))
+	s.publishFrame(ctx, room, m, encodeMessage(m), nil)
 }
 
-// publishFrame is publishMessage with m's frame encoded already.
-func (s *Server) publishFrame(ctx context.Context, room *chat.Room, m *chat.Message, payload []byte) {
+// publishFrame is publishMessage with m's frame encoded already. fo is
+// the store's fan-out when called on its sync goroutine (then), else nil.
+func (s *Server) publishFrame(ctx context.Context, room *chat.Room, m *chat.Message, payload []byte, fo *fanout) {
 	sender := room.HasMember(m.Sender.ID)
 	evs := make([]chat.Event, 0, 2)
 	others := len(room.Members)
@@ -268,12 +272,15 @@ func (s *Server) publishFrame(ctx context.Context, room *chat.Room, m *chat.Mess
 		evs = append(evs, chat.Event{Room: room.ID, Seq: m.Seq, Members: []string{m.Sender.ID},
 			Payload: withClientMsgID(payload, m.ClientMsgID)})
 	}
+	if fo != nil {
+		fo.msgs++
+	}
 	if s.seq != nil {
 		p := published{evs: evs, entry: ringEntry{seq: m.Seq, sender: m.Sender.ID, payload: payload}}
 		if sender {
 			p.entry.senderPayload = evs[len(evs)-1].Payload
 		}
-		s.seq.publish(room.ID, p)
+		s.seq.publishVia(room.ID, p, fo)
 		return
 	}
 	for _, ev := range evs {

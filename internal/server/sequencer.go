@@ -41,8 +41,8 @@ const (
 // the seqs of a room are spread over the nodes, and the connections order
 // the events themselves (Hub.Deliver accepts any order).
 type sequencer struct {
-	deliver   func(chat.Event) // the hub's Deliver
-	ringBytes atomic.Int64     // bytes in every room's ring
+	deliver   func(chat.Event, *fanout) // the hub's deliverVia
+	ringBytes atomic.Int64              // bytes in every room's ring
 
 	mu    sync.Mutex // guards rooms and lru; taken before any roomSeq.mu
 	rooms map[string]*roomSeq
@@ -83,7 +83,7 @@ type published struct {
 }
 
 func newSequencer(h *Hub) *sequencer {
-	return &sequencer{deliver: h.Deliver, rooms: make(map[string]*roomSeq)}
+	return &sequencer{deliver: h.deliverVia, rooms: make(map[string]*roomSeq)}
 }
 
 func (q *sequencer) room(id string) *roomSeq {
@@ -124,6 +124,12 @@ func (q *sequencer) forgetIdleLocked() {
 // may deliver other senders' events as well: whoever finds the room idle
 // delivers until nothing is ready, so no goroutine waits for another.
 func (q *sequencer) publish(room string, p published) {
+	q.publishVia(room, p, nil)
+}
+
+// publishVia is publish from a fan-out whose flush writes what it
+// delivers (the store's sync goroutine); fo is nil otherwise.
+func (q *sequencer) publishVia(room string, p published, fo *fanout) {
 	seq := p.entry.seq
 	rs := q.room(room)
 	rs.mu.Lock()
@@ -147,7 +153,7 @@ func (q *sequencer) publish(room string, p published) {
 			rs.timer = time.AfterFunc(seqHoldWait, func() { q.expire(rs) })
 		}
 	}
-	q.drainLocked(rs)
+	q.drainLocked(rs, fo)
 	if q.ringBytes.Load() > maxRingTotalBytes {
 		q.evict(rs)
 	}
@@ -270,12 +276,13 @@ func (q *sequencer) expire(rs *roomSeq) {
 	if len(rs.early) > 0 && rs.timer == nil {
 		rs.timer = time.AfterFunc(seqHoldWait, func() { q.expire(rs) })
 	}
-	q.drainLocked(rs)
+	q.drainLocked(rs, nil)
 }
 
 // drainLocked delivers ready events in order unless another goroutine is
-// already doing so. It is called with rs.mu held and releases it.
-func (q *sequencer) drainLocked(rs *roomSeq) {
+// already doing so. It is called with rs.mu held and releases it. fo, if
+// not nil, is the caller's fan-out (publishVia).
+func (q *sequencer) drainLocked(rs *roomSeq, fo *fanout) {
 	if rs.draining || len(rs.ready) == 0 {
 		rs.mu.Unlock()
 		return
@@ -287,7 +294,7 @@ func (q *sequencer) drainLocked(rs *roomSeq) {
 		rs.mu.Unlock()
 		for _, evs := range batch {
 			for _, ev := range evs {
-				q.deliver(ev)
+				q.deliver(ev, fo)
 			}
 		}
 		rs.mu.Lock()

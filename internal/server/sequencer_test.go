@@ -64,7 +64,7 @@ func TestSequencerHoldEnds(t *testing.T) {
 	var mu sync.Mutex
 	var got []int64
 	rec := &recordingHub{mu: &mu, got: &got}
-	s.seq.deliver = rec.deliver
+	s.seq.deliver = func(ev chat.Event, _ *fanout) { rec.deliver(ev) }
 	s.seq.publish("r", seqEvents("r", 1))
 	s.seq.publish("r", seqEvents("r", 3))
 	s.seq.publish("r", seqEvents("r", 4))
@@ -133,7 +133,7 @@ func TestSequencerConcurrent(t *testing.T) {
 
 func TestSequencerRing(t *testing.T) {
 	s := newTestServer(t, Limits{})
-	s.seq.deliver = func(chat.Event) {}
+	s.seq.deliver = func(chat.Event, *fanout) {}
 	for seq := int64(1); seq <= 10; seq++ {
 		s.seq.publish("r", seqEvents("r", seq))
 	}

@@ -65,6 +65,11 @@ type Server struct {
 	// thenStore is store when it fans messages out itself; only on one
 	// node, where the sequencer orders what it publishes.
 	thenStore thenStore
+	// fo gathers what the store's sync goroutine fans out for one sync
+	// (direct.go); nil without thenStore. Sync goroutine only.
+	fo *fanout
+	// foFree holds the other fanout while no flush runs.
+	foFree chan *fanout
 	// asyncStore is store when it can also take a message without the
 	// reader waiting for it: set with thenStore.
 	asyncStore asyncStore
@@ -147,6 +152,10 @@ func New(cfg Config) (*Server, error) {
 		s.thenStore, _ = s.store.(thenStore)
 		if s.thenStore != nil {
 			s.asyncStore, _ = s.store.(asyncStore)
+			s.fo = &fanout{}
+			s.foFree = make(chan *fanout, 1)
+			s.foFree <- &fanout{}
+			s.thenStore.AfterThens(s.flushFanout)
 		}
 	} else {
 		// Another node may change a room's era or lang: its room event

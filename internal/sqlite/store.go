@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -69,14 +70,16 @@ type Store struct {
 	ckptKick chan struct{}  // capacity 1: the writer asks for a checkpoint
 	ckptDone chan struct{}  // closed by the checkpointer when it has stopped
 	wal      *walFile
-	vis      visibility
-	metrics  storeMetrics
-	dedup    *dedupWindows // the writer's; tests look at it between appends
-	quit     chan struct{} // closed by Close to stop the writer
-	done     chan struct{} // closed by the writer when it has stopped
-	once     sync.Once
-	closeErr error
-	lock     *os.File // held until Close: one process per data dir (nil where unsupported)
+	// afterThens runs on the syncer after each sync's then functions.
+	afterThens atomic.Pointer[func()]
+	vis        visibility
+	metrics    storeMetrics
+	dedup      *dedupWindows // the writer's; tests look at it between appends
+	quit       chan struct{} // closed by Close to stop the writer
+	done       chan struct{} // closed by the writer when it has stopped
+	once       sync.Once
+	closeErr   error
+	lock       *os.File // held until Close: one process per data dir (nil where unsupported)
 }
 
 var _ chat.Store = (*Store)(nil)

@@ -69,18 +69,34 @@ func (s *Store) syncLoop() {
 				}
 			}
 			for j, req := range it.reqs {
-				r := it.res[j]
-				if err != nil && r.err == nil {
-					r = appendRes{err: err}
+				if err != nil && it.res[j].err == nil {
+					it.res[j] = appendRes{err: err}
 				}
-				if r.err == nil && !r.dup && req.then != nil {
+				if r := it.res[j]; r.err == nil && !r.dup && req.then != nil {
 					req.then(r.m)
 				}
-				req.answer(r)
+			}
+		}
+		if f := s.afterThens.Load(); f != nil {
+			(*f)()
+		}
+		for i := range items {
+			it := &items[i]
+			for j, req := range it.reqs {
+				req.answer(it.res[j])
 			}
 			items[i] = committed{}
 		}
 	}
+}
+
+// AfterThens makes f run on the syncer after the then functions of each
+// sync's messages (AppendThen, AppendAsync), before their callers are
+// answered: whatever those functions gathered for one sync can be
+// finished at once, such as one socket write per recipient for the whole
+// group commit. Set it before the first append.
+func (s *Store) AfterThens(f func()) {
+	s.afterThens.Store(&f)
 }
 
 // walFile fsyncs the database's WAL. The write connection commits with

@@ -364,3 +364,74 @@ func TestCheckpointOffWriter(t *testing.T) {
 		t.Fatalf("Messages after checkpoints = %d, %v; want %d", len(ms), err, 2*checkpointEvery)
 	}
 }
+
+// TestAfterThens: the hook runs once per sync, after the then functions
+// of every message that sync made durable and before any of their callers
+// is answered.
+func TestAfterThens(t *testing.T) {
+	ctx := context.Background()
+	var hold atomic.Bool
+	entered := make(chan struct{}, 1)
+	release := make(chan struct{})
+	s, alice, room := openHooked(t, func() error {
+		if hold.Load() {
+			entered <- struct{}{}
+			<-release
+		}
+		return nil
+	})
+	var (
+		thens    atomic.Int64
+		hooks    atomic.Int64
+		answered atomic.Int64
+		seenAt   []int64 // thens done at each hook, and answers: written by the syncer only
+		answerAt []int64
+	)
+	s.AfterThens(func() {
+		seenAt = append(seenAt, thens.Load())
+		answerAt = append(answerAt, answered.Load())
+		hooks.Add(1)
+	})
+	// One sync held while the writer commits more behind it: the messages
+	// after the first are made durable together by the next sync.
+	hold.Store(true)
+	const n = 6
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		// done runs on the syncer as it answers: the count is exact at each hook.
+		err := s.AppendAsync(ctx, chattest.Msg(room, alice, fmt.Sprintf("m%d", i)), func(chat.Message) { thens.Add(1) },
+			func(_ chat.Message, _ bool, err error) {
+				if err != nil {
+					t.Error(err)
+				}
+				answered.Add(1)
+				wg.Done()
+			})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-entered
+	hold.Store(false)
+	time.Sleep(20 * time.Millisecond) // the other appends queue behind the held sync
+	close(release)
+	wg.Wait()
+	if thens.Load() != n {
+		t.Fatalf("%d thens for %d messages", thens.Load(), n)
+	}
+	if h := hooks.Load(); h < 1 || h > n {
+		t.Fatalf("the hook ran %d times for %d messages in at most %d syncs", h, n, n)
+	}
+	if last := seenAt[len(seenAt)-1]; last != n {
+		t.Fatalf("the last hook saw %d thens done, want all %d", last, n)
+	}
+	prev := int64(0)
+	for i := range seenAt {
+		if seenAt[i] <= prev || answerAt[i] > prev {
+			t.Fatalf("hook %d: %d thens done (%d before it), %d callers answered: want only the earlier syncs' answered (thens per hook %v, answers %v)",
+				i, seenAt[i], prev, answerAt[i], seenAt, answerAt)
+		}
+		prev = seenAt[i]
+	}
+}

@@ -1,7 +1,9 @@
 package server
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -184,4 +186,71 @@ func BenchmarkSequencedFanout100(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N*len(members))/b.Elapsed().Seconds(), "deliveries/s")
+}
+
+// BenchmarkDirectFanout100 is one sync of 8 messages into a 100-member
+// room written straight to the members' sockets over loopback (the path
+// of a large group commit): the fan-out, the flush goroutines' frames and
+// writes. The clients read and discard; every iteration waits for its
+// flush, so this is the flush's latency, not a pipeline's throughput.
+func BenchmarkDirectFanout100(b *testing.B) {
+	s := directServer(b, Limits{MaxQueueBytes: 64 << 20})
+	const perSync = 8
+	conns := make([]*conn, 100)
+	read := make(chan int, len(conns))
+	for i := range conns {
+		c, client := loopbackConnAs(b, s, chat.User{ID: fmt.Sprintf("user-%03d", i)})
+		conns[i] = c
+		go func() {
+			// Count without keeping the frames: the process's allocations
+			// are reported, the clients' included.
+			var nl newlines
+			buf := make([]byte, 32<<10)
+			for frames := 0; ; frames++ {
+				_, r, err := client.NextReader()
+				if err == nil {
+					_, err = io.CopyBuffer(&nl, r, buf)
+				}
+				if err != nil {
+					read <- int(nl) + frames
+					return
+				}
+			}
+		}()
+	}
+	payload := encodeMessage(benchMessage(b))
+	b.ReportAllocs()
+	b.ResetTimer()
+	seq := int64(0)
+	for b.Loop() {
+		for range perSync {
+			seq++
+			for _, c := range conns {
+				c.deliverVia(chat.Event{Room: "r", Seq: seq, Payload: payload}, s.fo)
+			}
+			s.fo.msgs++
+		}
+		s.flushFanout()
+		waitFlushed(s)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(int(seq)*len(conns))/b.Elapsed().Seconds(), "deliveries/s")
+	for _, c := range conns {
+		c.closeWith(websocket.CloseNormalClosure, "")
+	}
+	total := 0
+	for range conns {
+		total += <-read
+	}
+	if total != int(seq)*len(conns) {
+		b.Fatalf("clients read %d objects, want %d", total, int(seq)*len(conns))
+	}
+}
+
+// newlines counts the '\n' bytes written to it.
+type newlines int
+
+func (n *newlines) Write(p []byte) (int, error) {
+	*n += newlines(bytes.Count(p, []byte{'\n'}))
+	return len(p), nil
 }

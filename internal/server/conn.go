@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -83,7 +82,7 @@ type conn struct {
 	wake chan struct{} // capacity 1: the writer has something to do
 	// raw is the socket, for the fan-out's writes that never wait (direct.go);
 	// nil: the writer goroutine writes everything.
-	raw syscall.RawConn
+	raw *rawWriter
 	// wroteAt is when the writer last wrote messages; writer goroutine only.
 	wroteAt time.Time
 

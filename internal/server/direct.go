@@ -123,7 +123,7 @@ func (c *conn) flushDirect() {
 		return
 	}
 	buf := appendTextFrame(getBuf(), c.queue)
-	n, err := writeNonBlocking(c.raw, buf)
+	n, err := c.raw.writeNonBlocking(buf)
 	if n == 0 {
 		// Nothing taken: a full socket buffer, an expired write deadline
 		// or a broken socket. The writer writes it, or finds the error.

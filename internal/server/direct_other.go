@@ -5,12 +5,14 @@ package server
 import (
 	"errors"
 	"net"
-	"syscall"
 )
 
-// rawConn returns nil: the writer goroutine writes everything.
-func rawConn(net.Conn) syscall.RawConn { return nil }
+// rawWriter is not available here: the writer goroutine writes everything.
+type rawWriter struct{}
 
-func writeNonBlocking(syscall.RawConn, []byte) (int, error) {
+// rawConn returns nil: the writer goroutine writes everything.
+func rawConn(net.Conn) *rawWriter { return nil }
+
+func (*rawWriter) writeNonBlocking([]byte) (int, error) {
 	return 0, errors.New("direct writes are not supported here")
 }

@@ -70,7 +70,7 @@ func counterValue(c prometheus.Counter) float64 {
 
 // directServer is a test server whose fan-out writes directly, as with
 // the SQLite store.
-func directServer(t *testing.T, limits Limits) *Server {
+func directServer(t testing.TB, limits Limits) *Server {
 	s := newTestServer(t, limits)
 	s.fo = &fanout{}
 	s.foFree = make(chan *fanout, 1)

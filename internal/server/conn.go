@@ -95,6 +95,8 @@ type conn struct {
 	partial      []byte    // a frame a direct write began (pooled); the writer writes the rest first
 	partialOff   int       // how much of partial was written
 	fo           *fanout   // set while a fan-out delivers: new messages wait for its flush
+	direct       bool      // a flush goroutine is writing to the socket (without c.mu)
+	passWaits    bool      // the writer wanted a pass during that write: signal it after
 	dirty        bool      // in fo's list
 	queue        [][]byte  // encoded objects, shared with other connections; written as one frame
 	queueBytes   int       // bytes in queue, counted against the bound
@@ -542,6 +544,12 @@ func (c *conn) ended() bool {
 // socket.
 func (c *conn) pass() (time.Time, error) {
 	c.mu.Lock()
+	if c.direct {
+		// A flush goroutine is writing; it signals when it is done.
+		c.passWaits = true
+		c.mu.Unlock()
+		return time.Time{}, nil
+	}
 	c.writing = true
 	part, off := c.partial, c.partialOff
 	c.partial, c.partialOff = nil, 0

@@ -110,38 +110,54 @@ func (c *conn) wakeWriter() {
 
 // flushDirect writes the queue as one text frame straight to the socket,
 // as much as it takes without waiting; the writer goroutine writes the
-// rest, and everything when it is busy.
+// rest, and everything when it is busy. The write is made without c.mu:
+// the store's sync goroutine queues the next sync's messages to the same
+// connections meanwhile, and must not wait for a socket.
 func (c *conn) flushDirect() {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.dirty = false
 	if len(c.queue) == 0 {
+		c.mu.Unlock()
 		return
 	}
 	if c.closing || c.writing || c.partial != nil || c.raw == nil {
 		c.signal()
+		c.mu.Unlock()
 		return
 	}
-	buf := appendTextFrame(getBuf(), c.queue)
-	n, err := c.raw.writeNonBlocking(buf)
-	if n == 0 {
-		// Nothing taken: a full socket buffer, an expired write deadline
-		// or a broken socket. The writer writes it, or finds the error.
-		putBuf(buf)
-		c.srv.metrics.directNone.Inc()
-		c.signal()
-		return
-	}
-	putQueue(c.queue)
+	q := c.queue
 	c.queue, c.queueBytes = nil, 0
-	if n == len(buf) && err == nil {
+	c.direct = true // the writer's passes wait for the end of this write
+	c.mu.Unlock()
+
+	buf := appendTextFrame(getBuf(), q)
+	putQueue(q)
+	n, err := c.raw.writeNonBlocking(buf)
+
+	c.mu.Lock()
+	c.direct = false
+	switch {
+	case n == len(buf) && err == nil:
 		putBuf(buf)
 		c.srv.metrics.directWhole.Inc()
-		return
+		if c.passWaits {
+			c.passWaits = false
+			c.signal()
+		}
+	default:
+		// The socket took part of the frame or none of it (a full buffer,
+		// an expired write deadline, a broken socket): the writer writes
+		// the rest before anything else, or finds the error.
+		c.partial, c.partialOff = buf, n
+		if n == 0 {
+			c.srv.metrics.directNone.Inc()
+		} else {
+			c.srv.metrics.directPart.Inc()
+		}
+		c.passWaits = false
+		c.signal()
 	}
-	c.partial, c.partialOff = buf, n
-	c.srv.metrics.directPart.Inc()
-	c.signal()
+	c.mu.Unlock()
 }
 
 // writePartial writes the rest of a frame that a direct write began,

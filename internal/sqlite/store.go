@@ -66,6 +66,8 @@ type Store struct {
 	in       intake         // appends waiting for the writer
 	syncs    chan committed // unbuffered: see syncLoop
 	syncDone chan struct{}  // closed by the syncer when it has answered everything
+	syncIdle chan struct{}  // capacity 1: the syncer has begun to wait for a batch (writer.waitSyncer)
+	syncWait atomic.Bool    // the syncer waits for a batch
 	ckpt     *sql.DB        // one connection: the checkpointer's
 	ckptKick chan struct{}  // capacity 1: the writer asks for a checkpoint
 	ckptDone chan struct{}  // closed by the checkpointer when it has stopped
@@ -188,6 +190,7 @@ func open(ctx context.Context, dir string, logger *zap.Logger, o options) (*Stor
 		in:       intake{kick: make(chan struct{}, 1)},
 		syncs:    make(chan committed),
 		syncDone: make(chan struct{}),
+		syncIdle: make(chan struct{}, 1),
 		ckpt:     ck,
 		ckptKick: make(chan struct{}, 1),
 		ckptDone: make(chan struct{}),

@@ -40,7 +40,17 @@ type roomLast struct {
 func (s *Store) syncLoop() {
 	defer close(s.syncDone)
 	var items []committed
-	for it := range s.syncs {
+	for {
+		s.syncWait.Store(true) // before the token: see writer.waitSyncer
+		select {
+		case s.syncIdle <- struct{}{}:
+		default:
+		}
+		it, ok := <-s.syncs
+		s.syncWait.Store(false)
+		if !ok {
+			return
+		}
 		items = append(items[:0], it)
 	more:
 		for {

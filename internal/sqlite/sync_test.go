@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/linkwall/linkwall/internal/chat"
@@ -68,30 +69,33 @@ func TestAppendWaitsForSync(t *testing.T) {
 	}
 	hold.Store(false)
 
-	// The writer goes on while the sync is held: a third message commits too.
-	third := make(chan result, 1)
-	go func() {
-		m, _, err := s.Append(ctx, chattest.Msg(room, alice, "third"))
-		third <- result{m, err}
-	}()
+	// Enough appends waiting make the writer go on while the sync is held:
+	// they are committed, neither answered nor readable.
+	more := make(chan result, commitAheadMin)
+	for i := range commitAheadMin {
+		go func() {
+			m, _, err := s.Append(ctx, chattest.Msg(room, alice, fmt.Sprintf("more %02d", i)))
+			more <- result{m, err}
+		}()
+	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		var n int
 		if err := s.r.QueryRowContext(ctx, "SELECT COUNT(*) FROM messages WHERE room_id = ?", room).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
-		if n == 3 {
+		if n == 2+commitAheadMin {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d messages committed while a sync was held, want 3", n)
+			t.Fatalf("%d messages committed while a sync was held, want %d", n, 2+commitAheadMin)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
 	select {
 	case r := <-done:
 		t.Fatalf("Append returned before its sync: %+v", r)
-	case r := <-third:
+	case r := <-more:
 		t.Fatalf("Append returned before its sync: %+v", r)
 	default:
 	}
@@ -107,18 +111,20 @@ func TestAppendWaitsForSync(t *testing.T) {
 	}
 
 	close(release)
-	for _, c := range []chan result{done, third} {
-		r := <-c
-		if r.err != nil {
+	if r := <-done; r.err != nil {
+		t.Fatal(r.err)
+	}
+	for range commitAheadMin {
+		if r := <-more; r.err != nil {
 			t.Fatal(r.err)
 		}
 	}
-	ms, err = s.Messages(ctx, room, 0, 10)
+	ms, err = s.Messages(ctx, room, 0, 100)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ms) != 3 || ms[1].Text != "second" || ms[2].Text != "third" {
-		t.Fatalf("Messages after the sync = %+v, want all three", ms)
+	if len(ms) != 2+commitAheadMin || ms[1].Text != "second" {
+		t.Fatalf("Messages after the sync = %d, want all %d", len(ms), 2+commitAheadMin)
 	}
 }
 
@@ -433,5 +439,69 @@ func TestAfterThens(t *testing.T) {
 				i, seenAt[i], prev, answerAt[i], seenAt, answerAt)
 		}
 		prev = seenAt[i]
+	}
+}
+
+// TestWriterWaitsForTheSyncer: appends that arrive while a sync is in
+// progress are committed together once the syncer can take them, not the
+// first of them alone at once (its batch would wait for the sync anyway,
+// and the others for the batch after it).
+func TestWriterWaitsForTheSyncer(t *testing.T) {
+	ctx := context.Background()
+	var hold atomic.Bool
+	entered := make(chan struct{}, 1)
+	release := make(chan struct{})
+	s, alice, room := openHooked(t, func() error {
+		if hold.Load() {
+			entered <- struct{}{}
+			<-release
+		}
+		return nil
+	})
+	commits := func() uint64 {
+		var m dto.Metric
+		if err := s.metrics.batch.Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		return m.GetHistogram().GetSampleCount()
+	}
+	before := commits()
+	hold.Store(true)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if _, _, err := s.Append(ctx, chattest.Msg(room, alice, "first")); err != nil {
+			t.Error(err)
+		}
+	}()
+	<-entered // its sync is held
+	hold.Store(false)
+	released := false
+	defer func() {
+		if !released { // a failed check must not leave the store's Close waiting
+			close(release)
+		}
+	}()
+	const n = 5 // fewer than commitAheadMin
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, _, err := s.Append(ctx, chattest.Msg(room, alice, fmt.Sprintf("m%d", i))); err != nil {
+				t.Error(err)
+			}
+		}()
+		time.Sleep(5 * time.Millisecond) // one by one, as they would arrive
+	}
+	time.Sleep(20 * time.Millisecond)
+	if got := commits() - before; got != 1 {
+		t.Fatalf("%d commits while the first sync was held, want only the first message's", got)
+	}
+	close(release)
+	released = true
+	wg.Wait()
+	if got := commits() - before; got != 2 {
+		t.Fatalf("%d commits in all, want 2: the first message, then the %d that came during its sync", got, n)
 	}
 }

@@ -70,6 +70,13 @@ func (in *intake) put(req *appendReq) error {
 	return nil
 }
 
+// size is the number of queued requests.
+func (in *intake) size() int {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return len(in.q)
+}
+
 // take moves up to maxBatch queued requests into batch. With stop set it
 // also closes the queue, so that nothing is queued after the writer's
 // last look.
@@ -219,6 +226,9 @@ func (w *writer) run() {
 		// Whatever was queued while the previous batch was committed is
 		// the next batch (up to maxBatch; the rest comes right after).
 		for {
+			if !stop {
+				w.waitSyncer()
+			}
 			if batch = w.s.in.take(batch[:0], stop); len(batch) == 0 {
 				break
 			}
@@ -226,6 +236,32 @@ func (w *writer) run() {
 			clear(batch) // drop references to answered requests
 		}
 		if stop {
+			return
+		}
+	}
+}
+
+// commitAheadMin is how many appends must be waiting for the writer to
+// commit them while the syncer is still busy with the batch before.
+const commitAheadMin = 32
+
+// waitSyncer waits, before the writer takes the next batch, until the
+// syncer is free to take it, unless commitAheadMin appends are waiting.
+// A batch committed while the syncer is busy would wait for it anyway, and
+// what arrives meanwhile would wait for the batch after: a message would
+// wait for the sync in progress, then a whole sync for the batch ahead of
+// it, then its own. Committed just before the hand-off, the batch holds
+// everything that arrived during the sync before it. Under heavy load the
+// writer still commits ahead, so that the commit and the fsync overlap.
+func (w *writer) waitSyncer() {
+	// The state is read after every wake-up: a token may be stale (the
+	// syncer has taken a batch since), but the syncer sets the state
+	// before it leaves a token, so none is missed.
+	for !w.s.syncWait.Load() && w.s.in.size() < commitAheadMin {
+		select {
+		case <-w.s.syncIdle: // look again: the token may be stale
+		case <-w.s.in.kick: // more waiting: look again
+		case <-w.s.quit:
 			return
 		}
 	}

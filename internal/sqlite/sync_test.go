@@ -33,26 +33,38 @@ func openHooked(t *testing.T, hook func() error) (*Store, chat.User, string) {
 	return s, alice, chattest.NewGroup(t, s, "g", alice.ID).ID
 }
 
+// syncHold makes the store's WAL syncs wait while on is set: each such
+// sync signals entered, then waits until release is closed.
+type syncHold struct {
+	on      atomic.Bool
+	entered chan struct{}
+	release chan struct{}
+}
+
+// openHeld is openHooked with a syncHold as the hook.
+func openHeld(t *testing.T) (*Store, chat.User, string, *syncHold) {
+	h := &syncHold{entered: make(chan struct{}, 16), release: make(chan struct{})}
+	s, alice, room := openHooked(t, func() error {
+		if h.on.Load() {
+			h.entered <- struct{}{}
+			<-h.release
+		}
+		return nil
+	})
+	return s, alice, room, h
+}
+
 // TestAppendWaitsForSync holds the WAL's fsync: the message is committed,
 // but Append must not return and no reader may see it until the sync is
 // done, since a power loss before it could take the message back.
 func TestAppendWaitsForSync(t *testing.T) {
 	ctx := context.Background()
-	var hold atomic.Bool
-	entered := make(chan struct{}, 16)
-	release := make(chan struct{})
-	s, alice, room := openHooked(t, func() error {
-		if hold.Load() {
-			entered <- struct{}{}
-			<-release
-		}
-		return nil
-	})
+	s, alice, room, h := openHeld(t)
 	if _, _, err := s.Append(ctx, chattest.Msg(room, alice, "first")); err != nil {
 		t.Fatal(err)
 	}
 
-	hold.Store(true)
+	h.on.Store(true)
 	type result struct {
 		m   chat.Message
 		err error
@@ -63,11 +75,11 @@ func TestAppendWaitsForSync(t *testing.T) {
 		done <- result{m, err}
 	}()
 	select {
-	case <-entered: // committed; the syncer is in its fsync
+	case <-h.entered: // committed; the syncer is in its fsync
 	case <-time.After(5 * time.Second):
 		t.Fatal("no sync after an append")
 	}
-	hold.Store(false)
+	h.on.Store(false)
 
 	// Enough appends waiting make the writer go on while the sync is held:
 	// they are committed, neither answered nor readable.
@@ -110,7 +122,7 @@ func TestAppendWaitsForSync(t *testing.T) {
 		t.Fatalf("Messages after 1 during the sync = %d, %v; want none", len(ms), err)
 	}
 
-	close(release)
+	close(h.release)
 	if r := <-done; r.err != nil {
 		t.Fatal(r.err)
 	}
@@ -376,16 +388,7 @@ func TestCheckpointOffWriter(t *testing.T) {
 // is answered.
 func TestAfterThens(t *testing.T) {
 	ctx := context.Background()
-	var hold atomic.Bool
-	entered := make(chan struct{}, 1)
-	release := make(chan struct{})
-	s, alice, room := openHooked(t, func() error {
-		if hold.Load() {
-			entered <- struct{}{}
-			<-release
-		}
-		return nil
-	})
+	s, alice, room, h := openHeld(t)
 	var (
 		thens    atomic.Int64
 		hooks    atomic.Int64
@@ -400,7 +403,7 @@ func TestAfterThens(t *testing.T) {
 	})
 	// One sync held while the writer commits more behind it: the messages
 	// after the first are made durable together by the next sync.
-	hold.Store(true)
+	h.on.Store(true)
 	const n = 6
 	var wg sync.WaitGroup
 	for i := range n {
@@ -418,10 +421,10 @@ func TestAfterThens(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	<-entered
-	hold.Store(false)
+	<-h.entered
+	h.on.Store(false)
 	time.Sleep(20 * time.Millisecond) // the other appends queue behind the held sync
-	close(release)
+	close(h.release)
 	wg.Wait()
 	if thens.Load() != n {
 		t.Fatalf("%d thens for %d messages", thens.Load(), n)
@@ -448,16 +451,7 @@ func TestAfterThens(t *testing.T) {
 // and the others for the batch after it).
 func TestWriterWaitsForTheSyncer(t *testing.T) {
 	ctx := context.Background()
-	var hold atomic.Bool
-	entered := make(chan struct{}, 1)
-	release := make(chan struct{})
-	s, alice, room := openHooked(t, func() error {
-		if hold.Load() {
-			entered <- struct{}{}
-			<-release
-		}
-		return nil
-	})
+	s, alice, room, h := openHeld(t)
 	commits := func() uint64 {
 		var m dto.Metric
 		if err := s.metrics.batch.Write(&m); err != nil {
@@ -466,7 +460,7 @@ func TestWriterWaitsForTheSyncer(t *testing.T) {
 		return m.GetHistogram().GetSampleCount()
 	}
 	before := commits()
-	hold.Store(true)
+	h.on.Store(true)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -475,12 +469,12 @@ func TestWriterWaitsForTheSyncer(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	<-entered // its sync is held
-	hold.Store(false)
+	<-h.entered // its sync is held
+	h.on.Store(false)
 	released := false
 	defer func() {
 		if !released { // a failed check must not leave the store's Close waiting
-			close(release)
+			close(h.release)
 		}
 	}()
 	const n = 5 // fewer than commitAheadMin
@@ -498,7 +492,7 @@ func TestWriterWaitsForTheSyncer(t *testing.T) {
 	if got := commits() - before; got != 1 {
 		t.Fatalf("%d commits while the first sync was held, want only the first message's", got)
 	}
-	close(release)
+	close(h.release)
 	released = true
 	wg.Wait()
 	if got := commits() - before; got != 2 {

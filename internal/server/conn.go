@@ -69,8 +69,10 @@ func putQueue(q [][]byte) {
 }
 
 // conn is one WebSocket connection: a reader goroutine that runs the
-// client's frames through the server, and a writer goroutine that owns the
-// socket's writes. Everything else only appends to its queue.
+// client's frames through the server, and a writer goroutine that writes
+// to the socket. Everything else only appends to its queue; the one other
+// writer is the fan-out of a large group commit (direct.go), whose writes
+// never wait and leave to the writer what the socket does not take.
 type conn struct {
 	srv    *Server
 	ws     *websocket.Conn
@@ -439,7 +441,7 @@ func (c *conn) resume(room string, after int64) {
 	c.signal()
 }
 
-// writeLoop owns the socket's writes while it runs: it writes the queue
+// writeLoop writes to the socket while no direct write runs: it writes the queue
 // coalesced into one text frame, pings when the hub's sweep asks, runs
 // catch-ups and closes. With nothing to do for writerIdle it exits; the
 // next signal starts a new one.

@@ -30,11 +30,11 @@ type roomLast struct {
 
 // syncLoop makes committed batches durable and only then runs their
 // requests' then and answers their callers: one fsync of the WAL covers
-// every batch committed before it began, so while it runs the writer
-// commits the next batch. s.syncs is
-// unbuffered: the writer runs at most one batch ahead of the fsync, and
-// what arrives meanwhile waits to form one larger batch, as it did behind
-// a synchronous commit (smaller batches would rewrite the same pages in
+// every batch committed before it began. While it runs, what arrives waits
+// to be committed as one batch when the syncer is free (writer.waitSyncer),
+// or at once under heavy load. s.syncs is unbuffered: the writer runs at
+// most one batch ahead of the fsync, and what arrives meanwhile waits to
+// form one larger batch, as it did behind a synchronous commit (smaller batches would rewrite the same pages in
 // more WAL frames: BenchmarkAppendParallel took 28-36 µs per append with
 // a buffered channel, 21-26 µs without). It ends when the writer closes s.syncs.
 func (s *Store) syncLoop() {

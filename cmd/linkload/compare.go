@@ -240,6 +240,10 @@ func (c *Comparison) ratios() {
 	}
 }
 
+// ratioNames are the ratios a comparison can have, in the order printed.
+var ratioNames = []string{"delivered_per_s", "p99", "deliveries_per_cpu_s", "peak_delivered_per_s",
+	"half_peak_p99", "p99_at_baseline_half_peak", "idle_rss_per_conn", "idle_heap_per_conn"}
+
 func clean(p *phase) bool {
 	return p != nil && p.Dropped == 0 && p.ClientsDropped == 0 && p.Rejected == 0
 }
@@ -252,8 +256,7 @@ func printComparison(w io.Writer, c *Comparison) {
 	}
 	if len(c.Ratios) > 0 {
 		fmt.Fprintln(w, "== linkwall / baseline")
-		for _, k := range []string{"delivered_per_s", "p99", "deliveries_per_cpu_s", "peak_delivered_per_s",
-			"half_peak_p99", "p99_at_baseline_half_peak", "idle_rss_per_conn", "idle_heap_per_conn"} {
+		for _, k := range ratioNames {
 			if v, ok := c.Ratios[k]; ok {
 				fmt.Fprintf(w, "  %-30s %.2f×\n", k, v)
 			}

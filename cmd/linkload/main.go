@@ -19,7 +19,7 @@ const usage = `usage:
   linkload [load]  -url URL [-users U -rooms R -group G -senders S -rate M -d DUR -n COUNT] [-max] [-json FILE]
   linkload idle    -url URL -conns N [-idle-users K] [-json FILE]
   linkload resume  -url URL [-msgs 1000 -senders S -rate M -reps 5] [-json FILE]
-  linkload compare -linkwall BIN [load flags] [-max] [-idle N] [-resume] [-json FILE]
+  linkload compare -linkwall BIN [load flags] [-max] [-idle N] [-resume] [-rounds N] [-json FILE]
   linkload baseline-server -addr HOST:PORT
 run 'linkload COMMAND -h' for the flags
 `
@@ -73,6 +73,7 @@ type options struct {
 	quiet      bool
 	skipBase   bool
 	resumeRate float64
+	rounds     int
 }
 
 func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *options) {
@@ -108,6 +109,7 @@ func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *options) {
 	fs.StringVar(&o.linkwall, "linkwall", "", "compare: the linkwall binary")
 	fs.StringVar(&o.lwArgs, "linkwall-args", "", "compare: extra flags for 'linkwall serve', space separated")
 	fs.BoolVar(&o.skipBase, "skip-baseline", false, "compare: measure linkwall only")
+	fs.IntVar(&o.rounds, "rounds", 1, "compare: run the whole comparison this many times in a row and report the median and range of each ratio")
 	fs.StringVar(&o.addr, "addr", "127.0.0.1:0", "baseline-server: listen address")
 	fs.StringVar(&o.pprof, "pprof", "", "baseline-server: serve net/http/pprof on this address (loopback)")
 	fs.BoolVar(&o.quiet, "q", false, "no progress lines")
@@ -191,6 +193,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			rep = r
 		}
 	case "compare":
+		if o.rounds > 1 {
+			var rs *Rounds
+			rs, err = runRounds(ctx, o, stdout, stderr)
+			if rs != nil {
+				printRounds(stdout, rs)
+				rep = rs
+			}
+			break
+		}
 		var c *Comparison
 		c, err = runCompare(ctx, o, stderr)
 		if c != nil {

@@ -96,7 +96,7 @@ func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *options) {
 	fs.Float64Var(&o.mc.Factor, "max-factor", 1.5, "rate multiplier per ramp step")
 	fs.DurationVar(&o.mc.Step, "max-step", 3*time.Second, "length of each ramp step")
 	fs.Float64Var(&o.mc.Limit, "max-rate", 100000, "highest rate the ramp tries, msgs/s")
-	fs.IntVar(&o.mc.Refine, "max-refine", 2, "bisection steps after the first failing rate")
+	fs.IntVar(&o.mc.Refine, "max-refine", 4, "bisection steps after the first failing rate")
 	fs.Float64Var(&o.mc.Also, "max-also", 0, "after the half-peak run, also run -d at this rate, msgs/s (compare: linkwall at the baseline's half peak)")
 	fs.StringVar(&o.jsonFile, "json", "", "write the results as JSON to this file")
 	fs.IntVar(&o.idle, "idle", 0, "compare: also open this many idle connections and report memory per connection")

@@ -35,6 +35,19 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// compareTest prepares a test that runs compare: the test binary stands in
+// for both servers, compare keeps its server logs in a temporary TMPDIR,
+// and the JSON report goes to the path it returns.
+func compareTest(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts child processes")
+	}
+	t.Setenv(asMain, "1")
+	t.Setenv("TMPDIR", t.TempDir())
+	return filepath.Join(t.TempDir(), "c.json")
+}
+
 func startBaseline(t *testing.T) string {
 	t.Helper()
 	s := baseline.New(zap.NewNop())
@@ -175,12 +188,7 @@ func TestIdleReportsMemoryPerConnection(t *testing.T) {
 }
 
 func TestCompareRunsBothServersAsChildren(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts child processes")
-	}
-	t.Setenv(asMain, "1")
-	t.Setenv("TMPDIR", t.TempDir()) // compare keeps its server logs there
-	out := filepath.Join(t.TempDir(), "c.json")
+	out := compareTest(t)
 	stdout, _ := runCmd(t, "compare", "-linkwall", os.Args[0], "-users", "20", "-rooms", "2", "-group", "10",
 		"-rate", "200", "-n", "100", "-idle", "40", "-settle", "100ms", "-q", "-json", out)
 	c := readReport[Comparison](t, out)
@@ -202,12 +210,7 @@ func TestCompareRunsBothServersAsChildren(t *testing.T) {
 // With -max, compare also runs linkwall at the baseline's half-peak rate,
 // so that the two latencies are compared at the same load as well.
 func TestCompareMaxAlsoRunsLinkwallAtTheBaselinesHalfPeak(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts child processes")
-	}
-	t.Setenv(asMain, "1")
-	t.Setenv("TMPDIR", t.TempDir())
-	out := filepath.Join(t.TempDir(), "c.json")
+	out := compareTest(t)
 	runCmd(t, "compare", "-linkwall", os.Args[0], "-users", "20", "-rooms", "2", "-group", "10", "-max",
 		"-max-start", "40", "-max-factor", "2", "-max-rate", "80", "-max-step", "400ms", "-d", "500ms", "-q", "-json", out)
 	c := readReport[Comparison](t, out)

@@ -3,7 +3,6 @@ package main
 import (
 	"math"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -34,12 +33,7 @@ func TestMedian(t *testing.T) {
 // compare -rounds 2 runs the comparison twice, each round on fresh
 // servers, and reports per ratio the median and range of the two rounds.
 func TestCompareRounds(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts child processes")
-	}
-	t.Setenv(asMain, "1")
-	t.Setenv("TMPDIR", t.TempDir())
-	out := filepath.Join(t.TempDir(), "c.json")
+	out := compareTest(t)
 	stdout, _ := runCmd(t, "compare", "-rounds", "2", "-linkwall", os.Args[0], "-users", "20", "-rooms", "2",
 		"-group", "10", "-rate", "200", "-n", "100", "-q", "-json", out)
 	rs := readReport[Rounds](t, out)

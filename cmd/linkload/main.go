@@ -195,7 +195,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "compare":
 		if o.rounds > 1 {
 			var rs *Rounds
-			rs, err = runRounds(ctx, o, stdout, stderr)
+			rs, err = runRounds(ctx, o, stderr)
 			if rs != nil {
 				printRounds(stdout, rs)
 				rep = rs

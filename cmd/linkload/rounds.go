@@ -21,7 +21,7 @@ type Rounds struct {
 
 // runRounds runs o.rounds comparisons one after the other, each on its own
 // fresh servers and data directory. It stops at the first round that fails.
-func runRounds(ctx context.Context, o *options, stdout, stderr io.Writer) (*Rounds, error) {
+func runRounds(ctx context.Context, o *options, stderr io.Writer) (*Rounds, error) {
 	rs := &Rounds{}
 	var err error
 	for i := range o.rounds {

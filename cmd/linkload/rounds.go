@@ -23,23 +23,18 @@ type Rounds struct {
 // fresh servers and data directory. It stops at the first round that fails.
 func runRounds(ctx context.Context, o *options, stderr io.Writer) (*Rounds, error) {
 	rs := &Rounds{}
-	var err error
 	for i := range o.rounds {
 		fmt.Fprintf(stderr, "[linkload] === round %d of %d\n", i+1, o.rounds)
-		var c *Comparison
-		c, err = runCompare(ctx, o, stderr)
+		c, err := runCompare(ctx, o, stderr)
 		if c != nil {
 			rs.Rounds = append(rs.Rounds, c)
 		}
-		if err != nil || ctx.Err() != nil {
-			err = errors.Join(err, ctx.Err())
-			break
+		if err = errors.Join(err, ctx.Err()); err != nil {
+			rs.summarize()
+			return rs, fmt.Errorf("round %d: %w", i+1, err)
 		}
 	}
 	rs.summarize()
-	if err != nil {
-		return rs, fmt.Errorf("round %d: %w", len(rs.Rounds), err)
-	}
 	return rs, nil
 }
 

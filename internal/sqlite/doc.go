@@ -36,11 +36,15 @@
 // One caller at a time pays a hand-off to the syncer; with many callers
 // the batches are as large as before.
 //
-// The write connection never checkpoints (wal_autocheckpoint=0): every
-// 500 messages it asks a checkpointer, which copies the WAL into the
-// database file with a PASSIVE checkpoint on a connection of its own, so
-// no append waits behind a checkpoint. That connection runs with
-// synchronous=FULL, so SQLite syncs the WAL before it copies any frame.
+// The write connection does not checkpoint by itself
+// (wal_autocheckpoint=0): every 500 messages it asks a checkpointer, which
+// copies the WAL into the database file with a PASSIVE checkpoint on a
+// connection of its own, so no append waits behind the bulk of a
+// checkpoint. That connection runs with synchronous=FULL, so SQLite syncs
+// the WAL before it copies any frame. When that checkpoint got as far as
+// it began, the writer copies the few frames committed meanwhile, so that
+// its next transaction restarts the WAL from its beginning: under steady
+// load nothing else would, and the WAL would grow until the first pause.
 //
 // AppendThen runs a function of the caller's on the syncer, right after
 // the fsync that made the message durable and before AppendThen returns,

@@ -71,7 +71,10 @@ type Store struct {
 	ckpt     *sql.DB        // one connection: the checkpointer's
 	ckptKick chan struct{}  // capacity 1: the writer asks for a checkpoint
 	ckptDone chan struct{}  // closed by the checkpointer when it has stopped
-	wal      *walFile
+	// ckptFinish: the checkpointer copied the WAL as far as it reached
+	// when it began; the writer copies the rest (finishCheckpoint).
+	ckptFinish atomic.Bool
+	wal        *walFile
 	// afterThens runs on the syncer after each sync's then functions.
 	afterThens atomic.Pointer[func()]
 	vis        visibility

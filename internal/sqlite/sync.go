@@ -262,8 +262,16 @@ const checkpointEvery = 500
 // all commits over 3 ms. PASSIVE waits for no reader and no writer; the
 // connection's synchronous=FULL makes SQLite sync the WAL before copying
 // and the database file after, so a checkpoint never carries unsynced
-// frames into the file. The WAL then restarts from its beginning, which
-// keeps it from growing (a growing file's fdatasync also writes its size).
+// frames into the file.
+//
+// The WAL restarts from its beginning only when a write transaction
+// begins with every frame copied. Under steady load the writer commits
+// while the checkpoint runs, so that moment never came: the WAL grew by
+// about 20 MB/s at 2,000 msgs/s, every fdatasync also wrote its size, and
+// the first pause truncated it back to walSizeLimit in the writer, 40 ms
+// during which no append went through. So when the checkpoint got as far
+// as it began, the writer copies what was committed meanwhile
+// (finishCheckpoint) and its next transaction restarts the WAL.
 func (s *Store) checkpointLoop() {
 	defer close(s.ckptDone)
 	for {
@@ -274,8 +282,11 @@ func (s *Store) checkpointLoop() {
 		}
 		var busy, frames, copied int
 		err := s.ckpt.QueryRowContext(context.Background(), "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &copied)
-		if err != nil {
+		switch {
+		case err != nil:
 			s.log.Warn("checkpoint failed; the WAL grows until the next one", zap.Error(err))
+		case busy == 0 && frames > 0 && copied == frames:
+			s.ckptFinish.Store(true)
 		}
 	}
 }

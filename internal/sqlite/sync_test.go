@@ -499,3 +499,48 @@ func TestWriterWaitsForTheSyncer(t *testing.T) {
 		t.Fatalf("%d commits in all, want 2: the first message, then the %d that came during its sync", got, n)
 	}
 }
+
+// TestWALRestartsUnderSteadyLoad: with appends arriving all the time, the
+// WAL still restarts from its beginning after each checkpoint. (It used to
+// grow until the first pause, by some 20 MB/s under load, and the writer
+// then truncated it while every append waited.) The WAL file's size is
+// its high-water mark: after 20 checkpoints it must be about what one
+// checkpoint's worth of appends wrote, not 20 times that.
+func TestWALRestartsUnderSteadyLoad(t *testing.T) {
+	ctx := context.Background()
+	s, alice, room := openHooked(t, nil)
+	walSize := func() int64 {
+		st, err := os.Stat(s.wal.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Size()
+	}
+	const senders = 16
+	var next atomic.Int64
+	appendUpTo := func(total int64) {
+		var wg sync.WaitGroup
+		for range senders {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for n := next.Add(1); n <= total; n = next.Add(1) {
+					m := chattest.Msg(room, alice, fmt.Sprintf("message %d with some text to fill pages", n))
+					if _, _, err := s.Append(ctx, m); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		next.Store(total)
+	}
+	appendUpTo(checkpointEvery)
+	one := walSize() // no restart can have happened yet
+	appendUpTo(20 * checkpointEvery)
+	if got := walSize(); got > 4*one {
+		t.Errorf("WAL grew to %d bytes over 20 checkpoints (%d after the first %d appends): it does not restart",
+			got, one, checkpointEvery)
+	}
+}

@@ -304,6 +304,24 @@ func (w *writer) commit(batch []*appendReq) {
 	}
 	// batch is reused by run: the syncer gets its own copy.
 	w.s.syncs <- committed{reqs: slices.Clone(batch), res: res, rooms: rooms}
+	if w.s.ckptFinish.CompareAndSwap(true, false) {
+		w.finishCheckpoint()
+	}
+}
+
+// finishCheckpoint copies into the database file the frames committed
+// while the checkpointer ran, so that the next transaction starts the WAL
+// from its beginning (see checkpointLoop). The bulk is copied already:
+// this is the pages of a few batches, and the syncs SQLite does around a
+// checkpoint (synchronous=NORMAL: the WAL before, the database file
+// after). It runs while the syncer syncs the batch just committed; what
+// arrives meanwhile joins the next batch.
+func (w *writer) finishCheckpoint() {
+	var busy, frames, copied int
+	err := w.s.w.QueryRowContext(context.Background(), "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &copied)
+	if err != nil {
+		w.s.log.Warn("checkpoint failed; the WAL grows until the next one", zap.Error(err))
+	}
 }
 
 // batchKey finds a repeated client_msg_id within one batch.

@@ -41,10 +41,11 @@
 // copies the WAL into the database file with a PASSIVE checkpoint on a
 // connection of its own, so no append waits behind the bulk of a
 // checkpoint. That connection runs with synchronous=FULL, so SQLite syncs
-// the WAL before it copies any frame. When that checkpoint got as far as
-// it began, the writer copies the few frames committed meanwhile, so that
-// its next transaction restarts the WAL from its beginning: under steady
-// load nothing else would, and the WAL would grow until the first pause.
+// the WAL before it copies any frame. Once the WAL holds 32 MiB, when
+// such a checkpoint got as far as it began, the writer copies the few
+// frames committed meanwhile, so that its next transaction restarts the
+// WAL from its beginning: under steady load nothing else would, and the
+// WAL would grow until the first pause.
 //
 // AppendThen runs a function of the caller's on the syncer, right after
 // the fsync that made the message durable and before AppendThen returns,

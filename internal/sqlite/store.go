@@ -71,10 +71,12 @@ type Store struct {
 	ckpt     *sql.DB        // one connection: the checkpointer's
 	ckptKick chan struct{}  // capacity 1: the writer asks for a checkpoint
 	ckptDone chan struct{}  // closed by the checkpointer when it has stopped
-	// ckptFinish: the checkpointer copied the WAL as far as it reached
-	// when it began; the writer copies the rest (finishCheckpoint).
-	ckptFinish atomic.Bool
-	wal        *walFile
+	// ckptFinish: the checkpointer copied a WAL of restartFrames or more
+	// as far as it reached when it began; the writer copies the rest
+	// (finishCheckpoint).
+	ckptFinish    atomic.Bool
+	restartFrames int
+	wal           *walFile
 	// afterThens runs on the syncer after each sync's then functions.
 	afterThens atomic.Pointer[func()]
 	vis        visibility
@@ -106,6 +108,8 @@ type options struct {
 	// dedupWindow and maxDedupEntries, if > 0, replace the constants.
 	dedupWindow     int64
 	maxDedupEntries int
+	// restartFrames, if > 0, replaces walRestartFrames.
+	restartFrames int
 }
 
 func open(ctx context.Context, dir string, logger *zap.Logger, o options) (*Store, error) {
@@ -202,6 +206,11 @@ func open(ctx context.Context, dir string, logger *zap.Logger, o options) (*Stor
 		quit:     make(chan struct{}),
 		done:     make(chan struct{}),
 		lock:     lock,
+
+		restartFrames: walRestartFrames,
+	}
+	if o.restartFrames > 0 {
+		s.restartFrames = o.restartFrames
 	}
 	if s.msgsStmt, err = r.PrepareContext(ctx, "SELECT "+messageCols+" FROM messages WHERE room_id = ? AND seq > ? ORDER BY seq LIMIT ?"); err != nil {
 		ck.Close()

@@ -501,14 +501,22 @@ func TestWriterWaitsForTheSyncer(t *testing.T) {
 }
 
 // TestWALRestartsUnderSteadyLoad: with appends arriving all the time, the
-// WAL still restarts from its beginning after each checkpoint. (It used to
-// grow until the first pause, by some 20 MB/s under load, and the writer
-// then truncated it while every append waited.) The WAL file's size is
-// its high-water mark: after 20 checkpoints it must be about what one
-// checkpoint's worth of appends wrote, not 20 times that.
+// WAL still restarts from its beginning once it holds restartFrames. (It
+// used to grow until the first pause, by some 20 MB/s under load, and the
+// writer then truncated it while every append waited.) The WAL file's
+// size is its high-water mark: after 20 checkpoints it must be about
+// restartFrames and what a few checkpoints' worth of appends wrote, not
+// all 20.
 func TestWALRestartsUnderSteadyLoad(t *testing.T) {
 	ctx := context.Background()
-	s, alice, room := openHooked(t, nil)
+	const restartFrames = 1000 // about 4 MB
+	s, err := open(ctx, t.TempDir(), zaptest.NewLogger(t), options{sync: defaultSync, restartFrames: restartFrames})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	alice := chattest.NewUser(t, s, "alice", 0)
+	room := chattest.NewGroup(t, s, "g", alice.ID).ID
 	walSize := func() int64 {
 		st, err := os.Stat(s.wal.path)
 		if err != nil {
@@ -539,8 +547,9 @@ func TestWALRestartsUnderSteadyLoad(t *testing.T) {
 	appendUpTo(checkpointEvery)
 	one := walSize() // no restart can have happened yet
 	appendUpTo(20 * checkpointEvery)
-	if got := walSize(); got > 4*one {
-		t.Errorf("WAL grew to %d bytes over 20 checkpoints (%d after the first %d appends): it does not restart",
-			got, one, checkpointEvery)
+	const frame = 24 + 4096 // frame header and page
+	if got, most := walSize(), restartFrames*frame+3*one; got > most {
+		t.Errorf("WAL grew to %d bytes over 20 checkpoints (%d after the first %d appends, restart at %d frames): it does not restart",
+			got, one, checkpointEvery, restartFrames)
 	}
 }

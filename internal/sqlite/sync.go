@@ -293,10 +293,12 @@ func (s *Store) checkpointLoop() {
 		}
 		var busy, frames, copied int
 		err := s.ckpt.QueryRowContext(context.Background(), "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &copied)
-		switch {
-		case err != nil:
+		if err != nil {
 			s.log.Warn("checkpoint failed; the WAL grows until the next one", zap.Error(err))
-		case busy == 0 && frames >= s.restartFrames && copied == frames:
+			continue
+		}
+		s.metrics.walFrames.Set(float64(frames))
+		if busy == 0 && frames >= s.restartFrames && copied == frames {
 			s.ckptFinish.Store(true)
 		}
 	}

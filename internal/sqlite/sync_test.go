@@ -552,4 +552,17 @@ func TestWALRestartsUnderSteadyLoad(t *testing.T) {
 		t.Errorf("WAL grew to %d bytes over 20 checkpoints (%d after the first %d appends, restart at %d frames): it does not restart",
 			got, one, checkpointEvery, restartFrames)
 	}
+	var finishes, frames dto.Metric
+	if err := s.metrics.finishes.Write(&finishes); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.metrics.walFrames.Write(&frames); err != nil {
+		t.Fatal(err)
+	}
+	if n := finishes.GetCounter().GetValue(); n < 1 {
+		t.Errorf("linkwall_store_checkpoint_finishes_total = %v, want ≥ 1", n)
+	}
+	if n := frames.GetGauge().GetValue(); n <= 0 || n > float64(restartFrames)+float64(3*one)/frame {
+		t.Errorf("linkwall_store_wal_frames = %v, want 1 to about %d", n, restartFrames)
+	}
 }

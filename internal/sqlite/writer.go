@@ -321,7 +321,9 @@ func (w *writer) finishCheckpoint() {
 	err := w.s.w.QueryRowContext(context.Background(), "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &copied)
 	if err != nil {
 		w.s.log.Warn("checkpoint failed; the WAL grows until the next one", zap.Error(err))
+		return
 	}
+	w.s.metrics.finishes.Inc()
 }
 
 // batchKey finds a repeated client_msg_id within one batch.

@@ -37,19 +37,21 @@ func newStoreMetrics() storeMetrics {
 	}
 }
 
+func (m *storeMetrics) all() []prometheus.Collector {
+	return []prometheus.Collector{m.sync, m.batch, m.walFrames, m.finishes}
+}
+
 // Describe implements prometheus.Collector: a server registers a store
 // that is one.
 func (s *Store) Describe(ch chan<- *prometheus.Desc) {
-	s.metrics.sync.Describe(ch)
-	s.metrics.batch.Describe(ch)
-	s.metrics.walFrames.Describe(ch)
-	s.metrics.finishes.Describe(ch)
+	for _, c := range s.metrics.all() {
+		c.Describe(ch)
+	}
 }
 
 // Collect implements prometheus.Collector.
 func (s *Store) Collect(ch chan<- prometheus.Metric) {
-	s.metrics.sync.Collect(ch)
-	s.metrics.batch.Collect(ch)
-	s.metrics.walFrames.Collect(ch)
-	s.metrics.finishes.Collect(ch)
+	for _, c := range s.metrics.all() {
+		c.Collect(ch)
+	}
 }

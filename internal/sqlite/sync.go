@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -291,15 +292,28 @@ func (s *Store) checkpointLoop() {
 			return
 		case <-s.ckptKick:
 		}
-		var busy, frames, copied int
-		err := s.ckpt.QueryRowContext(context.Background(), "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &copied)
-		if err != nil {
-			s.log.Warn("checkpoint failed; the WAL grows until the next one", zap.Error(err))
+		frames, copied, ok := s.checkpoint(s.ckpt)
+		if !ok {
 			continue
 		}
 		s.metrics.walFrames.Set(float64(frames))
-		if busy == 0 && frames >= s.restartFrames && copied == frames {
+		if frames >= s.restartFrames && copied == frames {
 			s.ckptFinish.Store(true)
 		}
 	}
+}
+
+// checkpoint runs a PASSIVE checkpoint on db, one of the store's
+// connections, and returns the WAL's frames and how many of them are now
+// in the database file. ok is false if it failed (logged) or found
+// another checkpoint running (the writer's and the checkpointer's can
+// meet; the next one will do).
+func (s *Store) checkpoint(db *sql.DB) (frames, copied int, ok bool) {
+	var busy int
+	err := db.QueryRowContext(context.Background(), "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &copied)
+	if err != nil {
+		s.log.Warn("checkpoint failed; the WAL grows until the next one", zap.Error(err))
+		return 0, 0, false
+	}
+	return frames, copied, busy == 0
 }

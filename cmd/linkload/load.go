@@ -206,10 +206,13 @@ func (l *load) setup(ctx context.Context) error {
 func (l *load) connect(ctx context.Context) error {
 	d := &websocket.Dialer{
 		HandshakeTimeout: 15 * time.Second,
-		ReadBufferSize:   4096,
-		WriteBufferSize:  2048,
-		WriteBufferPool:  &sync.Pool{},
-		NetDialContext:   (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
+		// A coalesced frame of a few dozen messages is 10-30 KB: read in
+		// one read(2), not in 4 KB pieces. At 6,000 msgs/s this took
+		// linkload from 79k to 50k reads a second.
+		ReadBufferSize:  64 << 10,
+		WriteBufferSize: 2048,
+		WriteBufferPool: &sync.Pool{},
+		NetDialContext:  (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
 	}
 	start := time.Now()
 	var wg sync.WaitGroup

@@ -99,7 +99,7 @@ type conn struct {
 	fo           *fanout   // set while a fan-out delivers: new messages wait for its flush
 	direct       bool      // a flush goroutine is writing to the socket (without c.mu)
 	passWaits    bool      // the writer wanted a pass during that write: signal it after
-	dirty        bool      // in a fan-out waiting to be flushed (fo or the flusher's)
+	dirty        bool      // in fo's list
 	queue        [][]byte  // encoded objects, shared with other connections; written as one frame
 	queueBytes   int       // bytes in queue, counted against the bound
 	queuedAt     time.Time // when the oldest object in queue was queued
@@ -598,7 +598,7 @@ func (c *conn) pass() (time.Time, error) {
 // set a write deadline, which would fail the next direct write once it
 // passes: it is cleared first.
 func (c *conn) endPass() {
-	if c.raw != nil && c.srv.fl != nil {
+	if c.raw != nil && c.srv.foFree != nil {
 		_ = c.ws.NetConn().SetWriteDeadline(time.Time{})
 	}
 	c.mu.Lock()

@@ -24,7 +24,7 @@ import (
 // which writes it in order and may wait for the socket.
 //
 // A fanout is filled by the store's sync goroutine only (publishFrame,
-// through deliverVia); flushFanout hands it to the flusher.
+// through deliverVia); flushFanout hands it to the flush goroutine.
 type fanout struct {
 	conns []*conn
 	msgs  int // messages published into it
@@ -46,11 +46,9 @@ func (f *fanout) add(c *conn) {
 
 // flushFanout runs on the store's sync goroutine after the fan-out of a
 // sync. A big fan-out is written by flush goroutines, so that the sync
-// goroutine goes on to the next fsync meanwhile. One flush runs at a time
-// (a connection's queue is written in order): a fan-out ready while one
-// runs is handed over to follow it, merged with any other handed over
-// meanwhile, so that the sync goroutine never waits for sockets and a busy
-// machine makes fewer, larger writes. A small fan-out wakes the writers.
+// goroutine goes on to the next fsync meanwhile; it waits only for the
+// flush before (one runs at a time: a connection's queue is written in
+// order). A small one wakes the writers.
 func (s *Server) flushFanout() {
 	f := s.fo
 	if len(f.conns) == 0 {
@@ -64,82 +62,16 @@ func (s *Server) flushFanout() {
 		f.reset()
 		return
 	}
-	s.fo = s.fl.hand(f)
-}
-
-// flusher runs the flushes of big fan-outs, one at a time.
-type flusher struct {
-	mu      sync.Mutex
-	running bool       // a flush goroutine runs
-	next    *fanout    // handed over while it ran: flushed after it
-	free    []*fanout  // reset fan-outs, for the sync goroutine to fill
-	idle    *sync.Cond // on mu: running went false (tests wait for it)
-}
-
-func newFlusher() *flusher {
-	fl := &flusher{}
-	fl.idle = sync.NewCond(&fl.mu)
-	return fl
-}
-
-// hand gives f to be flushed and returns an empty fan-out for the next
-// sync: f itself, emptied, when it was merged into the one waiting.
-func (fl *flusher) hand(f *fanout) *fanout {
-	fl.mu.Lock()
-	defer fl.mu.Unlock()
-	switch {
-	case !fl.running:
-		fl.running = true
-		go fl.run(f)
-	case fl.next == nil:
-		fl.next = f
-	default:
-		// A connection is in one fan-out at a time (its dirty flag), so
-		// the merged list has no repeats.
-		fl.next.conns = append(fl.next.conns, f.conns...)
-		fl.next.msgs += f.msgs
-		f.reset()
-		return f
-	}
-	if n := len(fl.free); n > 0 {
-		e := fl.free[n-1]
-		fl.free = fl.free[:n-1]
-		return e
-	}
-	return &fanout{}
-}
-
-// run flushes f, then whatever was handed over meanwhile, until nothing is.
-func (fl *flusher) run(f *fanout) {
-	for f != nil {
+	s.fo = <-s.foFree
+	go func() {
 		f.flush()
-		fl.mu.Lock()
-		fl.free = append(fl.free, f)
-		f, fl.next = fl.next, nil
-		if f == nil {
-			fl.running = false
-			fl.idle.Broadcast()
-		}
-		fl.mu.Unlock()
-	}
-}
-
-// wait returns once no flush runs.
-func (fl *flusher) wait() {
-	fl.mu.Lock()
-	for fl.running {
-		fl.idle.Wait()
-	}
-	fl.mu.Unlock()
+		s.foFree <- f
+	}()
 }
 
 // flush writes each connection's queue, spread over as many goroutines as
 // there are Ps: the writes are most of the fan-out's CPU.
 func (f *fanout) flush() {
-	if len(f.conns) == 0 {
-		f.reset()
-		return
-	}
 	parts := min(runtime.GOMAXPROCS(0), (len(f.conns)+flushPartMin-1)/flushPartMin)
 	var wg sync.WaitGroup
 	for i := 1; i < parts; i++ {

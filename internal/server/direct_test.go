@@ -73,7 +73,8 @@ func counterValue(c prometheus.Counter) float64 {
 func directServer(t testing.TB, limits Limits) *Server {
 	s := newTestServer(t, limits)
 	s.fo = &fanout{}
-	s.fl = newFlusher()
+	s.foFree = make(chan *fanout, 1)
+	s.foFree <- &fanout{}
 	return s
 }
 
@@ -92,7 +93,8 @@ func fanOut(s *Server, cs []*conn, seqs []int64, pad int) {
 
 // waitFlushed waits until no flush runs.
 func waitFlushed(s *Server) {
-	s.fl.wait()
+	f := <-s.foFree
+	s.foFree <- f
 }
 
 // readSeqs reads frames until it has n objects, and returns their seqs
@@ -174,54 +176,6 @@ func TestFanoutWritesLargeSyncDirectly(t *testing.T) {
 	}
 	if got := counterValue(s.metrics.directWhole); got != 3 {
 		t.Fatalf("%v whole direct writes after a small sync, want still 3", got)
-	}
-}
-
-// TestFanoutsMergeWhileAFlushRuns: the fan-outs of syncs that end while a
-// flush runs wait for it as one: each member gets one frame for all of
-// them, in order, and the sync goroutine is not held up meanwhile.
-func TestFanoutsMergeWhileAFlushRuns(t *testing.T) {
-	s := directServer(t, Limits{})
-	var cs []*conn
-	var clients []*websocket.Conn
-	for i := range 3 {
-		c, client := loopbackConnAs(t, s, chat.User{ID: fmt.Sprintf("u%d", i)})
-		cs, clients = append(cs, c), append(clients, client)
-	}
-	s.fl.mu.Lock()
-	s.fl.running = true // a flush that has not ended yet
-	s.fl.mu.Unlock()
-
-	fanOut(s, cs[:2], []int64{1, 2, 3, 4}, 10)
-	fanOut(s, cs, []int64{5, 6, 7, 8}, 10) // u2 joins from seq 5
-	s.fl.mu.Lock()
-	next := s.fl.next
-	if next == nil || len(next.conns) != 3 || next.msgs != 8 {
-		t.Fatalf("handed over while a flush ran: %+v, want one fan-out of 3 members and 8 messages", next)
-	}
-	s.fl.mu.Unlock()
-	if len(s.fo.conns) != 0 || s.fo.msgs != 0 {
-		t.Fatalf("the sync goroutine's fan-out was not emptied: %d members, %d messages", len(s.fo.conns), s.fo.msgs)
-	}
-	if got := counterValue(s.metrics.directWhole); got != 0 {
-		t.Fatalf("%v direct writes before the running flush ended, want 0", got)
-	}
-
-	go s.fl.run(&fanout{}) // the running flush ends, and takes what waits
-	waitFlushed(s)
-	for i, client := range clients {
-		from := int64(1)
-		if i == 2 {
-			from = 5
-		}
-		seqs, frames := readSeqs(t, client, int(8-from+1))
-		wantSeqs(t, seqs, from, 8)
-		if frames != 1 {
-			t.Errorf("member %d got two syncs in %d frames, want 1", i, frames)
-		}
-	}
-	if got := counterValue(s.metrics.directWhole); got != 3 {
-		t.Fatalf("%v whole direct writes, want 3", got)
 	}
 }
 

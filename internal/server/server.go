@@ -68,8 +68,8 @@ type Server struct {
 	// fo gathers what the store's sync goroutine fans out for one sync
 	// (direct.go); nil without thenStore. Sync goroutine only.
 	fo *fanout
-	// fl writes the big fan-outs (direct.go); nil without thenStore.
-	fl *flusher
+	// foFree holds the other fanout while no flush runs.
+	foFree chan *fanout
 	// asyncStore is store when it can also take a message without the
 	// reader waiting for it: set with thenStore.
 	asyncStore asyncStore
@@ -153,7 +153,8 @@ func New(cfg Config) (*Server, error) {
 		if s.thenStore != nil {
 			s.asyncStore, _ = s.store.(asyncStore)
 			s.fo = &fanout{}
-			s.fl = newFlusher()
+			s.foFree = make(chan *fanout, 1)
+			s.foFree <- &fanout{}
 			s.thenStore.AfterThens(s.flushFanout)
 		}
 	} else {

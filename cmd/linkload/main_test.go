@@ -205,6 +205,16 @@ func TestCompareRunsBothServersAsChildren(t *testing.T) {
 	if !strings.Contains(stdout, "linkwall / baseline") {
 		t.Errorf("no ratio table in:\n%s", stdout)
 	}
+	// The idle connections are measured on a server process of their own,
+	// not on the one that has just carried the load.
+	for name, r := range map[string]*Report{"baseline": c.Baseline, "linkwall": c.Linkwall} {
+		if r.Idle == nil || r.Idle.Conns != 40 {
+			t.Errorf("%s idle: %+v, want 40 connections", name, r.Idle)
+		}
+		if _, err := os.Stat(filepath.Join(c.Logs, name+"-fresh.log")); err != nil {
+			t.Errorf("%s: no second server process for the idle connections: %v", name, err)
+		}
+	}
 }
 
 // With -max, compare also runs linkwall at the baseline's half-peak rate,

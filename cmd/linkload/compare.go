@@ -193,8 +193,6 @@ func runCompare(ctx context.Context, o *options, stderr io.Writer) (*Comparison,
 		servers = servers[1:]
 	}
 	var errs []error
-	// run starts one server, runs f against it and stops it. The logs stay
-	// for diagnosis; linkwall's database of the run does not.
 	// run starts one server, runs f against it and stops it; it reports
 	// whether the server started. The logs stay for diagnosis; linkwall's
 	// database of the run does not.

@@ -206,9 +206,9 @@ func (l *load) setup(ctx context.Context) error {
 func (l *load) connect(ctx context.Context) error {
 	d := &websocket.Dialer{
 		HandshakeTimeout: 15 * time.Second,
-		// A coalesced frame of a few dozen messages is 10-30 KB: read in
-		// one read(2), not in 4 KB pieces. At 6,000 msgs/s this took
-		// linkload from 79k to 50k reads a second.
+		// A frame carries a group commit's messages for one member, often
+		// over 4 KB: read it in one read(2), not in 4 KB pieces. At 6,000
+		// msgs/s this took linkload from 79k to 50k reads a second.
 		ReadBufferSize:  64 << 10,
 		WriteBufferSize: 2048,
 		WriteBufferPool: &sync.Pool{},

@@ -363,11 +363,13 @@ func (c *wsClient) line(line []byte, now int64) {
 		case c.markSeen(n):
 			l.dups.Add(1)
 		default:
-			l.received.Add(1)
 			l.lat.Load().Record(time.Duration(now - ts))
 			if c.isAck(line, room, n) {
 				l.acked.Add(1)
 			}
+			// Counted last: a phase's drain ends once received reaches
+			// expected, and then reads the other counters.
+			l.received.Add(1)
 		}
 		return
 	}

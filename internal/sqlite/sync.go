@@ -293,11 +293,7 @@ func (s *Store) checkpointLoop() {
 		case <-s.ckptKick:
 		}
 		frames, copied, ok := s.checkpoint(s.ckpt)
-		if !ok {
-			continue
-		}
-		s.metrics.walFrames.Set(float64(frames))
-		if frames >= s.restartFrames && copied == frames {
+		if ok && frames >= s.restartFrames && copied == frames {
 			s.ckptFinish.Store(true)
 		}
 	}
@@ -307,7 +303,8 @@ func (s *Store) checkpointLoop() {
 // connections, and returns the WAL's frames and how many of them are now
 // in the database file. ok is false if it failed (logged) or found
 // another checkpoint running (the writer's and the checkpointer's can
-// meet; the next one will do).
+// meet; the next one will do). Every checkpoint that ran sets the
+// linkwall_store_wal_frames gauge.
 func (s *Store) checkpoint(db *sql.DB) (frames, copied int, ok bool) {
 	var busy int
 	err := db.QueryRowContext(context.Background(), "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &copied)
@@ -315,5 +312,9 @@ func (s *Store) checkpoint(db *sql.DB) (frames, copied int, ok bool) {
 		s.log.Warn("checkpoint failed; the WAL grows until the next one", zap.Error(err))
 		return 0, 0, false
 	}
-	return frames, copied, busy == 0
+	if busy != 0 {
+		return frames, copied, false
+	}
+	s.metrics.walFrames.Set(float64(frames))
+	return frames, copied, true
 }

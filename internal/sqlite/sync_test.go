@@ -565,4 +565,17 @@ func TestWALRestartsUnderSteadyLoad(t *testing.T) {
 	if n := frames.GetGauge().GetValue(); n <= 0 || n > float64(restartFrames)+float64(3*one)/frame {
 		t.Errorf("linkwall_store_wal_frames = %v, want 1 to about %d", n, restartFrames)
 	}
+	// The writer's checkpoint (finishCheckpoint's) sets the gauge too, not
+	// only the checkpointer's. With no appends in flight the WAL holds
+	// still, so a checkpointer run meanwhile reads the same count.
+	n, _, ok := s.checkpoint(s.w)
+	if !ok {
+		t.Fatal("checkpoint on the writer's connection did not run")
+	}
+	if err := s.metrics.walFrames.Write(&frames); err != nil {
+		t.Fatal(err)
+	}
+	if got := frames.GetGauge().GetValue(); got != float64(n) {
+		t.Errorf("linkwall_store_wal_frames = %v after the writer's checkpoint, want its %d frames", got, n)
+	}
 }

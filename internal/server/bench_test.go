@@ -194,8 +194,34 @@ func BenchmarkSequencedFanout100(b *testing.B) {
 // writes. The clients read and discard; every iteration waits for its
 // flush, so this is the flush's latency, not a pipeline's throughput.
 func BenchmarkDirectFanout100(b *testing.B) {
+	benchDirectFanout(b, encodeMessage(benchMessage(b)), 8)
+}
+
+// BenchmarkFrameBytes asks what a delivery's bytes cost against its
+// write: DirectFanout100 with the fewest messages per sync that are
+// written directly (directMinBatch) and with eight, for linkwall's message
+// with three decided links and for the same text without them (a
+// text-only chat's message). cpu-ns/delivery is the process's CPU, the
+// clients' reads included.
+func BenchmarkFrameBytes(b *testing.B) {
+	withLinks := encodeMessage(benchMessage(b))
+	bare := benchMessage(b)
+	bare.Links = nil
+	textOnly := encodeMessage(bare)
+	for _, perSync := range []int{directMinBatch, 8} {
+		for _, m := range []struct {
+			name    string
+			payload []byte
+		}{{"text", textOnly}, {"links", withLinks}} {
+			b.Run(fmt.Sprintf("msgs=%d/%s=%dB", perSync, m.name, len(m.payload)), func(b *testing.B) {
+				benchDirectFanout(b, m.payload, perSync)
+			})
+		}
+	}
+}
+
+func benchDirectFanout(b *testing.B, payload []byte, perSync int) {
 	s := directServer(b, Limits{MaxQueueBytes: 64 << 20})
-	const perSync = 8
 	conns := make([]*conn, 100)
 	read := make(chan int, len(conns))
 	for i := range conns {
@@ -218,8 +244,9 @@ func BenchmarkDirectFanout100(b *testing.B) {
 			}
 		}()
 	}
-	payload := encodeMessage(benchMessage(b))
+	b.SetBytes(int64(perSync * len(payload) * len(conns)))
 	b.ReportAllocs()
+	cpu0 := cpuTime()
 	b.ResetTimer()
 	seq := int64(0)
 	for b.Loop() {
@@ -234,7 +261,11 @@ func BenchmarkDirectFanout100(b *testing.B) {
 		waitFlushed(s)
 	}
 	b.StopTimer()
-	b.ReportMetric(float64(int(seq)*len(conns))/b.Elapsed().Seconds(), "deliveries/s")
+	deliveries := float64(int(seq) * len(conns))
+	b.ReportMetric(deliveries/b.Elapsed().Seconds(), "deliveries/s")
+	if cpu := cpuTime() - cpu0; cpu > 0 {
+		b.ReportMetric(float64(cpu.Nanoseconds())/deliveries, "cpu-ns/delivery")
+	}
 	for _, c := range conns {
 		c.closeWith(websocket.CloseNormalClosure, "")
 	}

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 func TestCheckAddr(t *testing.T) {
@@ -322,4 +323,71 @@ func TestDialerControl(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "refusing") {
 		t.Errorf("dial ::ffff:127.0.0.1: %v", err)
 	}
+}
+
+// FuzzParseOpenGraph feeds parseOpenGraph what a fetched page may hold:
+// whatever the HTML, it must not panic, and a card it returns must have
+// a title, collapsed white space, valid UTF-8, fields within their caps
+// and an image that is an absolute http(s) URL or nothing.
+func FuzzParseOpenGraph(f *testing.F) {
+	for _, page := range []string{
+		`<html><head><meta property="og:title" content="Phone"><meta property="og:image" content="/p.jpg">` +
+			`<meta property="product:price:amount" content="5999.00"><meta property="product:price:currency" content="CNY"></head></html>`,
+		`<head><title> Plain
+	page </title><meta name="description" content="About it"><meta property="og:image" content="javascript:alert(1)"></head>`,
+		`<meta property="og:title" content="  a  &amp; b "><meta property="og:image:secure_url" content="//cdn.example/x.png">`,
+		`<title>t</title><body><meta property="og:title" content="after body">`,
+		`<meta property="og:title" content="` + "\xff\xfe" + `"><title>fallback</title>`,
+		`<p>no head</p>`,
+		`<head><title>`,
+		`<meta property="og:title" content="` + strings.Repeat("长", ogMaxTitle+50) + `"><meta name="description" content="` +
+			strings.Repeat("描述 ", ogMaxText) + `">`,
+	} {
+		f.Add(page)
+	}
+	base, err := url.Parse("https://shop.example/item/1.html")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, page string) {
+		card, err := parseOpenGraph(strings.NewReader(page), base)
+		if err != nil {
+			if card != nil {
+				t.Fatalf("a card with an error: %+v, %v", card, err)
+			}
+			return
+		}
+		if card.Title == "" {
+			t.Fatal("a card without a title")
+		}
+		for _, field := range []struct {
+			name, v string
+			max     int
+		}{
+			{"title", card.Title, ogMaxTitle},
+			{"description", card.Description, ogMaxText},
+			{"site name", card.SiteName, ogMaxText},
+			{"price", card.Price, 2*ogMaxText + 1},
+		} {
+			if !utf8.ValidString(field.v) {
+				t.Errorf("%s %q is not valid UTF-8", field.name, field.v)
+			}
+			if strings.Join(strings.Fields(field.v), " ") != field.v {
+				t.Errorf("%s %q has white space to collapse", field.name, field.v)
+			}
+			if n := utf8.RuneCountInString(field.v); n > field.max {
+				t.Errorf("%s has %d runes, more than %d", field.name, n, field.max)
+			}
+		}
+		if card.Image != "" {
+			u, err := url.Parse(card.Image)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				t.Errorf("image %q is not an absolute http(s) URL", card.Image)
+			}
+		}
+		again, _ := parseOpenGraph(strings.NewReader(page), base)
+		if *again != *card {
+			t.Errorf("two parses differ: %+v and %+v", card, again)
+		}
+	})
 }

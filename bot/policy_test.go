@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestDefaultPolicy(t *testing.T) {
@@ -145,6 +146,53 @@ func TestResolveEra(t *testing.T) {
 			t.Errorf("ResolveEra(%q) error = %v, want one listing the eras", bad, err)
 		}
 	}
+}
+
+// FuzzResolveEra feeds ResolveEra what a user may type after /era or send
+// to PUT /rooms/{id}/era. An era id resolves to itself; a date to the last
+// era that had begun by then and is not hypothetical; anything else is an
+// error that names the eras.
+func FuzzResolveEra(f *testing.F) {
+	for _, s := range []string{"walled", "open-api", "2021-09-17", "2021-11-28", "2022-01-27",
+		"1999-12-31", "2021-13-01", "2021-9-17", "2021-09-17T00:00:00Z", "WALLED", " walled", ""} {
+		f.Add(s)
+	}
+	p := DefaultPolicy()
+	eras := p.Eras()
+	f.Fuzz(func(t *testing.T, in string) {
+		e, err := p.ResolveEra(in)
+		for _, known := range eras {
+			if known.ID == in {
+				if err != nil || e.ID != in {
+					t.Fatalf("ResolveEra(%q) = %q, %v; want the era itself", in, e.ID, err)
+				}
+				return
+			}
+		}
+		d, derr := time.Parse(dateLayout, in)
+		if derr != nil {
+			if err == nil || !strings.Contains(err.Error(), "unknown era") {
+				t.Fatalf("ResolveEra(%q) = %q, %v; want an unknown-era error", in, e.ID, err)
+			}
+			return
+		}
+		date := d.Format(dateLayout)
+		want := ""
+		for _, known := range eras {
+			if !known.Hypothetical && known.From <= date {
+				want = known.ID // eras are in date order
+			}
+		}
+		if want == "" {
+			if err == nil {
+				t.Fatalf("ResolveEra(%q) = %q before the timeline begins", in, e.ID)
+			}
+			return
+		}
+		if err != nil || e.ID != want || e.Hypothetical {
+			t.Fatalf("ResolveEra(%q) = %q, %v; want %q", in, e.ID, err, want)
+		}
+	})
 }
 
 func TestPlatformOfHost(t *testing.T) {

@@ -16,11 +16,12 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
 	"github.com/prometheus/procfs"
+
+	"github.com/linkwall/linkwall/internal/cputime"
 )
 
 // linkBotID is LinkBot's fixed user id (chat.LinkBotID, part of API v1),
@@ -630,15 +631,6 @@ func loadAvg() float64 {
 	return v
 }
 
-// cpuTime is the CPU time this process has used.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // runPhase sends at rate for dur (or count messages), then waits for the
 // deliveries still in flight.
 func (l *load) runPhase(ctx context.Context, rate float64, dur time.Duration, count int64) phase {
@@ -647,7 +639,7 @@ func (l *load) runPhase(ctx context.Context, rate float64, dur time.Duration, co
 	la0 := loadAvg()
 	srv0, _ := l.api.scrapeMetrics(ctx)
 	before := l.snapshot()
-	cpu0, mach0 := cpuTime(), readMachineCPU()
+	cpu0, mach0 := cputime.Process(), readMachineCPU()
 	start := time.Now()
 	tick := time.NewTicker(time.Millisecond)
 	defer tick.Stop()
@@ -728,7 +720,7 @@ send:
 		Latency:  h.Summary(),
 	}
 	p.DeliveredPerSec = float64(d.received) / (window + drain).Seconds()
-	p.ClientCores = float64(cpuTime()-cpu0) / float64(window+drain)
+	p.ClientCores = float64(cputime.Process()-cpu0) / float64(window+drain)
 	p.machineUse(mach0, readMachineCPU(), time.Since(start))
 	p.LoadAvg = [2]float64{la0, loadAvg()}
 	if srv1, err := l.api.scrapeMetrics(ctx); err == nil {

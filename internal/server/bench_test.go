@@ -12,6 +12,7 @@ import (
 
 	"github.com/linkwall/linkwall/bot"
 	"github.com/linkwall/linkwall/internal/chat"
+	"github.com/linkwall/linkwall/internal/cputime"
 )
 
 // benchMessage is a typical message: a Chinese share text with three links.
@@ -246,7 +247,7 @@ func benchDirectFanout(b *testing.B, payload []byte, perSync int) {
 	}
 	b.SetBytes(int64(perSync * len(payload) * len(conns)))
 	b.ReportAllocs()
-	cpu0 := cpuTime()
+	cpu0 := cputime.Process()
 	b.ResetTimer()
 	seq := int64(0)
 	for b.Loop() {
@@ -263,7 +264,7 @@ func benchDirectFanout(b *testing.B, payload []byte, perSync int) {
 	b.StopTimer()
 	deliveries := float64(int(seq) * len(conns))
 	b.ReportMetric(deliveries/b.Elapsed().Seconds(), "deliveries/s")
-	if cpu := cpuTime() - cpu0; cpu > 0 {
+	if cpu := cputime.Process() - cpu0; cpu > 0 {
 		b.ReportMetric(float64(cpu.Nanoseconds())/deliveries, "cpu-ns/delivery")
 	}
 	for _, c := range conns {

@@ -12,6 +12,7 @@ import (
 	"github.com/linkwall/linkwall/bot"
 	"github.com/linkwall/linkwall/internal/chat"
 	"github.com/linkwall/linkwall/internal/chat/chattest"
+	"github.com/linkwall/linkwall/internal/cputime"
 )
 
 func benchStore(b *testing.B, sync string) (*Store, chat.User) {
@@ -163,7 +164,7 @@ func benchAppendChat(b *testing.B, waiting int) {
 	var wg sync.WaitGroup
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu0 := cpuTime()
+	cpu0 := cputime.Process()
 	slots := make(chan struct{}, waiting)
 	for i := range senders {
 		wg.Add(1)
@@ -190,5 +191,5 @@ func benchAppendChat(b *testing.B, waiting int) {
 		}()
 	}
 	wg.Wait()
-	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64(cputime.Process()-cpu0)/float64(b.N), "cpu-ns/op")
 }

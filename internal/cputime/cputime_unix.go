@@ -1,12 +1,15 @@
-package sqlite
+//go:build unix
+
+package cputime
 
 import (
 	"syscall"
 	"time"
 )
 
-// cpuTime is the process's user + system CPU time so far.
-func cpuTime() time.Duration {
+// Process is the process's user + system CPU time so far, or 0 if it
+// cannot be read.
+func Process() time.Duration {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		return 0

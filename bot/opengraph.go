@@ -275,17 +275,27 @@ func clean(s string, maxRunes int) string {
 	return string([]rune(s)[:maxRunes-1]) + "…"
 }
 
-// imageURL resolves ref against base and keeps it only if it is http(s).
+// imageURL resolves ref against base and keeps it only if it is http(s)
+// with a host name. The result is parsed again because resolving can
+// build a URL that does not parse ("//::" becomes "https://::").
 func imageURL(base *url.URL, ref string) string {
 	ref = strings.TrimSpace(ref)
 	if ref == "" {
 		return ""
 	}
 	u, err := base.Parse(ref)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	if err != nil || !httpWithHost(u) {
 		return ""
 	}
-	return u.String()
+	s := u.String()
+	if u, err = url.Parse(s); err != nil || !httpWithHost(u) {
+		return ""
+	}
+	return s
+}
+
+func httpWithHost(u *url.URL) bool {
+	return (u.Scheme == "http" || u.Scheme == "https") && u.Hostname() != ""
 }
 
 // cardCache is a bounded LRU of fetched cards (and failures) with expiry.

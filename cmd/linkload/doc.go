@@ -10,6 +10,11 @@
 //	linkload resume [flags]         time a client resuming -msgs messages sent while it was away
 //	linkload compare -linkwall BIN  the same measurements against the baseline and linkwall, and the ratios
 //	linkload baseline-server -addr  run the baseline server (internal/baseline)
+//	linkload centrifugo-config -addr print a Centrifugo v6 configuration for -protocol centrifugo
+//
+// With -protocol centrifugo, load and -max speak Centrifugo's JSON client
+// protocol instead (anonymous connections, a channel per room, publish
+// commands), so that the same load measures that server too.
 //
 // Every message carries its send time and number in a marker at the start
 // of its text, so receivers compute latency and find losses and duplicates.

@@ -31,6 +31,7 @@ const linkBotID = "00000000-0000-0000-0000-00000000b07a"
 // loadConfig describes one load: who chats where, and how fast.
 type loadConfig struct {
 	Target   string        // http://host:port
+	Protocol string        // protoV1 (linkwall, the baseline) or protoCentrifugo; "" = v1
 	Users    int           // users created (U)
 	Rooms    int           // group rooms (R)
 	Group    int           // members per room, creator included (G)
@@ -58,6 +59,8 @@ func (c *loadConfig) check() error {
 		return errors.New("-rate must be positive")
 	case c.Duration <= 0 && c.Count <= 0:
 		return errors.New("need a bound: -d or -n")
+	case c.Protocol != "" && c.Protocol != protoV1 && c.Protocol != protoCentrifugo:
+		return fmt.Errorf("-protocol %q: want %s or %s", c.Protocol, protoV1, protoCentrifugo)
 	}
 	return nil
 }
@@ -136,11 +139,15 @@ func (l *load) member(r, j int) int { return (r*l.cfg.Group + j) % l.cfg.Users }
 // setup creates users and rooms and connects the clients.
 func (l *load) setup(ctx context.Context) error {
 	cfg := l.cfg
-	var err error
-	if l.users, err = l.api.createUsers(ctx, "lw"+l.run, cfg.Users); err != nil {
-		return fmt.Errorf("create users: %w", err)
+	if cfg.Protocol == protoCentrifugo {
+		l.setupCentrifugo()
+	} else {
+		var err error
+		if l.users, err = l.api.createUsers(ctx, "lw"+l.run, cfg.Users); err != nil {
+			return fmt.Errorf("create users: %w", err)
+		}
+		l.rooms = make([]roomInfo, cfg.Rooms)
 	}
-	l.rooms = make([]roomInfo, cfg.Rooms)
 	l.connected = make([]int64, cfg.Rooms)
 	l.clients = make([]*wsClient, cfg.Conns)
 	for i := range l.clients {
@@ -148,16 +155,18 @@ func (l *load) setup(ctx context.Context) error {
 			hello: make(chan struct{}), done: make(chan struct{}), sendRoom: -1}
 	}
 	for r := range cfg.Rooms {
-		owner := l.users[l.member(r, 0)]
-		var members []string
-		for j := 1; j < cfg.Group; j++ {
-			members = append(members, l.users[l.member(r, j)].ID)
+		if cfg.Protocol != protoCentrifugo {
+			owner := l.users[l.member(r, 0)]
+			var members []string
+			for j := 1; j < cfg.Group; j++ {
+				members = append(members, l.users[l.member(r, j)].ID)
+			}
+			room, err := l.api.createGroup(ctx, owner, fmt.Sprintf("load %s #%d", l.run, r), members)
+			if err != nil {
+				return fmt.Errorf("create room %d: %w", r, err)
+			}
+			l.rooms[r] = room
 		}
-		room, err := l.api.createGroup(ctx, owner, fmt.Sprintf("load %s #%d", l.run, r), members)
-		if err != nil {
-			return fmt.Errorf("create room %d: %w", r, err)
-		}
-		l.rooms[r] = room
 		for j := range cfg.Group {
 			if i := l.member(r, j); i < cfg.Conns && !l.clients[i].inRoom[r] {
 				l.clients[i].inRoom[r] = true
@@ -223,7 +232,7 @@ func (l *load) connect(ctx context.Context) error {
 	for range 32 {
 		wg.Go(func() {
 			for c := range next {
-				conn, err := l.api.dial(ctx, d, c.u)
+				conn, err := l.dial(ctx, d, c)
 				if err != nil {
 					mu.Lock()
 					l.dialErrs++
@@ -257,6 +266,24 @@ func (l *load) connect(ctx context.Context) error {
 		return fmt.Errorf("%d of %d connections failed: %w", l.dialErrs, len(l.clients), firstErr)
 	}
 	return nil
+}
+
+// dial connects c and, for Centrifugo, starts its reader and subscribes
+// it to its rooms.
+func (l *load) dial(ctx context.Context, d *websocket.Dialer, c *wsClient) (*websocket.Conn, error) {
+	if l.cfg.Protocol != protoCentrifugo {
+		return l.api.dial(ctx, d, c.u)
+	}
+	conn, err := l.api.dialCentrifugo(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	c.conn = conn
+	if err := c.subscribe(); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("subscribe: %w", err)
+	}
+	return conn, nil
 }
 
 // close ends the senders, closes every connection with 1000 and waits for
@@ -300,7 +327,11 @@ type wsClient struct {
 	seen     []uint64 // bitset of message numbers received, to find duplicates
 	hello    chan struct{}
 	gotHello bool
+	helloID  uint32        // Centrifugo: the reply that stands for hello
 	done     chan struct{} // closed when the reader ends
+	// wmu orders the writes of the sender and, for Centrifugo, the
+	// reader's answers to pings.
+	wmu sync.Mutex
 
 	sendRoom int        // room this client sends to, -1 if it does not send
 	out      chan int64 // message numbers to send
@@ -365,13 +396,17 @@ func (c *wsClient) line(line []byte, now int64) {
 			l.dups.Add(1)
 		default:
 			l.lat.Load().Record(time.Duration(now - ts))
-			if c.isAck(line, room, n) {
+			if l.cfg.Protocol != protoCentrifugo && c.isAck(line, room, n) {
 				l.acked.Add(1)
 			}
 			// Counted last: a phase's drain ends once received reaches
 			// expected, and then reads the other counters.
 			l.received.Add(1)
 		}
+		return
+	}
+	if l.cfg.Protocol == protoCentrifugo {
+		c.cfLine(line)
 		return
 	}
 	switch {
@@ -500,15 +535,23 @@ func (c *wsClient) write(rng *mrand.Rand) {
 			continue
 		}
 		ts := l.now()
-		f.Text = "[lw~" + l.run + "~" + strconv.Itoa(room) + "~" + strconv.FormatInt(n, 10) + "~" +
+		text := "[lw~" + l.run + "~" + strconv.Itoa(room) + "~" + strconv.FormatInt(n, 10) + "~" +
 			strconv.FormatInt(ts, 10) + "] " + mixText(rng)
-		f.ClientMsgID = l.cmid(room, n)
-		b, _ := json.Marshal(&f)
+		var b []byte
+		if l.cfg.Protocol == protoCentrifugo {
+			b = l.publishFrame(room, n, text)
+		} else {
+			f.Text, f.ClientMsgID = text, l.cmid(room, n)
+			b, _ = json.Marshal(&f)
+		}
 		// Counted before the write, so that receivers never get ahead of it.
 		l.sent.Add(1)
 		l.expected.Add(l.connected[room])
+		c.wmu.Lock()
 		c.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
-		if err := c.conn.WriteMessage(websocket.TextMessage, b); err != nil {
+		err := c.conn.WriteMessage(websocket.TextMessage, b)
+		c.wmu.Unlock()
+		if err != nil {
 			l.sent.Add(-1)
 			l.expected.Add(-l.connected[room])
 			if !l.closing.Load() {

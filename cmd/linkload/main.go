@@ -16,11 +16,12 @@ import (
 )
 
 const usage = `usage:
-  linkload [load]  -url URL [-users U -rooms R -group G -senders S -rate M -d DUR -n COUNT] [-max] [-json FILE]
+  linkload [load]  -url URL [-protocol v1|centrifugo] [-users U -rooms R -group G -senders S -rate M -d DUR -n COUNT] [-max] [-json FILE]
   linkload idle    -url URL -conns N [-idle-users K] [-json FILE]
   linkload resume  -url URL [-msgs 1000 -senders S -rate M -reps 5] [-json FILE]
   linkload compare -linkwall BIN [load flags] [-max] [-idle N] [-resume] [-rounds N] [-json FILE]
   linkload baseline-server -addr HOST:PORT
+  linkload centrifugo-config -addr HOST:PORT   (a Centrifugo v6 config for -protocol centrifugo)
 run 'linkload COMMAND -h' for the flags
 `
 
@@ -81,6 +82,7 @@ func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *options) {
 	fs := flag.NewFlagSet("linkload "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.load.Target, "url", "http://127.0.0.1:8080", "target server")
+	fs.StringVar(&o.load.Protocol, "protocol", protoV1, "load: the target's protocol, v1 (linkwall, the baseline) or centrifugo (a Centrifugo server that lets anonymous clients subscribe and publish)")
 	fs.IntVar(&o.load.Users, "users", 200, "users to create (U)")
 	fs.IntVar(&o.load.Rooms, "rooms", 2, "group rooms (R)")
 	fs.IntVar(&o.load.Group, "group", 100, "members per room, creator included (G)")
@@ -110,7 +112,7 @@ func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *options) {
 	fs.StringVar(&o.lwArgs, "linkwall-args", "", "compare: extra flags for 'linkwall serve', space separated")
 	fs.BoolVar(&o.skipBase, "skip-baseline", false, "compare: measure linkwall only")
 	fs.IntVar(&o.rounds, "rounds", 1, "compare: run the whole comparison this many times in a row and report the median and range of each ratio")
-	fs.StringVar(&o.addr, "addr", "127.0.0.1:0", "baseline-server: listen address")
+	fs.StringVar(&o.addr, "addr", "127.0.0.1:0", "baseline-server, centrifugo-config: listen address")
 	fs.StringVar(&o.pprof, "pprof", "", "baseline-server: serve net/http/pprof on this address (loopback)")
 	fs.BoolVar(&o.quiet, "q", false, "no progress lines")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write linkload's own CPU profile to this file (it shares the machine with the server)")
@@ -139,6 +141,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if !o.quiet {
 		o.load.Progress = stderr
+	}
+	if o.load.Protocol != protoV1 && cmd != "load" {
+		fmt.Fprintf(stderr, "linkload %s: speaks only -protocol %s; -protocol %s is for load\n", cmd, protoV1, o.load.Protocol)
+		return 2
 	}
 	if o.cpuProfile != "" {
 		f, err := os.Create(o.cpuProfile)
@@ -210,6 +216,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	case "baseline-server":
 		err = serveBaseline(ctx, o.addr, o.pprof, stdout, stderr)
+	case "centrifugo-config":
+		addr := o.addr
+		if !flagSet(fs, "addr") {
+			addr = "127.0.0.1:8000" // Centrifugo's default port
+		}
+		var conf string
+		if conf, err = centrifugoConfig(addr); err == nil {
+			fmt.Fprint(stdout, conf)
+		}
 	default:
 		fmt.Fprintf(stderr, "linkload: unknown command %q\n%s", cmd, usage)
 		return 2

@@ -342,19 +342,35 @@ func FuzzLine(f *testing.F) {
 	f.Add([]byte(`{"type":"error","code":"rate_limited","ref":"abc-1-9"}`))
 	f.Add([]byte(`{"type":"hello","user":{}}`))
 	f.Add([]byte(`[lw~abc~0~99999999999999999999~1]`))
+	f.Add([]byte(`{"push":{"channel":"lwabc-room-0","pub":{"data":{"text":"[lw~abc~0~1~5] hi"},"offset":2}}}`))
+	f.Add([]byte(`{"id":65539,"publish":{}}`))
+	f.Add([]byte(`{"id":65536,"error":{"code":103,"message":"permission denied"}}`))
+	f.Add([]byte(`{"id":2,"subscribe":{}}`))
+	f.Add([]byte(`{"id":99999999999,"publish":{}}`))
 	f.Fuzz(func(t *testing.T, line []byte) {
-		l := &load{run: "abc", marker: []byte("[lw~abc~"), connected: []int64{3, 3},
-			errs: map[string]int64{}, closes: map[string]int64{}}
-		l.issued.Store(100)
-		l.lat.Store(new(hist))
-		c := &wsClient{l: l, inRoom: []bool{true, false}, hello: make(chan struct{})}
-		c.line(line, 10)
-		c.line(line, 10)
-		if got := l.received.Load(); got > 1 {
-			t.Fatalf("one line counted %d times", got)
-		}
-		if l.received.Load() == 1 && (l.dups.Load() != 1 || !bytes.Contains(line, []byte("[lw~abc~0~"))) {
-			t.Fatalf("delivery counted without a marker for room 0, or repeat not a duplicate")
+		for _, proto := range []string{protoV1, protoCentrifugo} {
+			if proto == protoCentrifugo && bytes.Equal(line, cfPing) {
+				continue // answered on the connection, which this test has not
+			}
+			l := &load{cfg: loadConfig{Protocol: proto, Rooms: 2}, run: "abc", marker: []byte("[lw~abc~"),
+				connected: []int64{3, 3}, errs: map[string]int64{}, closes: map[string]int64{}}
+			l.issued.Store(100)
+			l.lat.Store(new(hist))
+			c := &wsClient{l: l, inRoom: []bool{true, false}, hello: make(chan struct{}), helloID: 2}
+			c.line(line, 10)
+			c.line(line, 10)
+			if got := l.received.Load(); got > 1 {
+				t.Fatalf("%s: one line counted %d times", proto, got)
+			}
+			if l.received.Load() == 1 && (l.dups.Load() != 1 || !bytes.Contains(line, []byte("[lw~abc~0~"))) {
+				t.Fatalf("%s: delivery counted without a marker for room 0, or repeat not a duplicate", proto)
+			}
+			if a, r := l.acked.Load(), l.rejected.Load(); a > 2 || r > 2 || (a > 0 && r > 0) {
+				t.Fatalf("%s: one line twice gave %d acks and %d rejections", proto, a, r)
+			}
+			if r := l.rejected.Load(); l.expected.Load() != -3*r {
+				t.Fatalf("%s: %d rejections took %d from the expected deliveries, want %d", proto, r, -l.expected.Load(), 3*r)
+			}
 		}
 	})
 }

@@ -20,7 +20,7 @@ import (
 
 // fakeCentrifugo speaks the part of Centrifugo's JSON client protocol that
 // linkload uses: connect, subscribe, publish (a push to every subscriber,
-// then the reply), and a ping after each subscribe that must be answered.
+// then the reply), and a ping after each connect that must be answered.
 type fakeCentrifugo struct {
 	reject func(id uint32) bool // publishes answered with error 103
 
@@ -63,6 +63,15 @@ func startFakeCentrifugo(t *testing.T, reject func(uint32) bool) (*fakeCentrifug
 	return f, hs.URL
 }
 
+// awaitPongs waits up to 5 s for n pongs, which the fake's readers may
+// still be taking in when the load returns, and returns the count.
+func (f *fakeCentrifugo) awaitPongs(n int64) int64 {
+	for deadline := time.Now().Add(5 * time.Second); f.pongs.Load() < n && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	return f.pongs.Load()
+}
+
 func (f *fakeCentrifugo) serve(fc *fakeConn) {
 	for {
 		_, data, err := fc.c.ReadMessage()
@@ -89,14 +98,14 @@ func (f *fakeCentrifugo) serve(fc *fakeConn) {
 			id := strconv.FormatUint(uint64(cmd.ID), 10)
 			switch {
 			case cmd.Connect != nil:
-				fc.send([]byte(`{"id":` + id + `,"connect":{"client":"c","version":"fake","ping":25,"pong":true}}`))
+				// Reply and ping in one frame, as a server coalesces them.
+				fc.send([]byte(`{"id":` + id + `,"connect":{"client":"c","version":"fake","ping":25,"pong":true}}` + "\n{}"))
+				f.pings.Add(1)
 			case cmd.Subscribe != nil:
 				f.mu.Lock()
 				f.subs[cmd.Subscribe.Channel] = append(f.subs[cmd.Subscribe.Channel], fc)
 				f.mu.Unlock()
-				// Reply and ping in one frame, as a server coalesces them.
-				fc.send([]byte(`{"id":` + id + `,"subscribe":{}}` + "\n{}"))
-				f.pings.Add(1)
+				fc.send([]byte(`{"id":` + id + `,"subscribe":{}}`))
 			case cmd.Publish != nil:
 				if f.reject != nil && f.reject(cmd.ID) {
 					fc.send([]byte(`{"id":` + id + `,"error":{"code":103,"message":"permission denied"}}`))
@@ -127,9 +136,18 @@ func TestLoadSpeaksCentrifugo(t *testing.T) {
 	if r.Connect == nil || r.Connect.HelloMissing != 0 {
 		t.Errorf("connect %+v: every subscription should be confirmed", r.Connect)
 	}
+	if p := f.pings.Load(); p != 25 || f.awaitPongs(p) != p {
+		t.Errorf("%d pings, %d pongs; want one a connection answered", p, f.pongs.Load())
+	}
 	// 25 users in 3 rooms of 10: five are in two rooms, so 30 subscriptions.
-	if p := f.pings.Load(); p != 30 || f.pongs.Load() != p {
-		t.Errorf("%d pings, %d pongs; want 30 answered", p, f.pongs.Load())
+	f.mu.Lock()
+	subs := 0
+	for _, s := range f.subs {
+		subs += len(s)
+	}
+	f.mu.Unlock()
+	if subs != 30 {
+		t.Errorf("%d subscriptions, want 30", subs)
 	}
 }
 
@@ -151,10 +169,23 @@ func TestLoadCountsRejectedCentrifugoPublishes(t *testing.T) {
 	}
 }
 
-func TestProtocolCentrifugoIsForLoadOnly(t *testing.T) {
+func TestIdleSpeaksCentrifugo(t *testing.T) {
+	f, url := startFakeCentrifugo(t, nil)
+	out := filepath.Join(t.TempDir(), "r.json")
+	runCmd(t, "idle", "-protocol", "centrifugo", "-url", url, "-conns", "40", "-settle", "10ms", "-q", "-json", out)
+	r := readReport[Report](t, out)
+	if r.Idle == nil || r.Idle.Conns != 40 || r.Idle.HelloMissing != 0 {
+		t.Fatalf("idle %+v: want 40 connections, each connected", r.Idle)
+	}
+	if f.pings.Load() != 40 || f.awaitPongs(40) != 40 {
+		t.Errorf("%d pings, %d pongs; want 40 answered", f.pings.Load(), f.pongs.Load())
+	}
+}
+
+func TestProtocolCentrifugoIsForLoadAndIdle(t *testing.T) {
 	var out, errb bytes.Buffer
-	if rc := run(t.Context(), []string{"idle", "-protocol", "centrifugo", "-conns", "1"}, &out, &errb); rc != 2 ||
-		!strings.Contains(errb.String(), "-protocol centrifugo is for load") {
+	if rc := run(t.Context(), []string{"resume", "-protocol", "centrifugo"}, &out, &errb); rc != 2 ||
+		!strings.Contains(errb.String(), "-protocol centrifugo is for load and idle") {
 		t.Errorf("exit %d, stderr %q", rc, errb.String())
 	}
 	if rc := run(t.Context(), []string{"-protocol", "mqtt"}, &out, &errb); rc != 1 ||

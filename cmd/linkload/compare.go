@@ -139,7 +139,7 @@ func measureFresh(ctx context.Context, o *options, c *child, rep *Report, stderr
 	var errs []error
 	if o.idle > 0 && ctx.Err() == nil {
 		fmt.Fprintf(stderr, "[linkload] %s: %d idle connections on a fresh process\n", c.name, o.idle)
-		m, err := runIdle(ctx, c.url, o.idle, o.idleUsers, o.load.UsersPerIP, o.settle, c.cmd.Process.Pid)
+		m, err := runIdle(ctx, protoV1, c.url, o.idle, o.idleUsers, o.load.UsersPerIP, o.settle, c.cmd.Process.Pid)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s idle: %w", c.name, err))
 		}

@@ -17,7 +17,7 @@ import (
 
 const usage = `usage:
   linkload [load]  -url URL [-protocol v1|centrifugo] [-users U -rooms R -group G -senders S -rate M -d DUR -n COUNT] [-max] [-json FILE]
-  linkload idle    -url URL -conns N [-idle-users K] [-json FILE]
+  linkload idle    -url URL [-protocol v1|centrifugo] -conns N [-idle-users K] [-json FILE]
   linkload resume  -url URL [-msgs 1000 -senders S -rate M -reps 5] [-json FILE]
   linkload compare -linkwall BIN [load flags] [-max] [-idle N] [-resume] [-rounds N] [-json FILE]
   linkload baseline-server -addr HOST:PORT
@@ -82,7 +82,7 @@ func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *options) {
 	fs := flag.NewFlagSet("linkload "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.load.Target, "url", "http://127.0.0.1:8080", "target server")
-	fs.StringVar(&o.load.Protocol, "protocol", protoV1, "load: the target's protocol, v1 (linkwall, the baseline) or centrifugo (a Centrifugo server that lets anonymous clients subscribe and publish)")
+	fs.StringVar(&o.load.Protocol, "protocol", protoV1, "load, idle: the target's protocol, v1 (linkwall, the baseline) or centrifugo (a Centrifugo server that lets anonymous clients subscribe and publish)")
 	fs.IntVar(&o.load.Users, "users", 200, "users to create (U)")
 	fs.IntVar(&o.load.Rooms, "rooms", 2, "group rooms (R)")
 	fs.IntVar(&o.load.Group, "group", 100, "members per room, creator included (G)")
@@ -142,8 +142,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if !o.quiet {
 		o.load.Progress = stderr
 	}
-	if o.load.Protocol != protoV1 && cmd != "load" {
-		fmt.Fprintf(stderr, "linkload %s: speaks only -protocol %s; -protocol %s is for load\n", cmd, protoV1, o.load.Protocol)
+	if o.load.Protocol != protoV1 && cmd != "load" && cmd != "idle" {
+		fmt.Fprintf(stderr, "linkload %s: speaks only -protocol %s; -protocol %s is for load and idle\n", cmd, protoV1, o.load.Protocol)
 		return 2
 	}
 	if o.cpuProfile != "" {
@@ -179,7 +179,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		var m *MemReport
-		m, err = runIdle(ctx, o.load.Target, o.load.Conns, o.idleUsers, o.load.UsersPerIP, o.settle, 0)
+		m, err = runIdle(ctx, o.load.Protocol, o.load.Target, o.load.Conns, o.idleUsers, o.load.UsersPerIP, o.settle, 0)
 		if m != nil {
 			r := &Report{Server: o.load.Target, Target: o.load.Target, Idle: m}
 			printReport(stdout, r)

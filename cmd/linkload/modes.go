@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -313,7 +314,10 @@ func (l *load) waitDrained(ctx context.Context, timeout time.Duration) bool {
 
 // runIdle opens n connections that only listen, spread over users, and
 // reports the server's memory per connection.
-func runIdle(ctx context.Context, target string, n, users, usersPerIP int, settle time.Duration, pid int) (*MemReport, error) {
+func runIdle(ctx context.Context, proto, target string, n, users, usersPerIP int, settle time.Duration, pid int) (*MemReport, error) {
+	if proto != protoV1 && proto != protoCentrifugo {
+		return nil, fmt.Errorf("-protocol %q: want %s or %s", proto, protoV1, protoCentrifugo)
+	}
 	a, err := newAPI(target, usersPerIP)
 	if err != nil {
 		return nil, err
@@ -322,9 +326,11 @@ func runIdle(ctx context.Context, target string, n, users, usersPerIP int, settl
 		users = n
 	}
 	run := randID()
-	us, err := a.createUsers(ctx, "idle"+run, users)
-	if err != nil {
-		return nil, fmt.Errorf("create users: %w", err)
+	us := make([]user, users) // Centrifugo's connections are anonymous
+	if proto == protoV1 {
+		if us, err = a.createUsers(ctx, "idle"+run, users); err != nil {
+			return nil, fmt.Errorf("create users: %w", err)
+		}
 	}
 	a.closeIdle() // the sign-up connections are not part of the measurement
 	time.Sleep(settle)
@@ -344,7 +350,20 @@ func runIdle(ctx context.Context, target string, n, users, usersPerIP int, settl
 	for range 32 {
 		wg.Go(func() {
 			for i := range next {
-				c, err := a.dial(ctx, d, us[i%len(us)])
+				var c *websocket.Conn
+				if proto == protoCentrifugo {
+					c, err = a.dialCentrifugo(ctx, d)
+					if err == nil {
+						// Connected, subscribed to nothing: the reply
+						// to the connect command stands for hello.
+						c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+						if err = c.WriteMessage(websocket.TextMessage, []byte(`{"id":1,"connect":{}}`)); err != nil {
+							c.Close()
+						}
+					}
+				} else {
+					c, err = a.dial(ctx, d, us[i%len(us)])
+				}
 				if err != nil {
 					mu.Lock()
 					failed++
@@ -415,7 +434,8 @@ func runIdle(ctx context.Context, target string, n, users, usersPerIP int, settl
 }
 
 // idleRead reads and discards, signalling the hello; it keeps the pongs
-// flowing (gorilla answers pings while a read is in progress).
+// flowing (gorilla answers WebSocket pings while a read is in progress,
+// and Centrifugo's pings, "{}" messages, are answered here).
 func idleRead(c *websocket.Conn, hello, done chan struct{}) {
 	defer close(done)
 	got := false
@@ -424,9 +444,15 @@ func idleRead(c *websocket.Conn, hello, done chan struct{}) {
 		if err != nil {
 			return
 		}
-		if !got && strings.Contains(string(b), `"type":"hello"`) {
+		if !got && (bytes.Contains(b, typeHello) || bytes.HasPrefix(b, []byte(`{"id":1,"connect":`))) {
 			got = true
 			close(hello)
+		}
+		for line := range bytes.SplitSeq(b, nl) {
+			if bytes.Equal(line, cfPing) {
+				c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+				c.WriteMessage(websocket.TextMessage, cfPing)
+			}
 		}
 	}
 }

@@ -350,7 +350,10 @@ func runIdle(ctx context.Context, proto, target string, n, users, usersPerIP int
 	for range 32 {
 		wg.Go(func() {
 			for i := range next {
-				var c *websocket.Conn
+				var (
+					c   *websocket.Conn
+					err error
+				)
 				if proto == protoCentrifugo {
 					c, err = a.dialCentrifugo(ctx, d)
 					if err == nil {

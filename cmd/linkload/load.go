@@ -348,37 +348,61 @@ var (
 	botID       = []byte(`"` + linkBotID + `"`)
 )
 
-// frameBufSize is the size of a client's socket read buffer and the room
-// its reader starts with for a frame. A frame carries a group commit's
-// messages for one member, often over 4 KB, and more while a server
-// catches up.
+// frameBufSize is the size of a client's socket read buffer and of the
+// buffer its reader takes objects out of. A frame carries a group
+// commit's messages for one member, often over 4 KB, and everything
+// queued for it while a server catches up.
 const frameBufSize = 64 << 10
 
 func (c *wsClient) read() {
 	defer close(c.done)
-	// Sized before the load starts: buffers grown frame by frame from
-	// 512 bytes, on 200 connections at once, took 36 % of linkload's CPU
-	// in the first 0.6 s of a 4,000 msgs/s load (zeroing the new arrays),
-	// and the deliveries of that window were up to 180 ms late (p99 of
-	// 0.1 s slices; 15–27 ms with the buffers sized first).
-	var buf bytes.Buffer
-	buf.Grow(frameBufSize)
+	buf := make([]byte, frameBufSize)
 	for {
 		_, r, err := c.conn.NextReader()
 		if err == nil {
-			buf.Reset()
-			_, err = buf.ReadFrom(r)
+			err = c.readFrame(r, &buf)
 		}
 		if err != nil {
 			c.l.ended(err)
 			return
 		}
+	}
+}
+
+// readFrame hands each newline-separated object of one frame to line as
+// soon as it has arrived, keeping only a partial object between reads, so
+// a frame of any size reads through the same buffer. Reading whole frames
+// into a buffer that grew to fit them cost linkload a third of its CPU
+// at the start of each load, when 200 buffers grew at once while the
+// server's first frames were largest, and made those deliveries up to
+// 180–280 ms late (U1 in docs/benchmarks.md).
+func (c *wsClient) readFrame(r io.Reader, bufp *[]byte) error {
+	buf, n := *bufp, 0 // buf[:n] holds the start of an object
+	for {
+		if n == len(buf) { // one object larger than the buffer
+			buf = append(buf, make([]byte, len(buf))...)
+			*bufp = buf
+		}
+		m, err := r.Read(buf[n:])
 		now := c.l.now()
-		data := buf.Bytes()
-		for len(data) > 0 {
-			var line []byte
-			line, data, _ = bytes.Cut(data, nl)
-			c.line(line, now)
+		data := buf[:n+m]
+		for {
+			i := bytes.IndexByte(data, '\n')
+			if i < 0 {
+				break
+			}
+			c.line(data[:i], now)
+			data = data[i+1:]
+		}
+		n = copy(buf, data)
+		if err == io.EOF {
+			if n > 0 {
+				c.line(buf[:n], now)
+			}
+			return nil
+		}
+		if err != nil {
+			return err
 		}
 	}
 }

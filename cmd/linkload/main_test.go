@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"go.uber.org/zap"
@@ -429,5 +432,45 @@ func TestLineCounts(t *testing.T) {
 				t.Errorf("received, acked, bot, other = %v, want %v", got, want)
 			}
 		})
+	}
+}
+
+func TestReadFrameSplitsObjectsAcrossReads(t *testing.T) {
+	var frame bytes.Buffer
+	const msgs = 300
+	for n := range msgs {
+		if n > 0 {
+			frame.WriteByte('\n')
+		}
+		fmt.Fprintf(&frame, `{"type":"message","message":{"text":"[lw~abc~0~%d~5] hi"}}`, n)
+	}
+	for _, tt := range []struct {
+		name string
+		r    func([]byte) io.Reader
+		size int
+	}{
+		{"one byte a read", func(b []byte) io.Reader { return iotest.OneByteReader(bytes.NewReader(b)) }, 64},
+		{"half a read", func(b []byte) io.Reader { return iotest.HalfReader(bytes.NewReader(b)) }, 256},
+		{"objects larger than the buffer", func(b []byte) io.Reader { return bytes.NewReader(b) }, 8},
+		{"data with EOF", func(b []byte) io.Reader { return iotest.DataErrReader(bytes.NewReader(b)) }, 1 << 10},
+	} {
+		l := &load{run: "abc", marker: []byte("[lw~abc~"), connected: []int64{1},
+			errs: map[string]int64{}, closes: map[string]int64{}}
+		l.issued.Store(msgs)
+		l.lat.Store(new(hist))
+		c := &wsClient{l: l, inRoom: []bool{true}, hello: make(chan struct{})}
+		buf := make([]byte, tt.size)
+		if err := c.readFrame(tt.r(frame.Bytes()), &buf); err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if got := l.received.Load(); got != msgs || l.dups.Load() != 0 || l.otherMsgs.Load() != 0 {
+			t.Errorf("%s: received %d, duplicates %d, other %d; want %d, 0, 0", tt.name, got, l.dups.Load(), l.otherMsgs.Load(), msgs)
+		}
+	}
+	l := &load{run: "abc", marker: []byte("[lw~abc~"), errs: map[string]int64{}, closes: map[string]int64{}}
+	c := &wsClient{l: l}
+	buf := make([]byte, 64)
+	if err := c.readFrame(iotest.ErrReader(io.ErrUnexpectedEOF), &buf); err != io.ErrUnexpectedEOF {
+		t.Errorf("a failing read gave %v, want io.ErrUnexpectedEOF", err)
 	}
 }

@@ -375,7 +375,7 @@ func (c *wsClient) read() {
 // into a buffer that grew to fit them cost linkload a third of its CPU
 // at the start of each load, when 200 buffers grew at once while the
 // server's first frames were largest, and made those deliveries up to
-// 180–280 ms late (U1 in docs/benchmarks.md).
+// 180–280 ms late (runs U1 and U4 in docs/benchmarks.md).
 func (c *wsClient) readFrame(r io.Reader, bufp *[]byte) error {
 	buf, n := *bufp, 0 // buf[:n] holds the start of an object
 	for {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -33,9 +34,17 @@ const cfFirstPublishID = 1 << 16
 // cfDialPath is where Centrifugo serves its bidirectional WebSocket.
 const cfDialPath = "/connection/websocket"
 
-// dialCentrifugo opens a WebSocket to Centrifugo, same-origin; the
-// connection is anonymous (the server is configured to allow that).
-func (a *api) dialCentrifugo(ctx context.Context, d *websocket.Dialer) (*websocket.Conn, error) {
+// cfConnect is the connect command of an anonymous connection (the server
+// is configured to allow those); cfConnected starts its reply.
+var (
+	cfConnect   = []byte(`{"id":1,"connect":{}}`)
+	cfConnected = []byte(`{"id":1,"connect":`)
+)
+
+// connectCentrifugo opens a WebSocket to Centrifugo, same-origin, and sends
+// the connect command followed by cmds (newline-separated commands, which
+// Centrifugo reads in order).
+func (a *api) connectCentrifugo(ctx context.Context, d *websocket.Dialer, cmds []byte) (*websocket.Conn, error) {
 	scheme := "ws"
 	if a.base.Scheme == "https" {
 		scheme = "wss"
@@ -48,6 +57,15 @@ func (a *api) dialCentrifugo(ctx context.Context, d *websocket.Dialer) (*websock
 			return nil, fmt.Errorf("dial %s: %w (HTTP %d)", cfDialPath, err, resp.StatusCode)
 		}
 		return nil, fmt.Errorf("dial %s: %w", cfDialPath, err)
+	}
+	frame := cfConnect
+	if len(cmds) > 0 {
+		frame = slices.Concat(cfConnect, nl, cmds)
+	}
+	c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	if err := c.WriteMessage(websocket.TextMessage, frame); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("connect: %w", err)
 	}
 	return c, nil
 }
@@ -67,7 +85,6 @@ func (l *load) setupCentrifugo() {
 
 type cfCommand struct {
 	ID        uint32       `json:"id"`
-	Connect   *struct{}    `json:"connect,omitempty"`
 	Subscribe *cfSubscribe `json:"subscribe,omitempty"`
 	Publish   *cfPublish   `json:"publish,omitempty"`
 }
@@ -83,25 +100,21 @@ type cfPublish struct {
 	} `json:"data"`
 }
 
-// subscribe sends the connect command and a subscribe for each of c's
-// rooms in one frame (Centrifugo reads newline-separated commands in
-// order). The reply to the last subscribe stands for v1's hello.
-func (c *wsClient) subscribe() error {
+// dialCentrifugo connects c and subscribes it to its rooms, in the
+// connect command's frame. The reply to the last subscribe stands for
+// v1's hello.
+func (l *load) dialCentrifugo(ctx context.Context, d *websocket.Dialer, c *wsClient) (*websocket.Conn, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
-	enc.Encode(cfCommand{ID: 1, Connect: &struct{}{}})
-	id := uint32(1)
+	id := uint32(1) // the connect command's
 	for r, in := range c.inRoom {
 		if in {
 			id++
-			enc.Encode(cfCommand{ID: id, Subscribe: &cfSubscribe{Channel: c.l.rooms[r].ID}})
+			enc.Encode(cfCommand{ID: id, Subscribe: &cfSubscribe{Channel: l.rooms[r].ID}})
 		}
 	}
 	c.helloID = id
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	c.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
-	return c.conn.WriteMessage(websocket.TextMessage, bytes.TrimSuffix(buf.Bytes(), nl))
+	return l.api.connectCentrifugo(ctx, d, bytes.TrimSuffix(buf.Bytes(), nl))
 }
 
 // publishFrame encodes message n of room as a publish command.
@@ -146,7 +159,7 @@ func (c *wsClient) cfLine(line []byte) {
 			return
 		}
 		if bytes.Contains(rest[i:], cfError) {
-			l.cfErrorReply(uint32(id), rest[i:])
+			l.cfErrorReply(uint32(id), line)
 			return
 		}
 		switch {
@@ -163,13 +176,13 @@ func (c *wsClient) cfLine(line []byte) {
 
 // cfErrorReply counts an error reply by its code; a rejected publish was
 // never delivered, so it is not expected either.
-func (l *load) cfErrorReply(id uint32, rest []byte) {
+func (l *load) cfErrorReply(id uint32, line []byte) {
 	var e struct {
 		Error struct {
 			Code int `json:"code"`
 		} `json:"error"`
 	}
-	json.Unmarshal(append([]byte{'{'}, bytes.TrimPrefix(rest, []byte(","))...), &e)
+	json.Unmarshal(line, &e)
 	l.count(l.errs, "reply:"+strconv.Itoa(e.Error.Code))
 	if id >= cfFirstPublishID && l.cfg.Rooms > 0 {
 		room := int((id - cfFirstPublishID) % uint32(l.cfg.Rooms))

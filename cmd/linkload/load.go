@@ -141,12 +141,8 @@ func (l *load) setup(ctx context.Context) error {
 	cfg := l.cfg
 	if cfg.Protocol == protoCentrifugo {
 		l.setupCentrifugo()
-	} else {
-		var err error
-		if l.users, err = l.api.createUsers(ctx, "lw"+l.run, cfg.Users); err != nil {
-			return fmt.Errorf("create users: %w", err)
-		}
-		l.rooms = make([]roomInfo, cfg.Rooms)
+	} else if err := l.createUsersAndRooms(ctx); err != nil {
+		return err
 	}
 	l.connected = make([]int64, cfg.Rooms)
 	l.clients = make([]*wsClient, cfg.Conns)
@@ -155,18 +151,6 @@ func (l *load) setup(ctx context.Context) error {
 			hello: make(chan struct{}), done: make(chan struct{}), sendRoom: -1}
 	}
 	for r := range cfg.Rooms {
-		if cfg.Protocol != protoCentrifugo {
-			owner := l.users[l.member(r, 0)]
-			var members []string
-			for j := 1; j < cfg.Group; j++ {
-				members = append(members, l.users[l.member(r, j)].ID)
-			}
-			room, err := l.api.createGroup(ctx, owner, fmt.Sprintf("load %s #%d", l.run, r), members)
-			if err != nil {
-				return fmt.Errorf("create room %d: %w", r, err)
-			}
-			l.rooms[r] = room
-		}
 		for j := range cfg.Group {
 			if i := l.member(r, j); i < cfg.Conns && !l.clients[i].inRoom[r] {
 				l.clients[i].inRoom[r] = true
@@ -212,6 +196,28 @@ func (l *load) setup(ctx context.Context) error {
 	return nil
 }
 
+// createUsersAndRooms signs the load's users up and creates its group
+// rooms through API v1.
+func (l *load) createUsersAndRooms(ctx context.Context) error {
+	cfg := l.cfg
+	var err error
+	if l.users, err = l.api.createUsers(ctx, "lw"+l.run, cfg.Users); err != nil {
+		return fmt.Errorf("create users: %w", err)
+	}
+	l.rooms = make([]roomInfo, cfg.Rooms)
+	for r := range l.rooms {
+		owner := l.users[l.member(r, 0)]
+		var members []string
+		for j := 1; j < cfg.Group; j++ {
+			members = append(members, l.users[l.member(r, j)].ID)
+		}
+		if l.rooms[r], err = l.api.createGroup(ctx, owner, fmt.Sprintf("load %s #%d", l.run, r), members); err != nil {
+			return fmt.Errorf("create room %d: %w", r, err)
+		}
+	}
+	return nil
+}
+
 // connect dials every client, a few at a time, and waits for its hello.
 func (l *load) connect(ctx context.Context) error {
 	d := &websocket.Dialer{
@@ -232,7 +238,11 @@ func (l *load) connect(ctx context.Context) error {
 	for range 32 {
 		wg.Go(func() {
 			for c := range next {
-				conn, err := l.dial(ctx, d, c)
+				dial := l.dialV1
+				if l.cfg.Protocol == protoCentrifugo {
+					dial = l.dialCentrifugo
+				}
+				conn, err := dial(ctx, d, c)
 				if err != nil {
 					mu.Lock()
 					l.dialErrs++
@@ -268,22 +278,9 @@ func (l *load) connect(ctx context.Context) error {
 	return nil
 }
 
-// dial connects c and, for Centrifugo, starts its reader and subscribes
-// it to its rooms.
-func (l *load) dial(ctx context.Context, d *websocket.Dialer, c *wsClient) (*websocket.Conn, error) {
-	if l.cfg.Protocol != protoCentrifugo {
-		return l.api.dial(ctx, d, c.u)
-	}
-	conn, err := l.api.dialCentrifugo(ctx, d)
-	if err != nil {
-		return nil, err
-	}
-	c.conn = conn
-	if err := c.subscribe(); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("subscribe: %w", err)
-	}
-	return conn, nil
+// dialV1 connects c as its user; the server subscribes it to its rooms.
+func (l *load) dialV1(ctx context.Context, d *websocket.Dialer, c *wsClient) (*websocket.Conn, error) {
+	return l.api.dial(ctx, d, c.u)
 }
 
 // close ends the senders, closes every connection with 1000 and waits for

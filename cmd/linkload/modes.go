@@ -355,15 +355,9 @@ func runIdle(ctx context.Context, proto, target string, n, users, usersPerIP int
 					err error
 				)
 				if proto == protoCentrifugo {
-					c, err = a.dialCentrifugo(ctx, d)
-					if err == nil {
-						// Connected, subscribed to nothing: the reply
-						// to the connect command stands for hello.
-						c.SetWriteDeadline(time.Now().Add(10 * time.Second))
-						if err = c.WriteMessage(websocket.TextMessage, []byte(`{"id":1,"connect":{}}`)); err != nil {
-							c.Close()
-						}
-					}
+					// Connected, subscribed to nothing: the reply to
+					// the connect command stands for hello.
+					c, err = a.connectCentrifugo(ctx, d, nil)
 				} else {
 					c, err = a.dial(ctx, d, us[i%len(us)])
 				}
@@ -447,7 +441,7 @@ func idleRead(c *websocket.Conn, hello, done chan struct{}) {
 		if err != nil {
 			return
 		}
-		if !got && (bytes.Contains(b, typeHello) || bytes.HasPrefix(b, []byte(`{"id":1,"connect":`))) {
+		if !got && (bytes.Contains(b, typeHello) || bytes.HasPrefix(b, cfConnected)) {
 			got = true
 			close(hello)
 		}

@@ -19,6 +19,14 @@
 // Every message carries its send time and number in a marker at the start
 // of its text, so receivers compute latency and find losses and duplicates.
 //
+// -slices 100ms also reports the latency of every tenth of a second, so
+// that a late start or an episode shows where a run's p99 comes from.
+// -warmup 1s sends at the measured rate for a second on fresh connections
+// before each measured run and reports it apart: a fresh server process,
+// a fresh linkload and fresh connections are slower for their first few
+// hundred milliseconds (both processes take most of their page faults
+// then), which weighs more than the 1 % that p99 looks at.
+//
 // Run it against a server started separately (-url), or let compare start
 // both servers as child processes, one after the other, so that they never
 // share the CPU. With -max, compare also runs linkwall at the baseline's

@@ -72,10 +72,7 @@ func (h *hist) Quantile(q float64) time.Duration {
 	if n == 0 {
 		return 0
 	}
-	rank := uint64(q*float64(n) + 0.5)
-	if rank < 1 {
-		rank = 1
-	}
+	rank := quantileRank(q, n)
 	var seen uint64
 	for i := range h.counts {
 		seen += h.counts[i].Load()
@@ -84,6 +81,59 @@ func (h *hist) Quantile(q float64) time.Duration {
 		}
 	}
 	return time.Duration(h.max.Load())
+}
+
+func quantileRank(q float64, n uint64) uint64 {
+	return max(uint64(q*float64(n)+0.5), 1)
+}
+
+// load copies h's bucket counts into dst, which holds histBuckets.
+// Readers may record meanwhile: a copy is a moment's view to within the
+// deliveries recorded while it was taken.
+func (h *hist) load(dst []uint64) {
+	for i := range h.counts {
+		dst[i] = h.counts[i].Load()
+	}
+}
+
+// sliceOf summarises the deliveries recorded between two copies of a
+// histogram's counts (prev, then cur). Its maximum is the upper bound of
+// the highest bucket that grew, so within 1/64 of the true one.
+func sliceOf(at time.Duration, prev, cur []uint64) Slice {
+	var n uint64
+	top := -1
+	for i := range cur {
+		if d := cur[i] - prev[i]; d > 0 {
+			n += d
+			top = i
+		}
+	}
+	s := Slice{AtS: at.Seconds(), Delivered: n}
+	if n == 0 {
+		return s
+	}
+	q := func(q float64) float64 {
+		rank, seen := quantileRank(q, n), uint64(0)
+		for i := range cur {
+			if seen += cur[i] - prev[i]; seen >= rank {
+				return ms(time.Duration(histUpper(i)))
+			}
+		}
+		return ms(time.Duration(histUpper(top)))
+	}
+	s.P50Ms, s.P99Ms, s.MaxMs = q(0.5), q(0.99), ms(time.Duration(histUpper(top)))
+	return s
+}
+
+// Slice is the latency of the deliveries received in one slice of a phase
+// (-slices): where in a run the tail comes from, which a whole run's p99
+// does not show (a late start, an episode).
+type Slice struct {
+	AtS       float64 `json:"end_s"` // the slice's end, from the phase's start
+	Delivered uint64  `json:"delivered"`
+	P50Ms     float64 `json:"p50_ms"`
+	P99Ms     float64 `json:"p99_ms"`
+	MaxMs     float64 `json:"max_ms"`
 }
 
 // Latency is a histogram's summary in milliseconds, as reported.

@@ -44,7 +44,15 @@ type loadConfig struct {
 	// UsersPerIP spreads session creation over loopback source addresses
 	// (see api.usersPerIP); 0 uses one address.
 	UsersPerIP int
-	Progress   io.Writer // one line per second; nil for none
+	// Slice, when positive, also reports the latency of each slice of
+	// this length (phase.Slices).
+	Slice time.Duration
+	// Warmup, when positive, precedes each measured phase on fresh
+	// connections with this long at the same rate, reported apart
+	// (phase.Warmup): fresh processes and connections are slow for their
+	// first few hundred milliseconds, which a 10 s run's p99 would show.
+	Warmup   time.Duration
+	Progress io.Writer // one line per second; nil for none
 }
 
 func (c *loadConfig) check() error {
@@ -661,6 +669,11 @@ type phase struct {
 	MachineBusyCores  float64 `json:"machine_busy_cores,omitempty"`
 	MachineStealCores float64 `json:"machine_steal_cores,omitempty"`
 	Latency           Latency `json:"latency"`
+	Slices            []Slice `json:"slices,omitempty"`  // with -slices
+	SliceSeconds      float64 `json:"slice_s,omitempty"` // their length
+	// Warmup is the stretch at the same rate that came first (-warmup),
+	// not counted in the figures above.
+	Warmup *phase `json:"warmup,omitempty"`
 }
 
 // machineCPU is the machine's CPU time so far, from /proc/stat; cores is
@@ -707,6 +720,19 @@ func loadAvg() float64 {
 	return v
 }
 
+// measure runs a phase on connections that have carried nothing yet:
+// after the warm-up, if one is configured.
+func (l *load) measure(ctx context.Context, rate float64, dur time.Duration, count int64) phase {
+	var w *phase
+	if l.cfg.Warmup > 0 {
+		p := l.runPhase(ctx, rate, l.cfg.Warmup, 0)
+		w = &p
+	}
+	p := l.runPhase(ctx, rate, dur, count)
+	p.Warmup = w
+	return p
+}
+
 // runPhase sends at rate for dur (or count messages), then waits for the
 // deliveries still in flight.
 func (l *load) runPhase(ctx context.Context, rate float64, dur time.Duration, count int64) phase {
@@ -717,6 +743,7 @@ func (l *load) runPhase(ctx context.Context, rate float64, dur time.Duration, co
 	before := l.snapshot()
 	cpu0, mach0 := cputime.Process(), readMachineCPU()
 	start := time.Now()
+	sl := startSlices(h, start, l.cfg.Slice)
 	tick := time.NewTicker(time.Millisecond)
 	defer tick.Stop()
 	progress := time.NewTicker(time.Second)
@@ -794,6 +821,10 @@ send:
 		ClientsDropped: d.closed, DrainMs: float64(drain.Microseconds()) / 1000,
 		SendRate: float64(d.sent) / window.Seconds(),
 		Latency:  h.Summary(),
+		Slices:   sl.stop(),
+	}
+	if len(p.Slices) > 0 {
+		p.SliceSeconds = l.cfg.Slice.Seconds()
 	}
 	p.DeliveredPerSec = float64(d.received) / (window + drain).Seconds()
 	p.ClientCores = float64(cputime.Process()-cpu0) / float64(window+drain)
@@ -813,6 +844,51 @@ send:
 		p.ServerBatch = mean(srv0, srv1, batchSum, batchCount)
 	}
 	return p
+}
+
+// slicer takes a copy of a phase's histogram every slice and keeps the
+// difference, in its own goroutine, which stop ends.
+type slicer struct {
+	stopc  chan struct{}
+	done   chan struct{}
+	slices []Slice
+}
+
+// startSlices slices h from start on; every is 0 for none.
+func startSlices(h *hist, start time.Time, every time.Duration) *slicer {
+	s := &slicer{stopc: make(chan struct{}), done: make(chan struct{})}
+	if every <= 0 {
+		close(s.done)
+		return s
+	}
+	go func() {
+		defer close(s.done)
+		prev, cur := make([]uint64, histBuckets), make([]uint64, histBuckets)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-s.stopc:
+				h.load(cur)
+				if sl := sliceOf(time.Since(start), prev, cur); sl.Delivered > 0 {
+					s.slices = append(s.slices, sl)
+				}
+				return
+			case <-t.C:
+			}
+			h.load(cur)
+			s.slices = append(s.slices, sliceOf(time.Since(start), prev, cur))
+			prev, cur = cur, prev
+		}
+	}()
+	return s
+}
+
+// stop ends the slicing and returns the slices, the last one partial.
+func (s *slicer) stop() []Slice {
+	close(s.stopc)
+	<-s.done
+	return s.slices
 }
 
 func (l *load) errCount() int64 {

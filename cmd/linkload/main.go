@@ -10,13 +10,15 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 )
 
 const usage = `usage:
-  linkload [load]  -url URL [-protocol v1|centrifugo] [-users U -rooms R -group G -senders S -rate M -d DUR -n COUNT] [-max] [-json FILE]
+  linkload [load]  -url URL [-protocol v1|centrifugo] [-users U -rooms R -group G -senders S -rate M -d DUR -n COUNT] [-max] [-warmup DUR] [-slices DUR] [-json FILE]
   linkload idle    -url URL [-protocol v1|centrifugo] -conns N [-idle-users K] [-json FILE]
   linkload resume  -url URL [-msgs 1000 -senders S -rate M -reps 5] [-json FILE]
   linkload compare -linkwall BIN [load flags] [-max] [-idle N] [-resume] [-rounds N] [-json FILE]
@@ -92,6 +94,8 @@ func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *options) {
 	fs.DurationVar(&o.load.Duration, "d", 10*time.Second, "send for this long")
 	fs.Int64Var(&o.load.Count, "n", 0, "send at most this many messages (0 = no bound)")
 	fs.IntVar(&o.load.UsersPerIP, "users-per-ip", 16, "create at most this many sessions per loopback source address 127.1xx.y.z (servers limit sessions per IP; 0 = one address)")
+	fs.DurationVar(&o.load.Slice, "slices", 0, "also report the latency of every slice of this length (e.g. 100ms) of each phase: in -json every slice, in the report the first second's p99s and the spread of the rest (0 = off)")
+	fs.DurationVar(&o.load.Warmup, "warmup", 0, "before each measured run on fresh connections (-d, -max's half peak, -max-also), send this long at the same rate, reported apart and not counted (0 = none)")
 	fs.DurationVar(&o.load.Drain, "drain", 5*time.Second, "wait this long for deliveries after sending")
 	fs.BoolVar(&o.max, "max", false, "ramp the rate to the peak, then run at half of it for -d")
 	fs.Float64Var(&o.mc.Start, "max-start", 100, "first rate of the ramp, msgs/s")
@@ -258,6 +262,11 @@ func writeJSON(path string, v any) error {
 func mib(b float64) float64 { return b / (1 << 20) }
 
 func printPhase(w io.Writer, name string, p *phase) {
+	if wp := p.Warmup; wp != nil {
+		fmt.Fprintf(w, "%s, warm-up (not counted): %.1fs at %.0f msgs/s, delivered %d of %d, p50 %.2fms p99 %.2fms max %.2fms\n",
+			name, wp.Seconds, wp.SendRate, wp.Received, wp.Expected, wp.Latency.P50Ms, wp.Latency.P99Ms, wp.Latency.MaxMs)
+		printSlices(w, wp.Slices, wp.SliceSeconds)
+	}
 	fmt.Fprintf(w, "%s: %.0f msgs/s target, %.0f sent/s for %.1fs\n", name, p.TargetRate, p.SendRate, p.Seconds)
 	fmt.Fprintf(w, "  sent %d, acked %d, rejected %d; deliveries expected %d, received %d, dropped %d, duplicates %d, stray %d; bot messages %d; clients dropped %d\n",
 		p.Sent, p.Acked, p.Rejected, p.Expected, p.Received, p.Dropped, p.Duplicates, p.Stray, p.BotMessages, p.ClientsDropped)
@@ -277,6 +286,35 @@ func printPhase(w io.Writer, name string, p *phase) {
 		}
 		fmt.Fprintln(w)
 	}
+	printSlices(w, p.Slices, p.SliceSeconds)
+}
+
+// printSlices reports the slices' p99s: the first second's one by one,
+// where a late start shows, and the spread of the rest.
+func printSlices(w io.Writer, sl []Slice, length float64) {
+	if len(sl) == 0 || length <= 0 {
+		return
+	}
+	inFirst := max(int(1/length+0.5), 1)
+	var first []string
+	var rest []float64
+	worst := sl[0]
+	for i, s := range sl {
+		if i < inFirst {
+			first = append(first, strconv.FormatFloat(s.P99Ms, 'f', 1, 64))
+		} else if s.Delivered > 0 {
+			rest = append(rest, s.P99Ms)
+		}
+		if s.P99Ms > worst.P99Ms {
+			worst = s
+		}
+	}
+	fmt.Fprintf(w, "  p99 of each of %d slices: first second %s ms", len(sl), strings.Join(first, " · "))
+	if len(rest) > 0 {
+		slices.Sort(rest)
+		fmt.Fprintf(w, "; after it median %.1f ms, 90th percentile %.1f ms", rest[len(rest)/2], rest[len(rest)*9/10])
+	}
+	fmt.Fprintf(w, "; worst %.1f ms in the slice ending at %.1fs\n", worst.P99Ms, worst.AtS)
 }
 
 func printMem(w io.Writer, name string, m *MemReport) {

@@ -154,7 +154,7 @@ func TestMaxRampsThenRunsAtHalfPeak(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "r.json")
 	runCmd(t, "-url", url, "-users", "20", "-rooms", "2", "-group", "10", "-max",
 		"-max-start", "50", "-max-factor", "2", "-max-rate", "100", "-max-step", "400ms", "-d", "500ms",
-		"-max-also", "30", "-q", "-json", out)
+		"-max-also", "30", "-warmup", "200ms", "-q", "-json", out)
 	r := readReport[Report](t, out)
 	m := r.Max
 	// The baseline keeps up with 100 msgs/s easily, but a loaded machine
@@ -177,6 +177,44 @@ func TestMaxRampsThenRunsAtHalfPeak(t *testing.T) {
 	checkDelivered(t, "also", m.Also, 0, 10)
 	if m.Also.TargetRate != 30 {
 		t.Errorf("-max-also ran at %v msgs/s, want 30", m.Also.TargetRate)
+	}
+	// Both run on fresh connections, each after its own warm-up; the
+	// ramp's steps run on warm ones and have none.
+	for name, p := range map[string]*phase{"half peak": m.HalfPeak, "also": m.Also} {
+		if w := p.Warmup; w == nil || w.TargetRate != p.TargetRate || w.Sent == 0 {
+			t.Errorf("%s: warm-up %+v, want one at %v msgs/s", name, w, p.TargetRate)
+		}
+	}
+	for _, p := range m.Steps {
+		if p.Warmup != nil {
+			t.Errorf("ramp step at %v msgs/s has a warm-up", p.TargetRate)
+		}
+	}
+}
+
+func TestWarmupIsReportedApart(t *testing.T) {
+	url := startBaseline(t)
+	out := filepath.Join(t.TempDir(), "r.json")
+	stdout, _ := runCmd(t, "-url", url, "-users", "20", "-rooms", "2", "-group", "10",
+		"-rate", "400", "-n", "200", "-d", "10s", "-warmup", "300ms", "-json", out)
+	r := readReport[Report](t, out)
+	// The measured phase holds its own 200 messages only, every one
+	// delivered; the warm-up's are counted in the warm-up.
+	checkDelivered(t, "load", r.Load, 200, 10)
+	w := r.Load.Warmup
+	if w == nil {
+		t.Fatal("no warm-up in the report")
+	}
+	if w.Sent < 60 || w.Sent > 120 || w.Received != w.Expected || w.Expected != w.Sent*10 {
+		t.Errorf("warm-up sent %d (want 120 at 400 msgs/s for 300ms, at least half of it), expected %d, received %d",
+			w.Sent, w.Expected, w.Received)
+	}
+	if w.Latency.Count != uint64(w.Received) || r.Load.Latency.Count != uint64(r.Load.Received) {
+		t.Errorf("latency counts %d and %d, want %d and %d: the phases' histograms are apart",
+			w.Latency.Count, r.Load.Latency.Count, w.Received, r.Load.Received)
+	}
+	if !strings.Contains(stdout, "warm-up (not counted)") {
+		t.Errorf("want the warm-up in the summary; stdout:\n%s", stdout)
 	}
 }
 
@@ -266,6 +304,79 @@ func TestHistQuantiles(t *testing.T) {
 	}
 	if s := h.Summary(); s.Count != 100000 || s.MaxMs != 100 || s.MeanMs < 50 || s.MeanMs > 50.01 {
 		t.Errorf("summary %+v", s)
+	}
+}
+
+func TestSliceOfCountsOnlyWhatArrivedBetweenCopies(t *testing.T) {
+	var h hist
+	prev, cur := make([]uint64, histBuckets), make([]uint64, histBuckets)
+	// The first slice: 1–100 ms. Its values must not leak into the second.
+	for v := 1; v <= 1000; v++ {
+		h.Record(time.Duration(v) * 100 * time.Microsecond)
+	}
+	h.load(cur)
+	first := sliceOf(100*time.Millisecond, prev, cur)
+	prev, cur = cur, prev
+	// The second: 200–300 ms, a late stretch.
+	for v := 0; v < 1000; v++ {
+		h.Record(200*time.Millisecond + time.Duration(v)*100*time.Microsecond)
+	}
+	h.load(cur)
+	second := sliceOf(200*time.Millisecond, prev, cur)
+	prev, cur = cur, prev
+	h.load(cur)
+	empty := sliceOf(300*time.Millisecond, prev, cur)
+
+	within := func(name string, got float64, want time.Duration) {
+		t.Helper()
+		w := ms(want)
+		if got < w || got > w*(1+1.0/histSub)+0.001 {
+			t.Errorf("%s = %vms, want %vms within 1/%d above", name, got, w, histSub)
+		}
+	}
+	if first.Delivered != 1000 || first.AtS != 0.1 {
+		t.Errorf("first slice %+v, want 1000 deliveries ending at 0.1s", first)
+	}
+	within("first p50", first.P50Ms, 50*time.Millisecond)
+	within("first p99", first.P99Ms, 99*time.Millisecond)
+	within("first max", first.MaxMs, 100*time.Millisecond)
+	if second.Delivered != 1000 {
+		t.Errorf("second slice %+v, want 1000 deliveries", second)
+	}
+	within("second p50", second.P50Ms, 250*time.Millisecond)
+	within("second p99", second.P99Ms, 299*time.Millisecond)
+	if empty != (Slice{AtS: 0.3}) {
+		t.Errorf("a slice without deliveries is %+v", empty)
+	}
+}
+
+func TestLoadSlicesCoverEveryDelivery(t *testing.T) {
+	url := startBaseline(t)
+	out := filepath.Join(t.TempDir(), "r.json")
+	stdout, _ := runCmd(t, "-url", url, "-users", "20", "-rooms", "2", "-group", "10",
+		"-rate", "400", "-d", "1s", "-slices", "100ms", "-json", out)
+	r := readReport[Report](t, out)
+	checkDelivered(t, "load", r.Load, 0, 10)
+	sl := r.Load.Slices
+	// 1 s of sending and the drain, in slices of 0.1 s.
+	if len(sl) < 10 || len(sl) > 20 {
+		t.Fatalf("%d slices for a 1s run in slices of 100ms: %+v", len(sl), sl)
+	}
+	var n uint64
+	for i, s := range sl {
+		n += s.Delivered
+		if i > 0 && s.AtS <= sl[i-1].AtS {
+			t.Errorf("slice %d ends at %vs, not after the one before (%vs)", i, s.AtS, sl[i-1].AtS)
+		}
+		if s.Delivered > 0 && (s.P50Ms <= 0 || s.P99Ms < s.P50Ms || s.MaxMs < s.P99Ms || s.MaxMs > r.Load.Latency.MaxMs*(1+1.0/histSub)) {
+			t.Errorf("slice %d: %+v does not fit the phase's latency %+v", i, s, r.Load.Latency)
+		}
+	}
+	if int64(n) != r.Load.Received {
+		t.Errorf("slices hold %d deliveries, the phase received %d", n, r.Load.Received)
+	}
+	if !strings.Contains(stdout, "slices: first second") {
+		t.Errorf("want the slices in the summary; stdout:\n%s", stdout)
 	}
 }
 

@@ -141,7 +141,7 @@ func runLoad(ctx context.Context, cfg loadConfig, mc *maxConfig) (*Report, error
 	rep.Connect.ConnectSeconds = l.connectTime.Seconds()
 	rep.Connect.HelloMissing = l.helloMissing
 	if mc == nil {
-		p := l.runPhase(ctx, cfg.Rate, cfg.Duration, cfg.Count)
+		p := l.measure(ctx, cfg.Rate, cfg.Duration, cfg.Count)
 		rep.Load = &p
 		l.close()
 		rep.Errors, rep.CloseCodes = l.errorsCopy()
@@ -201,7 +201,7 @@ func freshPhase(ctx context.Context, cfg loadConfig, rep *Report, prefix string)
 		l.close()
 		return phase{}, err
 	}
-	p := l.runPhase(ctx, cfg.Rate, cfg.Duration, 0)
+	p := l.measure(ctx, cfg.Rate, cfg.Duration, 0)
 	l.close()
 	errs, closes := l.errorsCopy()
 	for k, v := range errs {

@@ -20,7 +20,9 @@
 // of its text, so receivers compute latency and find losses and duplicates.
 //
 // -slices 100ms also reports the latency of every tenth of a second, so
-// that a late start or an episode shows where a run's p99 comes from.
+// that a late start or an episode shows where a run's p99 comes from; the
+// median of the slices' p99s is the steady tail, and compare reports its
+// ratio too.
 // -warmup 1s sends at the measured rate for a second on fresh connections
 // before each measured run and reports it apart: a fresh server process,
 // a fresh linkload and fresh connections are slower for their first few

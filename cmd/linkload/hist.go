@@ -2,6 +2,7 @@ package main
 
 import (
 	"math/bits"
+	"slices"
 	"sync/atomic"
 	"time"
 )
@@ -123,6 +124,23 @@ func sliceOf(at time.Duration, prev, cur []uint64) Slice {
 	}
 	s.P50Ms, s.P99Ms, s.MaxMs = q(0.5), q(0.99), ms(time.Duration(histUpper(top)))
 	return s
+}
+
+// sliceSpread returns the median and the 90th percentile of the p99s of
+// the slices that received anything: the steady tail of a run, which one
+// episode or a slow start moves much less than the run's own p99.
+func sliceSpread(sl []Slice) (median, p90 float64) {
+	var v []float64
+	for _, s := range sl {
+		if s.Delivered > 0 {
+			v = append(v, s.P99Ms)
+		}
+	}
+	if len(v) == 0 {
+		return 0, 0
+	}
+	slices.Sort(v)
+	return v[len(v)/2], v[len(v)*9/10]
 }
 
 // Slice is the latency of the deliveries received in one slice of a phase

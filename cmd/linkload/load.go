@@ -671,6 +671,10 @@ type phase struct {
 	Latency           Latency `json:"latency"`
 	Slices            []Slice `json:"slices,omitempty"`  // with -slices
 	SliceSeconds      float64 `json:"slice_s,omitempty"` // their length
+	// SliceP99MedianMs and SliceP99P90Ms are the median and the 90th
+	// percentile of the slices' p99s (sliceSpread).
+	SliceP99MedianMs float64 `json:"slice_p99_median_ms,omitempty"`
+	SliceP99P90Ms    float64 `json:"slice_p99_p90_ms,omitempty"`
 	// Warmup is the stretch at the same rate that came first (-warmup),
 	// not counted in the figures above.
 	Warmup *phase `json:"warmup,omitempty"`
@@ -825,6 +829,7 @@ send:
 	}
 	if len(p.Slices) > 0 {
 		p.SliceSeconds = l.cfg.Slice.Seconds()
+		p.SliceP99MedianMs, p.SliceP99P90Ms = sliceSpread(p.Slices)
 	}
 	p.DeliveredPerSec = float64(d.received) / (window + drain).Seconds()
 	p.ClientCores = float64(cputime.Process()-cpu0) / float64(window+drain)

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -265,7 +264,7 @@ func printPhase(w io.Writer, name string, p *phase) {
 	if wp := p.Warmup; wp != nil {
 		fmt.Fprintf(w, "%s, warm-up (not counted): %.1fs at %.0f msgs/s, delivered %d of %d, p50 %.2fms p99 %.2fms max %.2fms\n",
 			name, wp.Seconds, wp.SendRate, wp.Received, wp.Expected, wp.Latency.P50Ms, wp.Latency.P99Ms, wp.Latency.MaxMs)
-		printSlices(w, wp.Slices, wp.SliceSeconds)
+		printSlices(w, wp)
 	}
 	fmt.Fprintf(w, "%s: %.0f msgs/s target, %.0f sent/s for %.1fs\n", name, p.TargetRate, p.SendRate, p.Seconds)
 	fmt.Fprintf(w, "  sent %d, acked %d, rejected %d; deliveries expected %d, received %d, dropped %d, duplicates %d, stray %d; bot messages %d; clients dropped %d\n",
@@ -286,35 +285,29 @@ func printPhase(w io.Writer, name string, p *phase) {
 		}
 		fmt.Fprintln(w)
 	}
-	printSlices(w, p.Slices, p.SliceSeconds)
+	printSlices(w, p)
 }
 
-// printSlices reports the slices' p99s: the first second's one by one,
-// where a late start shows, and the spread of the rest.
-func printSlices(w io.Writer, sl []Slice, length float64) {
-	if len(sl) == 0 || length <= 0 {
+// printSlices reports the spread of a phase's slice p99s, and the first
+// second's one by one, where a late start shows.
+func printSlices(w io.Writer, p *phase) {
+	sl := p.Slices
+	if len(sl) == 0 || p.SliceSeconds <= 0 {
 		return
 	}
-	inFirst := max(int(1/length+0.5), 1)
+	inFirst := max(int(1/p.SliceSeconds+0.5), 1)
 	var first []string
-	var rest []float64
 	worst := sl[0]
 	for i, s := range sl {
 		if i < inFirst {
 			first = append(first, strconv.FormatFloat(s.P99Ms, 'f', 1, 64))
-		} else if s.Delivered > 0 {
-			rest = append(rest, s.P99Ms)
 		}
 		if s.P99Ms > worst.P99Ms {
 			worst = s
 		}
 	}
-	fmt.Fprintf(w, "  p99 of each of %d slices: first second %s ms", len(sl), strings.Join(first, " · "))
-	if len(rest) > 0 {
-		slices.Sort(rest)
-		fmt.Fprintf(w, "; after it median %.1f ms, 90th percentile %.1f ms", rest[len(rest)/2], rest[len(rest)*9/10])
-	}
-	fmt.Fprintf(w, "; worst %.1f ms in the slice ending at %.1fs\n", worst.P99Ms, worst.AtS)
+	fmt.Fprintf(w, "  p99 of each of %d slices of %gs: median %.1f ms, 90th percentile %.1f ms, worst %.1f ms (ending at %.1fs); the first second's: %s ms\n",
+		len(sl), p.SliceSeconds, p.SliceP99MedianMs, p.SliceP99P90Ms, worst.P99Ms, worst.AtS, strings.Join(first, " · "))
 }
 
 func printMem(w io.Writer, name string, m *MemReport) {

@@ -263,7 +263,8 @@ func TestCompareRunsBothServersAsChildren(t *testing.T) {
 func TestCompareMaxAlsoRunsLinkwallAtTheBaselinesHalfPeak(t *testing.T) {
 	out := compareTest(t)
 	runCmd(t, "compare", "-linkwall", os.Args[0], "-users", "20", "-rooms", "2", "-group", "10", "-max",
-		"-max-start", "40", "-max-factor", "2", "-max-rate", "80", "-max-step", "400ms", "-d", "500ms", "-q", "-json", out)
+		"-max-start", "40", "-max-factor", "2", "-max-rate", "80", "-max-step", "400ms", "-d", "500ms",
+		"-slices", "100ms", "-q", "-json", out)
 	c := readReport[Comparison](t, out)
 	if c.Baseline == nil || c.Baseline.Max == nil || c.Linkwall == nil || c.Linkwall.Max == nil {
 		t.Fatalf("want both ramps, got %+v", c)
@@ -277,8 +278,10 @@ func TestCompareMaxAlsoRunsLinkwallAtTheBaselinesHalfPeak(t *testing.T) {
 	if got := c.Linkwall.Max.Also.TargetRate; got != bh.TargetRate {
 		t.Errorf("linkwall's extra phase ran at %v msgs/s, want the baseline's half peak %v", got, bh.TargetRate)
 	}
-	if c.Ratios["p99_at_baseline_half_peak"] <= 0 {
-		t.Errorf("no ratio p99_at_baseline_half_peak in %v", c.Ratios)
+	for _, k := range []string{"p99_at_baseline_half_peak", "half_peak_slice_p99_median", "slice_p99_median_at_baseline_half_peak"} {
+		if c.Ratios[k] <= 0 {
+			t.Errorf("no ratio %s in %v", k, c.Ratios)
+		}
 	}
 }
 
@@ -350,6 +353,32 @@ func TestSliceOfCountsOnlyWhatArrivedBetweenCopies(t *testing.T) {
 	}
 }
 
+func TestSliceSpread(t *testing.T) {
+	mk := func(p99s ...float64) []Slice {
+		var sl []Slice
+		for _, v := range p99s {
+			sl = append(sl, Slice{Delivered: 1, P99Ms: v})
+		}
+		return sl
+	}
+	tests := []struct {
+		name     string
+		sl       []Slice
+		med, p90 float64
+	}{
+		{"none", nil, 0, 0},
+		{"one", mk(7), 7, 7},
+		{"ten, unsorted", mk(10, 1, 9, 2, 8, 3, 7, 4, 6, 5), 6, 10},
+		{"an episode moves neither", mk(20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 400), 30, 38},
+		{"empty slices are left out", append(mk(5, 6, 7), Slice{P99Ms: 0}, Slice{P99Ms: 0}), 6, 7},
+	}
+	for _, tt := range tests {
+		if med, p90 := sliceSpread(tt.sl); med != tt.med || p90 != tt.p90 {
+			t.Errorf("%s: median %v, 90th percentile %v; want %v, %v", tt.name, med, p90, tt.med, tt.p90)
+		}
+	}
+}
+
 func TestLoadSlicesCoverEveryDelivery(t *testing.T) {
 	url := startBaseline(t)
 	out := filepath.Join(t.TempDir(), "r.json")
@@ -375,7 +404,11 @@ func TestLoadSlicesCoverEveryDelivery(t *testing.T) {
 	if int64(n) != r.Load.Received {
 		t.Errorf("slices hold %d deliveries, the phase received %d", n, r.Load.Received)
 	}
-	if !strings.Contains(stdout, "slices: first second") {
+	med, p90 := r.Load.SliceP99MedianMs, r.Load.SliceP99P90Ms
+	if med <= 0 || p90 < med || med > r.Load.Latency.MaxMs*(1+1.0/histSub) {
+		t.Errorf("slices' p99: median %v, 90th percentile %v, for a phase with latency %+v", med, p90, r.Load.Latency)
+	}
+	if !strings.Contains(stdout, "slices of 0.1s: median") {
 		t.Errorf("want the slices in the summary; stdout:\n%s", stdout)
 	}
 }

@@ -79,7 +79,7 @@ func printRounds(w io.Writer, rs *Rounds) {
 	for _, k := range ratioNames {
 		if m, ok := rs.Median[k]; ok {
 			r := rs.Range[k]
-			fmt.Fprintf(w, "  %-30s %.2f× [%.2f–%.2f]\n", k, m, r[0], r[1])
+			fmt.Fprintf(w, "  %-40s %.2f× [%.2f–%.2f]\n", k, m, r[0], r[1])
 		}
 	}
 }

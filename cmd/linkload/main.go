@@ -93,7 +93,7 @@ func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *options) {
 	fs.DurationVar(&o.load.Duration, "d", 10*time.Second, "send for this long")
 	fs.Int64Var(&o.load.Count, "n", 0, "send at most this many messages (0 = no bound)")
 	fs.IntVar(&o.load.UsersPerIP, "users-per-ip", 16, "create at most this many sessions per loopback source address 127.1xx.y.z (servers limit sessions per IP; 0 = one address)")
-	fs.DurationVar(&o.load.Slice, "slices", 0, "also report the latency of every slice of this length (e.g. 100ms) of each phase: in -json every slice, in the report the first second's p99s and the spread of the rest (0 = off)")
+	fs.DurationVar(&o.load.Slice, "slices", 0, "also report the latency of every slice of this length (e.g. 100ms) of each phase: in -json every slice, in the report the median, 90th percentile and worst of the slices' p99s and the first second's one by one (0 = off)")
 	fs.DurationVar(&o.load.Warmup, "warmup", 0, "before each measured run on fresh connections (-d, -max's half peak, -max-also), send this long at the same rate, reported apart and not counted (0 = none)")
 	fs.DurationVar(&o.load.Drain, "drain", 5*time.Second, "wait this long for deliveries after sending")
 	fs.BoolVar(&o.max, "max", false, "ramp the rate to the peak, then run at half of it for -d")

@@ -73,25 +73,29 @@ func (h *hist) Quantile(q float64) time.Duration {
 	if n == 0 {
 		return 0
 	}
-	rank := quantileRank(q, n)
-	var seen uint64
-	for i := range h.counts {
-		seen += h.counts[i].Load()
-		if seen >= rank {
-			return time.Duration(min(histUpper(i), h.max.Load()))
-		}
+	if i := quantileBucket(q, n, func(i int) uint64 { return h.counts[i].Load() }); i >= 0 {
+		return time.Duration(min(histUpper(i), h.max.Load()))
 	}
 	return time.Duration(h.max.Load())
 }
 
-func quantileRank(q float64, n uint64) uint64 {
-	return max(uint64(q*float64(n)+0.5), 1)
+// quantileBucket returns the bucket that holds quantile q of n values,
+// count(i) giving bucket i's share; -1 if the counts add up to less.
+func quantileBucket(q float64, n uint64, count func(i int) uint64) int {
+	rank := max(uint64(q*float64(n)+0.5), 1)
+	var seen uint64
+	for i := range histBuckets {
+		if seen += count(i); seen >= rank {
+			return i
+		}
+	}
+	return -1
 }
 
-// load copies h's bucket counts into dst, which holds histBuckets.
+// copyCounts copies h's bucket counts into dst, which holds histBuckets.
 // Readers may record meanwhile: a copy is a moment's view to within the
 // deliveries recorded while it was taken.
-func (h *hist) load(dst []uint64) {
+func (h *hist) copyCounts(dst []uint64) {
 	for i := range h.counts {
 		dst[i] = h.counts[i].Load()
 	}
@@ -114,13 +118,8 @@ func sliceOf(at time.Duration, prev, cur []uint64) Slice {
 		return s
 	}
 	q := func(q float64) float64 {
-		rank, seen := quantileRank(q, n), uint64(0)
-		for i := range cur {
-			if seen += cur[i] - prev[i]; seen >= rank {
-				return ms(time.Duration(histUpper(i)))
-			}
-		}
-		return ms(time.Duration(histUpper(top)))
+		i := quantileBucket(q, n, func(i int) uint64 { return cur[i] - prev[i] })
+		return ms(time.Duration(histUpper(i)))
 	}
 	s.P50Ms, s.P99Ms, s.MaxMs = q(0.5), q(0.99), ms(time.Duration(histUpper(top)))
 	return s

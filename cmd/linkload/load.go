@@ -874,14 +874,14 @@ func startSlices(h *hist, start time.Time, every time.Duration) *slicer {
 		for {
 			select {
 			case <-s.stopc:
-				h.load(cur)
+				h.copyCounts(cur)
 				if sl := sliceOf(time.Since(start), prev, cur); sl.Delivered > 0 {
 					s.slices = append(s.slices, sl)
 				}
 				return
 			case <-t.C:
 			}
-			h.load(cur)
+			h.copyCounts(cur)
 			s.slices = append(s.slices, sliceOf(time.Since(start), prev, cur))
 			prev, cur = cur, prev
 		}

@@ -62,6 +62,15 @@ func startBaseline(t *testing.T) string {
 	return hs.URL
 }
 
+// runOnBaseline runs linkload with args against a baseline server of its
+// own and returns the JSON report it wrote.
+func runOnBaseline(t *testing.T, args ...string) (r Report, stdout, stderr string) {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "r.json")
+	stdout, stderr = runCmd(t, append(args, "-url", startBaseline(t), "-json", out)...)
+	return readReport[Report](t, out), stdout, stderr
+}
+
 func runCmd(t *testing.T, args ...string) (stdout, stderr string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -113,13 +122,10 @@ func checkDelivered(t *testing.T, name string, p *phase, msgs, members int64) {
 }
 
 func TestLoadDeliversEveryMessageToEveryMember(t *testing.T) {
-	url := startBaseline(t)
-	out := filepath.Join(t.TempDir(), "r.json")
 	// 25 users in 3 rooms of 10: the rooms overlap, so some users get
 	// messages of two rooms and must not count them as strays.
-	stdout, stderr := runCmd(t, "-url", url, "-users", "25", "-rooms", "3", "-group", "10",
-		"-rate", "200", "-n", "300", "-d", "10s", "-json", out)
-	r := readReport[Report](t, out)
+	r, stdout, stderr := runOnBaseline(t, "-users", "25", "-rooms", "3", "-group", "10",
+		"-rate", "200", "-n", "300", "-d", "10s")
 	checkDelivered(t, "load", r.Load, 300, 10)
 	if r.Config == nil || r.Config.Conns != 25 || r.Config.Senders != 25 {
 		t.Errorf("config %+v, want 25 connections and senders", r.Config)
@@ -150,12 +156,9 @@ func TestLoadDeliversEveryMessageToEveryMember(t *testing.T) {
 }
 
 func TestMaxRampsThenRunsAtHalfPeak(t *testing.T) {
-	url := startBaseline(t)
-	out := filepath.Join(t.TempDir(), "r.json")
-	runCmd(t, "-url", url, "-users", "20", "-rooms", "2", "-group", "10", "-max",
+	r, _, _ := runOnBaseline(t, "-users", "20", "-rooms", "2", "-group", "10", "-max",
 		"-max-start", "50", "-max-factor", "2", "-max-rate", "100", "-max-step", "400ms", "-d", "500ms",
-		"-max-also", "30", "-warmup", "200ms", "-q", "-json", out)
-	r := readReport[Report](t, out)
+		"-max-also", "30", "-warmup", "200ms", "-q")
 	m := r.Max
 	// The baseline keeps up with 100 msgs/s easily, but a loaded machine
 	// may starve the pacer; what must hold either way is the ramp's logic.
@@ -193,11 +196,8 @@ func TestMaxRampsThenRunsAtHalfPeak(t *testing.T) {
 }
 
 func TestWarmupIsReportedApart(t *testing.T) {
-	url := startBaseline(t)
-	out := filepath.Join(t.TempDir(), "r.json")
-	stdout, _ := runCmd(t, "-url", url, "-users", "20", "-rooms", "2", "-group", "10",
-		"-rate", "400", "-n", "200", "-d", "10s", "-warmup", "300ms", "-json", out)
-	r := readReport[Report](t, out)
+	r, stdout, _ := runOnBaseline(t, "-users", "20", "-rooms", "2", "-group", "10",
+		"-rate", "400", "-n", "200", "-d", "10s", "-warmup", "300ms")
 	// The measured phase holds its own 200 messages only, every one
 	// delivered; the warm-up's are counted in the warm-up.
 	checkDelivered(t, "load", r.Load, 200, 10)
@@ -219,10 +219,7 @@ func TestWarmupIsReportedApart(t *testing.T) {
 }
 
 func TestIdleReportsMemoryPerConnection(t *testing.T) {
-	url := startBaseline(t)
-	out := filepath.Join(t.TempDir(), "r.json")
-	runCmd(t, "idle", "-url", url, "-conns", "60", "-idle-users", "20", "-settle", "100ms", "-json", out)
-	r := readReport[Report](t, out)
+	r, _, _ := runOnBaseline(t, "idle", "-conns", "60", "-idle-users", "20", "-settle", "100ms")
 	if r.Idle == nil || r.Idle.Conns != 60 || r.Idle.HelloMissing != 0 || r.Idle.RSSAfter <= 0 || r.Idle.HeapAfter <= 0 || r.Idle.Goroutines < 120 {
 		t.Errorf("idle %+v, want 60 connections with a hello each and memory figures", r.Idle)
 	}
@@ -317,17 +314,17 @@ func TestSliceOfCountsOnlyWhatArrivedBetweenCopies(t *testing.T) {
 	for v := 1; v <= 1000; v++ {
 		h.Record(time.Duration(v) * 100 * time.Microsecond)
 	}
-	h.load(cur)
+	h.copyCounts(cur)
 	first := sliceOf(100*time.Millisecond, prev, cur)
 	prev, cur = cur, prev
 	// The second: 200–300 ms, a late stretch.
 	for v := 0; v < 1000; v++ {
 		h.Record(200*time.Millisecond + time.Duration(v)*100*time.Microsecond)
 	}
-	h.load(cur)
+	h.copyCounts(cur)
 	second := sliceOf(200*time.Millisecond, prev, cur)
 	prev, cur = cur, prev
-	h.load(cur)
+	h.copyCounts(cur)
 	empty := sliceOf(300*time.Millisecond, prev, cur)
 
 	within := func(name string, got float64, want time.Duration) {
@@ -380,11 +377,8 @@ func TestSliceSpread(t *testing.T) {
 }
 
 func TestLoadSlicesCoverEveryDelivery(t *testing.T) {
-	url := startBaseline(t)
-	out := filepath.Join(t.TempDir(), "r.json")
-	stdout, _ := runCmd(t, "-url", url, "-users", "20", "-rooms", "2", "-group", "10",
-		"-rate", "400", "-d", "1s", "-slices", "100ms", "-json", out)
-	r := readReport[Report](t, out)
+	r, stdout, _ := runOnBaseline(t, "-users", "20", "-rooms", "2", "-group", "10",
+		"-rate", "400", "-d", "1s", "-slices", "100ms")
 	checkDelivered(t, "load", r.Load, 0, 10)
 	sl := r.Load.Slices
 	// 1 s of sending and the drain, in slices of 0.1 s.

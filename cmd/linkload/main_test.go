@@ -165,9 +165,15 @@ func TestMaxRampsThenRunsAtHalfPeak(t *testing.T) {
 	if m == nil || len(m.Steps) == 0 || m.PeakRate == 0 || m.PeakDeliveredPerSec <= 0 || m.LimitedBy == "" {
 		t.Fatalf("max %+v, want a peak and why the ramp stopped", m)
 	}
+	// A step that failed without losing anything is tried once more, and
+	// its last try is what counts: every rate up to the peak passed then.
+	last := map[float64]phase{}
 	for _, p := range m.Steps {
-		if p.TargetRate <= m.PeakRate && verdict(p) != "" {
-			t.Errorf("step at %v msgs/s failed (%s) but the peak is %v", p.TargetRate, verdict(p), m.PeakRate)
+		last[p.TargetRate] = p
+	}
+	for rate, p := range last {
+		if rate <= m.PeakRate && verdict(p) != "" {
+			t.Errorf("step at %v msgs/s failed (%s) but the peak is %v", rate, verdict(p), m.PeakRate)
 		}
 	}
 	if m.PeakRate == 100 && m.LimitedBy != "rate limit of the ramp (-max-rate)" {

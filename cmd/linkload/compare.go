@@ -259,11 +259,17 @@ func (c *Comparison) ratios() {
 		if clean(b.Max.HalfPeak) && clean(l.Max.HalfPeak) {
 			put("half_peak_p99", l.Max.HalfPeak.Latency.P99Ms, b.Max.HalfPeak.Latency.P99Ms)
 			put("half_peak_slice_p99_median", l.Max.HalfPeak.SliceP99MedianMs, b.Max.HalfPeak.SliceP99MedianMs)
+			if ls, bs := l.Max.HalfPeak.SocketLatency, b.Max.HalfPeak.SocketLatency; ls != nil && bs != nil {
+				put("half_peak_socket_p99", ls.P99Ms, bs.P99Ms)
+			}
 		}
 		// The same load for both: linkwall at the baseline's half peak.
 		if clean(b.Max.HalfPeak) && clean(l.Max.Also) && l.Max.Also.TargetRate == b.Max.HalfPeak.TargetRate {
 			put("p99_at_baseline_half_peak", l.Max.Also.Latency.P99Ms, b.Max.HalfPeak.Latency.P99Ms)
 			put("slice_p99_median_at_baseline_half_peak", l.Max.Also.SliceP99MedianMs, b.Max.HalfPeak.SliceP99MedianMs)
+			if ls, bs := l.Max.Also.SocketLatency, b.Max.HalfPeak.SocketLatency; ls != nil && bs != nil {
+				put("socket_p99_at_baseline_half_peak", ls.P99Ms, bs.P99Ms)
+			}
 		}
 	}
 	if b.Idle != nil && l.Idle != nil {
@@ -274,8 +280,8 @@ func (c *Comparison) ratios() {
 
 // ratioNames are the ratios a comparison can have, in the order printed.
 var ratioNames = []string{"delivered_per_s", "p99", "deliveries_per_cpu_s", "peak_delivered_per_s",
-	"half_peak_p99", "half_peak_slice_p99_median", "p99_at_baseline_half_peak",
-	"slice_p99_median_at_baseline_half_peak", "idle_rss_per_conn", "idle_heap_per_conn"}
+	"half_peak_p99", "half_peak_slice_p99_median", "half_peak_socket_p99", "p99_at_baseline_half_peak",
+	"slice_p99_median_at_baseline_half_peak", "socket_p99_at_baseline_half_peak", "idle_rss_per_conn", "idle_heap_per_conn"}
 
 func clean(p *phase) bool {
 	return p != nil && p.Dropped == 0 && p.ClientsDropped == 0 && p.Rejected == 0

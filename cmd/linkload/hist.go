@@ -125,14 +125,15 @@ func sliceOf(at time.Duration, prev, cur []uint64) Slice {
 	return s
 }
 
-// sliceSpread returns the median and the 90th percentile of the p99s of
-// the slices that received anything: the steady tail of a run, which one
-// episode or a slow start moves much less than the run's own p99.
-func sliceSpread(sl []Slice) (median, p90 float64) {
+// sliceSpread returns the median and the 90th percentile of a p99 (p99
+// of a slice: end to end or to the socket) over the slices that received
+// anything: the steady tail of a run, which one episode or a slow start
+// moves much less than the run's own p99.
+func sliceSpread(sl []Slice, p99 func(Slice) float64) (median, p90 float64) {
 	var v []float64
 	for _, s := range sl {
 		if s.Delivered > 0 {
-			v = append(v, s.P99Ms)
+			v = append(v, p99(s))
 		}
 	}
 	if len(v) == 0 {
@@ -151,6 +152,9 @@ type Slice struct {
 	P50Ms     float64 `json:"p50_ms"`
 	P99Ms     float64 `json:"p99_ms"`
 	MaxMs     float64 `json:"max_ms"`
+	// SocketP99Ms is the p99 of the same deliveries' time to the socket
+	// (phase.SocketLatency); 0 without timestamps.
+	SocketP99Ms float64 `json:"socket_p99_ms,omitempty"`
 }
 
 // Latency is a histogram's summary in milliseconds, as reported.

@@ -99,6 +99,7 @@ type load struct {
 	serverClosed           atomic.Int64
 	closing                atomic.Bool
 	lat                    atomic.Pointer[hist]
+	sockLat                atomic.Pointer[hist] // send to the client's socket (stampedConn)
 	mu                     sync.Mutex
 	errs                   map[string]int64 // error frames by code, and client-side failures
 	closes                 map[string]int64 // close codes of connections the server ended
@@ -122,6 +123,7 @@ func newLoad(cfg loadConfig) (*load, error) {
 		errs: map[string]int64{}, closes: map[string]int64{}}
 	l.marker = []byte("[lw~" + l.run + "~")
 	l.lat.Store(new(hist))
+	l.sockLat.Store(new(hist))
 	return l, nil
 }
 
@@ -228,6 +230,7 @@ func (l *load) createUsersAndRooms(ctx context.Context) error {
 
 // connect dials every client, a few at a time, and waits for its hello.
 func (l *load) connect(ctx context.Context) error {
+	nd := &net.Dialer{Timeout: 10 * time.Second}
 	d := &websocket.Dialer{
 		HandshakeTimeout: 15 * time.Second,
 		// A frame carries a group commit's messages for one member, often
@@ -236,7 +239,13 @@ func (l *load) connect(ctx context.Context) error {
 		ReadBufferSize:  frameBufSize,
 		WriteBufferSize: 2048,
 		WriteBufferPool: &sync.Pool{},
-		NetDialContext:  (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
+		NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := nd.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return stampConn(c, l.base), nil
+		},
 	}
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -262,6 +271,7 @@ func (l *load) connect(ctx context.Context) error {
 					continue
 				}
 				c.conn = conn
+				c.sock, _ = conn.NetConn().(*stampedConn)
 				go c.read()
 				select {
 				case <-c.hello:
@@ -328,6 +338,7 @@ type wsClient struct {
 	l        *load
 	u        user
 	conn     *websocket.Conn
+	sock     *stampedConn // conn's socket, if it has receive timestamps
 	inRoom   []bool
 	seen     []uint64 // bitset of message numbers received, to find duplicates
 	hello    chan struct{}
@@ -390,19 +401,27 @@ func (c *wsClient) readFrame(r io.Reader, bufp *[]byte) error {
 		}
 		m, err := r.Read(buf[n:])
 		now := c.l.now()
+		// These bytes came with the socket's latest read or an earlier
+		// one, so they reached the socket no later than its timestamp
+		// (an upper bound: a read that takes several segments is stamped
+		// with the last).
+		var arrived int64
+		if c.sock != nil {
+			arrived = c.sock.arrived
+		}
 		data := buf[:n+m]
 		for {
 			i := bytes.IndexByte(data, '\n')
 			if i < 0 {
 				break
 			}
-			c.line(data[:i], now)
+			c.line(data[:i], now, arrived)
 			data = data[i+1:]
 		}
 		n = copy(buf, data)
 		if err == io.EOF {
 			if n > 0 {
-				c.line(buf[:n], now)
+				c.line(buf[:n], now, arrived)
 			}
 			return nil
 		}
@@ -412,12 +431,14 @@ func (c *wsClient) readFrame(r io.Reader, bufp *[]byte) error {
 	}
 }
 
-// line handles one JSON object. Only what the counts need is looked at:
-// a marker at the start of a text, the acknowledgement at the end.
+// line handles one JSON object that linkload read at now, and that reached
+// its socket at arrived (0 if unknown). Only what the counts need is
+// looked at: a marker at the start of a text, the acknowledgement at the
+// end.
 // linkload shares the machine with the server, so it reads no more of an
 // object than it must: a message with links is a few kilobytes, and
 // searching it for each key was most of linkload's CPU.
-func (c *wsClient) line(line []byte, now int64) {
+func (c *wsClient) line(line []byte, now, arrived int64) {
 	l := c.l
 	if i := bytes.Index(line, l.marker); i >= 0 {
 		room, n, ts, ok := parseMarker(line[i+len(l.marker):])
@@ -437,6 +458,9 @@ func (c *wsClient) line(line []byte, now int64) {
 			l.dups.Add(1)
 		default:
 			l.lat.Load().Record(time.Duration(now - ts))
+			if arrived > 0 {
+				l.sockLat.Load().Record(time.Duration(arrived - ts))
+			}
 			if l.cfg.Protocol != protoCentrifugo && c.isAck(line, room, n) {
 				l.acked.Add(1)
 			}
@@ -669,12 +693,20 @@ type phase struct {
 	MachineBusyCores  float64 `json:"machine_busy_cores,omitempty"`
 	MachineStealCores float64 `json:"machine_steal_cores,omitempty"`
 	Latency           Latency `json:"latency"`
-	Slices            []Slice `json:"slices,omitempty"`  // with -slices
-	SliceSeconds      float64 `json:"slice_s,omitempty"` // their length
+	// SocketLatency is from the send to the moment the server's frame
+	// reached the receiver's socket (the kernel's receive timestamp),
+	// without the receiver's own wait for a core and reading: the server's
+	// part of the latency and the network's. Absent where the kernel gives
+	// no timestamps.
+	SocketLatency *Latency `json:"socket_latency,omitempty"`
+	Slices        []Slice  `json:"slices,omitempty"`  // with -slices
+	SliceSeconds  float64  `json:"slice_s,omitempty"` // their length
 	// SliceP99MedianMs and SliceP99P90Ms are the median and the 90th
 	// percentile of the slices' p99s (sliceSpread).
 	SliceP99MedianMs float64 `json:"slice_p99_median_ms,omitempty"`
 	SliceP99P90Ms    float64 `json:"slice_p99_p90_ms,omitempty"`
+	// SocketSliceP99MedianMs is the median of the slices' socket p99s.
+	SocketSliceP99MedianMs float64 `json:"socket_slice_p99_median_ms,omitempty"`
 	// Warmup is the stretch at the same rate that came first (-warmup),
 	// not counted in the figures above.
 	Warmup *phase `json:"warmup,omitempty"`
@@ -740,14 +772,15 @@ func (l *load) measure(ctx context.Context, rate float64, dur time.Duration, cou
 // runPhase sends at rate for dur (or count messages), then waits for the
 // deliveries still in flight.
 func (l *load) runPhase(ctx context.Context, rate float64, dur time.Duration, count int64) phase {
-	h := new(hist)
+	h, hs := new(hist), new(hist)
 	l.lat.Store(h)
+	l.sockLat.Store(hs)
 	la0 := loadAvg()
 	srv0, _ := l.api.scrapeMetrics(ctx)
 	before := l.snapshot()
 	cpu0, mach0 := cputime.Process(), readMachineCPU()
 	start := time.Now()
-	sl := startSlices(h, start, l.cfg.Slice)
+	sl := startSlices(h, hs, start, l.cfg.Slice)
 	tick := time.NewTicker(time.Millisecond)
 	defer tick.Stop()
 	progress := time.NewTicker(time.Second)
@@ -829,7 +862,12 @@ send:
 	}
 	if len(p.Slices) > 0 {
 		p.SliceSeconds = l.cfg.Slice.Seconds()
-		p.SliceP99MedianMs, p.SliceP99P90Ms = sliceSpread(p.Slices)
+		p.SliceP99MedianMs, p.SliceP99P90Ms = sliceSpread(p.Slices, func(s Slice) float64 { return s.P99Ms })
+		p.SocketSliceP99MedianMs, _ = sliceSpread(p.Slices, func(s Slice) float64 { return s.SocketP99Ms })
+	}
+	if hs.n.Load() > 0 {
+		s := hs.Summary()
+		p.SocketLatency = &s
 	}
 	p.DeliveredPerSec = float64(d.received) / (window + drain).Seconds()
 	p.ClientCores = float64(cputime.Process()-cpu0) / float64(window+drain)
@@ -851,16 +889,17 @@ send:
 	return p
 }
 
-// slicer takes a copy of a phase's histogram every slice and keeps the
-// difference, in its own goroutine, which stop ends.
+// slicer takes a copy of a phase's histograms (end to end, and to the
+// socket) every slice and keeps the difference, in its own goroutine,
+// which stop ends.
 type slicer struct {
 	stopc  chan struct{}
 	done   chan struct{}
 	slices []Slice
 }
 
-// startSlices slices h from start on; every is 0 for none.
-func startSlices(h *hist, start time.Time, every time.Duration) *slicer {
+// startSlices slices h and hs from start on; every is 0 for none.
+func startSlices(h, hs *hist, start time.Time, every time.Duration) *slicer {
 	s := &slicer{stopc: make(chan struct{}), done: make(chan struct{})}
 	if every <= 0 {
 		close(s.done)
@@ -869,21 +908,28 @@ func startSlices(h *hist, start time.Time, every time.Duration) *slicer {
 	go func() {
 		defer close(s.done)
 		prev, cur := make([]uint64, histBuckets), make([]uint64, histBuckets)
+		sprev, scur := make([]uint64, histBuckets), make([]uint64, histBuckets)
 		t := time.NewTicker(every)
 		defer t.Stop()
+		take := func() Slice {
+			h.copyCounts(cur)
+			hs.copyCounts(scur)
+			sl := sliceOf(time.Since(start), prev, cur)
+			sl.SocketP99Ms = sliceOf(0, sprev, scur).P99Ms
+			return sl
+		}
 		for {
 			select {
 			case <-s.stopc:
-				h.copyCounts(cur)
-				if sl := sliceOf(time.Since(start), prev, cur); sl.Delivered > 0 {
+				if sl := take(); sl.Delivered > 0 {
 					s.slices = append(s.slices, sl)
 				}
 				return
 			case <-t.C:
 			}
-			h.copyCounts(cur)
-			s.slices = append(s.slices, sliceOf(time.Since(start), prev, cur))
+			s.slices = append(s.slices, take())
 			prev, cur = cur, prev
+			sprev, scur = scur, sprev
 		}
 	}()
 	return s

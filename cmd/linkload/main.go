@@ -271,6 +271,10 @@ func printPhase(w io.Writer, name string, p *phase) {
 		p.Sent, p.Acked, p.Rejected, p.Expected, p.Received, p.Dropped, p.Duplicates, p.Stray, p.BotMessages, p.ClientsDropped)
 	fmt.Fprintf(w, "  delivered %.0f msgs/s; latency p50 %.2fms p90 %.2fms p99 %.2fms p99.9 %.2fms max %.2fms (n=%d); drain %.0fms\n",
 		p.DeliveredPerSec, p.Latency.P50Ms, p.Latency.P90Ms, p.Latency.P99Ms, p.Latency.P999Ms, p.Latency.MaxMs, p.Latency.Count, p.DrainMs)
+	if s := p.SocketLatency; s != nil {
+		fmt.Fprintf(w, "  to the receiver's socket (kernel receive time, without the receiver's wait for a core): p50 %.2fms p90 %.2fms p99 %.2fms p99.9 %.2fms max %.2fms\n",
+			s.P50Ms, s.P90Ms, s.P99Ms, s.P999Ms, s.MaxMs)
+	}
 	fmt.Fprintf(w, "  server used %.2f cores (%.0f deliveries per CPU second), linkload %.2f cores; load average %.1f → %.1f\n",
 		p.ServerCores, p.DeliveriesPerCPUSecond, p.ClientCores, p.LoadAvg[0], p.LoadAvg[1])
 	if p.MachineCores > 0 {
@@ -308,6 +312,9 @@ func printSlices(w io.Writer, p *phase) {
 	}
 	fmt.Fprintf(w, "  p99 of each of %d slices of %gs: median %.1f ms, 90th percentile %.1f ms, worst %.1f ms (ending at %.1fs); the first second's: %s ms\n",
 		len(sl), p.SliceSeconds, p.SliceP99MedianMs, p.SliceP99P90Ms, worst.P99Ms, worst.AtS, strings.Join(first, " · "))
+	if p.SocketSliceP99MedianMs > 0 {
+		fmt.Fprintf(w, "  to the receiver's socket: median slice p99 %.1f ms\n", p.SocketSliceP99MedianMs)
+	}
 }
 
 func printMem(w io.Writer, name string, m *MemReport) {

@@ -376,7 +376,7 @@ func TestSliceSpread(t *testing.T) {
 		{"empty slices are left out", append(mk(5, 6, 7), Slice{P99Ms: 0}, Slice{P99Ms: 0}), 6, 7},
 	}
 	for _, tt := range tests {
-		if med, p90 := sliceSpread(tt.sl); med != tt.med || p90 != tt.p90 {
+		if med, p90 := sliceSpread(tt.sl, func(s Slice) float64 { return s.P99Ms }); med != tt.med || p90 != tt.p90 {
 			t.Errorf("%s: median %v, 90th percentile %v; want %v, %v", tt.name, med, p90, tt.med, tt.p90)
 		}
 	}
@@ -504,8 +504,8 @@ func FuzzLine(f *testing.F) {
 			l.issued.Store(100)
 			l.lat.Store(new(hist))
 			c := &wsClient{l: l, inRoom: []bool{true, false}, hello: make(chan struct{}), helloID: 2}
-			c.line(line, 10)
-			c.line(line, 10)
+			c.line(line, 10, 0)
+			c.line(line, 10, 0)
 			if got := l.received.Load(); got > 1 {
 				t.Fatalf("%s: one line counted %d times", proto, got)
 			}
@@ -570,7 +570,7 @@ func TestLineCounts(t *testing.T) {
 			l.issued.Store(100)
 			l.lat.Store(new(hist))
 			c := &wsClient{l: l, inRoom: []bool{true}, hello: make(chan struct{})}
-			c.line([]byte(tt.line), 10)
+			c.line([]byte(tt.line), 10, 0)
 			got := [4]int64{l.received.Load(), l.acked.Load(), l.botMsgs.Load(), l.otherMsgs.Load()}
 			if want := [4]int64{tt.received, tt.acked, tt.bot, tt.other}; got != want {
 				t.Errorf("received, acked, bot, other = %v, want %v", got, want)

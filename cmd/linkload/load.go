@@ -51,8 +51,13 @@ type loadConfig struct {
 	// connections with this long at the same rate, reported apart
 	// (phase.Warmup): fresh processes and connections are slow for their
 	// first few hundred milliseconds, which a 10 s run's p99 would show.
-	Warmup   time.Duration
-	Progress io.Writer // one line per second; nil for none
+	Warmup time.Duration
+	// SocketTime also times each delivery to the receiver's socket
+	// (phase.SocketLatency). Off by default: reading with recvmsg(2)
+	// takes linkload 0.03–0.05 more of a core at 5,000 msgs/s, which on a
+	// full machine raised linkwall's p50 by 1–2 ms (runs W).
+	SocketTime bool
+	Progress   io.Writer // one line per second; nil for none
 }
 
 func (c *loadConfig) check() error {
@@ -244,7 +249,10 @@ func (l *load) connect(ctx context.Context) error {
 			if err != nil {
 				return nil, err
 			}
-			return stampConn(c, l.base), nil
+			if l.cfg.SocketTime {
+				c = stampConn(c, l.base)
+			}
+			return c, nil
 		},
 	}
 	start := time.Now()
@@ -696,8 +704,8 @@ type phase struct {
 	// SocketLatency is from the send to the moment the server's frame
 	// reached the receiver's socket (the kernel's receive timestamp),
 	// without the receiver's own wait for a core and reading: the server's
-	// part of the latency and the network's. Absent where the kernel gives
-	// no timestamps.
+	// part of the latency and the network's. Absent without -socket-time,
+	// and where the kernel gives no timestamps.
 	SocketLatency *Latency `json:"socket_latency,omitempty"`
 	Slices        []Slice  `json:"slices,omitempty"`  // with -slices
 	SliceSeconds  float64  `json:"slice_s,omitempty"` // their length

@@ -17,7 +17,7 @@ import (
 )
 
 const usage = `usage:
-  linkload [load]  -url URL [-protocol v1|centrifugo] [-users U -rooms R -group G -senders S -rate M -d DUR -n COUNT] [-max] [-warmup DUR] [-slices DUR] [-json FILE]
+  linkload [load]  -url URL [-protocol v1|centrifugo] [-users U -rooms R -group G -senders S -rate M -d DUR -n COUNT] [-max] [-warmup DUR] [-slices DUR] [-socket-time] [-json FILE]
   linkload idle    -url URL [-protocol v1|centrifugo] -conns N [-idle-users K] [-json FILE]
   linkload resume  -url URL [-msgs 1000 -senders S -rate M -reps 5] [-json FILE]
   linkload compare -linkwall BIN [load flags] [-max] [-idle N] [-resume] [-rounds N] [-json FILE]
@@ -95,6 +95,7 @@ func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *options) {
 	fs.IntVar(&o.load.UsersPerIP, "users-per-ip", 16, "create at most this many sessions per loopback source address 127.1xx.y.z (servers limit sessions per IP; 0 = one address)")
 	fs.DurationVar(&o.load.Slice, "slices", 0, "also report the latency of every slice of this length (e.g. 100ms) of each phase: in -json every slice, in the report the median, 90th percentile and worst of the slices' p99s and the first second's one by one (0 = off)")
 	fs.DurationVar(&o.load.Warmup, "warmup", 0, "before each measured run on fresh connections (-d, -max's half peak, -max-also), send this long at the same rate, reported apart and not counted (0 = none)")
+	fs.BoolVar(&o.load.SocketTime, "socket-time", false, "also time each delivery to the receiver's socket, from the kernel's receive timestamps (Linux): the latency without the receiving reader's own wait for a core; reading with recvmsg costs linkload CPU and so raises every figure a little")
 	fs.DurationVar(&o.load.Drain, "drain", 5*time.Second, "wait this long for deliveries after sending")
 	fs.BoolVar(&o.max, "max", false, "ramp the rate to the peak, then run at half of it for -d")
 	fs.Float64Var(&o.mc.Start, "max-start", 100, "first rate of the ramp, msgs/s")

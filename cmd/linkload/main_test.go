@@ -267,7 +267,7 @@ func TestCompareMaxAlsoRunsLinkwallAtTheBaselinesHalfPeak(t *testing.T) {
 	out := compareTest(t)
 	runCmd(t, "compare", "-linkwall", os.Args[0], "-users", "20", "-rooms", "2", "-group", "10", "-max",
 		"-max-start", "40", "-max-factor", "2", "-max-rate", "80", "-max-step", "400ms", "-d", "500ms",
-		"-slices", "100ms", "-q", "-json", out)
+		"-slices", "100ms", "-socket-time", "-q", "-json", out)
 	c := readReport[Comparison](t, out)
 	if c.Baseline == nil || c.Baseline.Max == nil || c.Linkwall == nil || c.Linkwall.Max == nil {
 		t.Fatalf("want both ramps, got %+v", c)
@@ -407,6 +407,9 @@ func TestLoadSlicesCoverEveryDelivery(t *testing.T) {
 	}
 	if int64(n) != r.Load.Received {
 		t.Errorf("slices hold %d deliveries, the phase received %d", n, r.Load.Received)
+	}
+	if r.Load.SocketLatency != nil || r.Load.SocketSliceP99MedianMs != 0 {
+		t.Errorf("socket latency without -socket-time: %+v", r.Load.SocketLatency)
 	}
 	med, p90 := r.Load.SliceP99MedianMs, r.Load.SliceP99P90Ms
 	if med <= 0 || p90 < med || med > r.Load.Latency.MaxMs*(1+1.0/histSub) {

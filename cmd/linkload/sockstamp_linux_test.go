@@ -203,7 +203,7 @@ func FuzzCmsgTime(f *testing.F) {
 // by quantile, and never nothing.
 func TestLoadTimesDeliveriesToTheSocket(t *testing.T) {
 	r, stdout, _ := runOnBaseline(t, "-users", "20", "-rooms", "2", "-group", "10",
-		"-rate", "400", "-d", "1s", "-slices", "100ms")
+		"-rate", "400", "-d", "1s", "-slices", "100ms", "-socket-time")
 	checkDelivered(t, "load", r.Load, 0, 10)
 	e2e, sock := r.Load.Latency, r.Load.SocketLatency
 	if sock == nil {

@@ -54,8 +54,9 @@ type loadConfig struct {
 	Warmup time.Duration
 	// SocketTime also times each delivery to the receiver's socket
 	// (phase.SocketLatency). Off by default: reading with recvmsg(2)
-	// takes linkload 0.03–0.05 more of a core at 5,000 msgs/s, which on a
-	// full machine raised linkwall's p50 by 1–2 ms (runs W).
+	// takes linkload about 0.01–0.04 more of a core at 5,000 msgs/s,
+	// which on a full machine raised linkwall's p50 by 1.6–2.2 ms (runs
+	// W2 in docs/benchmarks.md).
 	SocketTime bool
 	Progress   io.Writer // one line per second; nil for none
 }

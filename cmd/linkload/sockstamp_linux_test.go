@@ -140,7 +140,7 @@ func cmsg(level, typ int32, data []byte) []byte {
 }
 
 func timespecBytes(sec, nsec int64) []byte {
-	ts := unix.Timespec{Sec: sec, Nsec: nsec}
+	ts := unix.NsecToTimespec(sec*int64(time.Second) + nsec)
 	return unsafe.Slice((*byte)(unsafe.Pointer(&ts)), unsafe.Sizeof(ts))
 }
 

@@ -28,6 +28,10 @@
 // a fresh linkload and fresh connections are slower for their first few
 // hundred milliseconds (both processes take most of their page faults
 // then), which weighs more than the 1 % that p99 looks at.
+// -socket-time (Linux) also times each delivery to the moment its frame
+// reached the receiver's socket, from the kernel's receive timestamps, so
+// that the receiving client's own wait for a core shows apart; reading
+// them with recvmsg costs linkload CPU, so it is off by default.
 //
 // Run it against a server started separately (-url), or let compare start
 // both servers as child processes, one after the other, so that they never

@@ -11,7 +11,8 @@ import (
 // and the socket latency is not reported elsewhere.
 func stampConn(c net.Conn, base time.Time) net.Conn { return c }
 
-// stampedConn is never made here; the reader's type switch needs it.
+// stampedConn is never made here; wsClient's field and connect's type
+// assertion name it.
 type stampedConn struct {
 	net.Conn
 	arrived int64

@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/uuid"
 	"go.uber.org/zap"
+	"golang.org/x/time/rate"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 
@@ -77,6 +78,7 @@ type Store struct {
 	ckptFinish    atomic.Bool
 	restartFrames int
 	wal           *walFile
+	slowSyncLog   rate.Sometimes // spaces the syncer's slow-sync warnings
 	// afterThens runs on the syncer after each sync's then functions.
 	afterThens atomic.Pointer[func()]
 	vis        visibility
@@ -208,6 +210,7 @@ func open(ctx context.Context, dir string, logger *zap.Logger, o options) (*Stor
 		lock:     lock,
 
 		restartFrames: walRestartFrames,
+		slowSyncLog:   rate.Sometimes{Interval: slowSyncLogInterval},
 	}
 	if o.restartFrames > 0 {
 		s.restartFrames = o.restartFrames

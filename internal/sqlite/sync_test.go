@@ -14,7 +14,9 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/linkwall/linkwall/internal/chat"
 	"github.com/linkwall/linkwall/internal/chat/chattest"
@@ -173,6 +175,51 @@ func TestSyncFailure(t *testing.T) {
 	}
 	if len(ms) != 1 || ms[0].Text != "kept" {
 		t.Fatalf("Messages after a failed sync = %+v, want only the acknowledged one", ms)
+	}
+}
+
+// TestSlowSyncWarns: a WAL sync that takes slowSync or longer is logged
+// as a warning, with how long it took, and a second one soon after is not,
+// so that a disk in trouble does not flood the log; quick syncs log nothing.
+func TestSlowSyncWarns(t *testing.T) {
+	ctx := context.Background()
+	core, logs := observer.New(zap.WarnLevel)
+	var slow atomic.Bool
+	s, err := open(ctx, t.TempDir(), zap.New(core), options{sync: defaultSync, syncHook: func() error {
+		if slow.Load() {
+			time.Sleep(slowSync + 20*time.Millisecond)
+		}
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	alice := chattest.NewUser(t, s, "alice", 0)
+	room := chattest.NewGroup(t, s, "g", alice.ID).ID
+
+	for i := range 3 {
+		if _, _, err := s.Append(ctx, chattest.Msg(room, alice, fmt.Sprint("quick ", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := logs.FilterMessageSnippet("slow WAL sync").Len(); n != 0 {
+		t.Fatalf("%d slow-sync warnings after quick syncs, want 0", n)
+	}
+
+	slow.Store(true)
+	for i := range 2 {
+		if _, _, err := s.Append(ctx, chattest.Msg(room, alice, fmt.Sprint("slow ", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	warned := logs.FilterMessageSnippet("slow WAL sync").All()
+	if len(warned) != 1 {
+		t.Fatalf("%d slow-sync warnings after two slow syncs within %v, want 1", len(warned), slowSyncLogInterval)
+	}
+	took, ok := warned[0].ContextMap()["took"].(time.Duration)
+	if !ok || took < slowSync {
+		t.Fatalf("warning's took = %v (%T), want at least %v", warned[0].ContextMap()["took"], warned[0].ContextMap()["took"], slowSync)
 	}
 }
 

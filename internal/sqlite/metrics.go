@@ -12,6 +12,10 @@ type storeMetrics struct {
 	// second.
 	walFrames prometheus.Gauge
 	finishes  prometheus.Counter
+	// checkpoint times each checkpoint by who ran it: the writer's hold
+	// every append (finishCheckpoint), the checkpointer's none, but their
+	// fsyncs share the disk with the WAL's.
+	checkpoint *prometheus.HistogramVec
 }
 
 func newStoreMetrics() storeMetrics {
@@ -34,11 +38,16 @@ func newStoreMetrics() storeMetrics {
 			Name: "linkwall_store_checkpoint_finishes_total",
 			Help: "Checkpoints the writer finished so that a WAL of 32 MiB or more restarts; each holds appends for 1-3 ms.",
 		}),
+		checkpoint: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "linkwall_store_checkpoint_seconds",
+			Help:    "PASSIVE checkpoints of the SQLite WAL, with their fsyncs, by who ran them: the checkpointer, or the writer (appends wait for it).",
+			Buckets: prometheus.ExponentialBucketsRange(0.00005, 1, 16),
+		}, []string{"by"}),
 	}
 }
 
 func (m *storeMetrics) all() []prometheus.Collector {
-	return []prometheus.Collector{m.sync, m.batch, m.walFrames, m.finishes}
+	return []prometheus.Collector{m.sync, m.batch, m.walFrames, m.finishes, m.checkpoint}
 }
 
 // Describe implements prometheus.Collector: a server registers a store

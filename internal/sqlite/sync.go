@@ -309,7 +309,7 @@ func (s *Store) checkpointLoop() {
 			return
 		case <-s.ckptKick:
 		}
-		frames, copied, ok := s.checkpoint(s.ckpt)
+		frames, copied, ok := s.checkpoint(s.ckpt, "checkpointer")
 		if ok && frames >= s.restartFrames && copied == frames {
 			s.ckptFinish.Store(true)
 		}
@@ -321,10 +321,13 @@ func (s *Store) checkpointLoop() {
 // in the database file. ok is false if it failed (logged) or found
 // another checkpoint running (the writer's and the checkpointer's can
 // meet; the next one will do). Every checkpoint that ran sets the
-// linkwall_store_wal_frames gauge.
-func (s *Store) checkpoint(db *sql.DB) (frames, copied int, ok bool) {
+// linkwall_store_wal_frames gauge; each one is timed under by, the name of
+// who ran it ("checkpointer" or "writer").
+func (s *Store) checkpoint(db *sql.DB, by string) (frames, copied int, ok bool) {
 	var busy int
+	start := time.Now()
 	err := db.QueryRowContext(context.Background(), "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &copied)
+	s.metrics.checkpoint.WithLabelValues(by).Observe(time.Since(start).Seconds())
 	if err != nil {
 		s.log.Warn("checkpoint failed; the WAL grows until the next one", zap.Error(err))
 		return 0, 0, false

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
@@ -612,10 +613,21 @@ func TestWALRestartsUnderSteadyLoad(t *testing.T) {
 	if n := frames.GetGauge().GetValue(); n <= 0 || n > float64(restartFrames)+float64(3*one)/frame {
 		t.Errorf("linkwall_store_wal_frames = %v, want 1 to about %d", n, restartFrames)
 	}
+	// Both kinds of checkpoint are timed: the finishes above are the
+	// writer's, and the checkpointer ran before each could.
+	for _, by := range []string{"checkpointer", "writer"} {
+		var h dto.Metric
+		if err := s.metrics.checkpoint.WithLabelValues(by).(prometheus.Histogram).Write(&h); err != nil {
+			t.Fatal(err)
+		}
+		if n := h.GetHistogram().GetSampleCount(); n < 1 {
+			t.Errorf("linkwall_store_checkpoint_seconds{by=%q} has %d samples, want ≥ 1", by, n)
+		}
+	}
 	// The writer's checkpoint (finishCheckpoint's) sets the gauge too, not
 	// only the checkpointer's. With no appends in flight the WAL holds
 	// still, so a checkpointer run meanwhile reads the same count.
-	n, _, ok := s.checkpoint(s.w)
+	n, _, ok := s.checkpoint(s.w, "writer")
 	if !ok {
 		t.Fatal("checkpoint on the writer's connection did not run")
 	}

@@ -317,7 +317,7 @@ func (w *writer) commit(batch []*appendReq) {
 // after). It runs while the syncer syncs the batch just committed; what
 // arrives meanwhile joins the next batch.
 func (w *writer) finishCheckpoint() {
-	if _, _, ok := w.s.checkpoint(w.s.w); ok {
+	if _, _, ok := w.s.checkpoint(w.s.w, "writer"); ok {
 		w.s.metrics.finishes.Inc()
 	}
 }

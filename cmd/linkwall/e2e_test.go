@@ -854,7 +854,8 @@ func TestRateLimit(t *testing.T) {
 	if err := m.ParseFlags(context.Background(), []string{"--addr", "127.0.0.1:0", "--data", dir}); err != nil {
 		t.Fatal(err)
 	}
-	m.Limits = server.Limits{SendRate: 0.01, SendBurst: 2, RateStrikes: 5}
+	// Creating the room draws one of the three.
+	m.Limits = server.Limits{SendRate: 0.01, SendBurst: 3, RateStrikes: 5}
 	if err := m.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -877,6 +878,55 @@ func TestRateLimit(t *testing.T) {
 	}
 	if code := a.closeCode(); code != server.CloseRateLimited {
 		t.Fatalf("flood closed with %d, want %d", code, server.CloseRateLimited)
+	}
+	// REST calls that fan out to a room draw on the same budget: Alice's
+	// is spent, Bob's is not.
+	alice.do("PUT", "/api/v1/rooms/"+room.ID+"/lang", map[string]string{"lang": "zh"}, http.StatusTooManyRequests, nil)
+	alice.do("PUT", "/api/v1/rooms/"+room.ID+"/era", map[string]string{"era": "walled"}, http.StatusTooManyRequests, nil)
+	alice.do("POST", "/api/v1/rooms", map[string]any{"kind": "group", "name": "g", "members": []string{bob.ID}}, http.StatusTooManyRequests, nil)
+	bob.do("PUT", "/api/v1/rooms/"+room.ID+"/lang", map[string]string{"lang": "zh"}, http.StatusOK, nil)
+}
+
+// TestRoomQuotaCountsEveryMember: nobody can be put in more rooms than the
+// limit, by themselves or by others, and a user in many large groups still
+// gets a hello bigger than the send queue's bound.
+func TestRoomQuotaCountsEveryMember(t *testing.T) {
+	s := startTestServer(t, t.TempDir(), serverOpts{limits: server.Limits{
+		SendRate: 5000, SendBurst: 5000, SessionBurst: 1000, MaxRoomsPerUser: 3, MaxQueueBytes: 4096,
+	}})
+	bob := s.newUser("bob")
+	var crowd []*member
+	for i := range 60 {
+		crowd = append(crowd, s.newUser(fmt.Sprint("u", i)))
+	}
+	for i := range 3 { // each about 2.5 KB in Bob's hello
+		crowd[i].group(fmt.Sprint("g", i), "en", append([]*member{bob}, crowd[3:]...)...)
+	}
+	var e struct {
+		Error struct{ Code, Message string }
+	}
+	crowd[0].do("POST", "/api/v1/rooms", map[string]any{"kind": "group", "name": "one too many", "members": []string{bob.ID}}, http.StatusRequestEntityTooLarge, &e)
+	if e.Error.Code != chat.ETooLarge || !strings.Contains(e.Error.Message, bob.ID) {
+		t.Fatalf("adding Bob to a 4th room: %+v, want too_large naming him", e.Error)
+	}
+	crowd[0].do("POST", "/api/v1/rooms", map[string]any{"kind": "direct", "members": []string{bob.ID}}, http.StatusRequestEntityTooLarge, nil)
+	bob.do("POST", "/api/v1/rooms", map[string]any{"kind": "direct", "members": []string{crowd[1].ID}}, http.StatusRequestEntityTooLarge, nil)
+	crowd[0].direct(crowd[1], http.StatusCreated) // each is in one room
+
+	// Bob's hello, about 7.5 KB, passes a 4 KB send queue.
+	c, _, err := bob.dial(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.start()
+	f := c.next()
+	if f.Type != "hello" || len(f.Rooms) != 3 {
+		t.Fatalf("first frame %s with %d rooms, want the hello with 3", f.Type, len(f.Rooms))
+	}
+	for _, r := range f.Rooms {
+		if len(r.Members) != 59 {
+			t.Fatalf("room %s has %d members in the hello, want 59", r.Name, len(r.Members))
+		}
 	}
 }
 

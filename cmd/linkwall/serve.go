@@ -43,6 +43,12 @@ const (
 	shutdownWait = 10 * time.Second
 	// readHeaderTimeout bounds how long a client may take to send headers.
 	readHeaderTimeout = 10 * time.Second
+	// readTimeout bounds a whole request, body included, so a client that
+	// trickles a body cannot hold a goroutine and a descriptor; bodies are
+	// at most 64 KB. The WebSocket upgrade clears it on the hijacked socket.
+	readTimeout = 30 * time.Second
+	// idleTimeout closes keep-alive connections that carry no request.
+	idleTimeout = 2 * time.Minute
 )
 
 // runServe implements `linkwall serve`: it runs until ctx ends (SIGINT or
@@ -293,6 +299,8 @@ func (m *Main) Run(ctx context.Context) error {
 	m.http = &http.Server{
 		Handler:           m.server.Handler(),
 		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		IdleTimeout:       idleTimeout,
 		ErrorLog:          zap.NewStdLog(m.Logger.Named("http")),
 	}
 	m.wg.Add(1)

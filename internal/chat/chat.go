@@ -98,6 +98,9 @@ type Store interface {
 	Room(ctx context.Context, id string) (Room, error)
 	// Rooms returns the rooms user id is a member of, oldest first.
 	Rooms(ctx context.Context, userID string) ([]Room, error)
+	// RoomCounts returns how many rooms each of userIDs is a member of;
+	// unknown users count 0.
+	RoomCounts(ctx context.Context, userIDs []string) (map[string]int, error)
 	// SetRoomEra changes a room's era and returns the updated room.
 	SetRoomEra(ctx context.Context, roomID, era string) (Room, error)
 	// SetRoomLang changes the language LinkBot answers in.

@@ -514,6 +514,27 @@ func (s *Store) Room(ctx context.Context, id string) (chat.Room, error) {
 	return r, nil
 }
 
+// RoomCounts returns how many rooms each of userIDs is a member of.
+func (s *Store) RoomCounts(ctx context.Context, userIDs []string) (map[string]int, error) {
+	cmds := make([]*goredis.IntCmd, len(userIDs))
+	_, err := s.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for i, id := range userIDs {
+			cmds[i] = p.ZCard(ctx, s.userRoomsKey(id))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, storeErr(ctx, "room counts", err)
+	}
+	counts := make(map[string]int, len(userIDs))
+	for i, c := range cmds {
+		if n := c.Val(); n > 0 {
+			counts[userIDs[i]] = int(n)
+		}
+	}
+	return counts, nil
+}
+
 // Rooms returns the rooms userID is a member of, oldest first; ENotFound if
 // there is no such user. Two round trips: the user's room list, then all
 // rooms (and the user's existence) in one pipeline.

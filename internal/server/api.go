@@ -135,7 +135,7 @@ func (s *Server) newRoom(r *http.Request, u chat.User, req createRoomRequest) (c
 			return chat.Room{}, chat.Errorf(chat.EInvalid, "a direct room needs another user")
 		}
 		room.Members = []string{u.ID, req.Members[0]}
-		return room, s.checkRoomQuota(r, u)
+		return room, s.checkRoomQuota(r, u, room.Members)
 	case chat.Group:
 		name, err := checkName("name", req.Name, s.limits.MaxNameRunes)
 		if err != nil {
@@ -152,20 +152,29 @@ func (s *Server) newRoom(r *http.Request, u chat.User, req createRoomRequest) (c
 			return chat.Room{}, chat.Errorf(chat.ETooLarge, "a group has at most %d members", s.limits.MaxGroupMembers)
 		}
 		room.Members = members
-		return room, s.checkRoomQuota(r, u)
+		return room, s.checkRoomQuota(r, u, room.Members)
 	default:
 		return chat.Room{}, chat.Errorf(chat.EInvalid, `kind must be "direct" or "group"`)
 	}
 }
 
-// checkRoomQuota bounds the rooms one user is in when they create another.
-func (s *Server) checkRoomQuota(r *http.Request, u chat.User) error {
-	rooms, err := s.store.Rooms(r.Context(), u.ID)
+// checkRoomQuota bounds the rooms any one user is in: the creator and
+// everyone added. Without the bound on the added, anyone could put a user
+// in so many groups that their hello frame (every room with its members)
+// grew without limit.
+func (s *Server) checkRoomQuota(r *http.Request, u chat.User, members []string) error {
+	counts, err := s.store.RoomCounts(r.Context(), members)
 	if err != nil {
 		return err
 	}
-	if len(rooms) >= s.limits.MaxRoomsPerUser {
-		return chat.Errorf(chat.ETooLarge, "you are in %d rooms, the limit", s.limits.MaxRoomsPerUser)
+	for _, m := range members {
+		if counts[m] < s.limits.MaxRoomsPerUser {
+			continue
+		}
+		if m == u.ID {
+			return chat.Errorf(chat.ETooLarge, "you are in %d rooms, the limit", s.limits.MaxRoomsPerUser)
+		}
+		return chat.Errorf(chat.ETooLarge, "user %s is in %d rooms, the limit", m, s.limits.MaxRoomsPerUser)
 	}
 	return nil
 }

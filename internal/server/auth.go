@@ -88,6 +88,19 @@ func (s *Server) authed(h func(http.ResponseWriter, *http.Request, chat.User)) h
 	})
 }
 
+// sendBudget makes h draw one token from the user's send limiter, the one
+// messages sent over WebSocket draw on; past it h is answered 429.
+func (s *Server) sendBudget(h func(http.ResponseWriter, *http.Request, chat.User)) func(http.ResponseWriter, *http.Request, chat.User) {
+	return func(w http.ResponseWriter, r *http.Request, u chat.User) {
+		if !s.sendLimits.get(u.ID).Allow() {
+			s.metrics.rateLimited.Inc()
+			s.writeError(w, r, chat.Errorf(chat.ERateLimited, "more than %g requests and messages per second; slow down", float64(s.limits.SendRate)))
+			return
+		}
+		h(w, r, u)
+	}
+}
+
 type sessionRequest struct {
 	Name string `json:"name"`
 }

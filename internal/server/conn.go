@@ -189,8 +189,15 @@ func (c *conn) signal() {
 func (c *conn) start(hello []byte, rooms []chat.Room) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.starting = false
+	if c.closing {
+		// Closed while the rooms were read (logout, shutdown, too many
+		// early events): the writer may be gone, and with it c.rooms.
+		c.early = nil
+		return
+	}
 	if hello != nil {
-		c.enqueueLocked(hello)
+		c.enqueueHelloLocked(hello)
 	}
 	for _, r := range rooms {
 		c.rooms[r.ID] = &roomState{held: true}
@@ -199,7 +206,6 @@ func (c *conn) start(hello []byte, rooms []chat.Room) {
 		c.holdUntil = time.Now().Add(resumeWait)
 		c.signal()
 	}
-	c.starting = false
 	for _, ev := range c.early {
 		c.deliverLocked(ev)
 	}
@@ -226,6 +232,21 @@ func (c *conn) send(b []byte) {
 	c.mu.Lock()
 	c.enqueueLocked(b)
 	c.mu.Unlock()
+}
+
+// enqueueHelloLocked queues the hello, the connection's first frame,
+// outside the queue's bound: a client cannot start without it, and its size
+// is bounded by the rooms a user may be in (MaxRoomsPerUser) and their
+// members. Not counting it leaves the whole bound to the events after it.
+func (c *conn) enqueueHelloLocked(b []byte) {
+	if c.queue == nil {
+		c.queue = getQueue()
+	}
+	if len(c.queue) == 0 {
+		c.queuedAt = time.Now()
+	}
+	c.queue = append(c.queue, b)
+	c.signal()
 }
 
 // enqueueLocked appends b to the queue, or drops the connection as a slow
@@ -799,6 +820,15 @@ func (c *conn) catchUp(room string) error {
 		if err != nil {
 			if c.ctx.Err() == nil {
 				c.log.Warn("resume failed", zap.String("user", c.user.ID), zap.String("room", room), zap.Error(err))
+			}
+			switch chat.ErrorCode(err) {
+			case chat.EForbidden, chat.ENotFound, chat.EInvalid:
+			default:
+				// The store failed: going on live would skip what was not
+				// read. The client reconnects and resumes from its last seq.
+				c.closeLocked(closeCode(chat.ErrorCode(err)), "cannot read history; reconnect and resume")
+				c.mu.Unlock()
+				return nil
 			}
 			c.enqueueLocked(encodeErr(err, typeResume))
 			st.resuming, st.gapSince = false, time.Time{}

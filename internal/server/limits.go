@@ -19,8 +19,9 @@ const (
 	// 4000 runes of CJK are 12 KB of UTF-8, JSON-escaped at most 6× that for
 	// pathological input; past it the connection is closed with 1009.
 	DefaultMaxFrameBytes = 64 << 10
-	// DefaultMaxRoomsPerUser bounds the rooms one user can create or join
-	// by creating, so one account cannot fill the store.
+	// DefaultMaxRoomsPerUser bounds the rooms one user is in, checked for
+	// the creator and everyone added: one account cannot fill the store, and
+	// nobody's hello frame (every room with its members) grows without bound.
 	DefaultMaxRoomsPerUser = 1000
 	// DefaultMaxGroupMembers bounds a group (WeChat's own cap is 500).
 	DefaultMaxGroupMembers = 500

@@ -225,13 +225,18 @@ func (s *Server) routes() http.Handler {
 	api("GET /api/v1/me", s.me)
 	api("GET /api/v1/users", s.listUsers)
 	api("GET /api/v1/rooms", s.listRooms)
-	api("POST /api/v1/rooms", s.createRoom)
+	// Calls that store, fan out to a room or re-decide its history draw on
+	// the user's send budget, so they cannot flood a room past it.
+	budgeted := func(pattern string, h func(http.ResponseWriter, *http.Request, chat.User)) {
+		api(pattern, s.sendBudget(h))
+	}
+	budgeted("POST /api/v1/rooms", s.createRoom)
 	api("GET /api/v1/rooms/{id}", s.getRoom)
 	api("GET /api/v1/rooms/{id}/messages", s.listMessages)
-	api("PUT /api/v1/rooms/{id}/era", s.putEra)
-	api("PUT /api/v1/rooms/{id}/lang", s.putLang)
-	api("GET /api/v1/rooms/{id}/stats", s.getStats)
-	api("POST /api/v1/rooms/{id}/walkthrough", s.postWalkthrough)
+	budgeted("PUT /api/v1/rooms/{id}/era", s.putEra)
+	budgeted("PUT /api/v1/rooms/{id}/lang", s.putLang)
+	budgeted("GET /api/v1/rooms/{id}/stats", s.getStats)
+	budgeted("POST /api/v1/rooms/{id}/walkthrough", s.postWalkthrough)
 	mux.HandleFunc("POST /api/v1/preview", s.preview)
 	mux.HandleFunc("GET /api/v1/eras", s.eras)
 	mux.HandleFunc("GET /api/v1/platforms", s.platforms)

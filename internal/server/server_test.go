@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
@@ -350,5 +351,116 @@ func TestConnResumeAfterCloseIsHarmless(t *testing.T) {
 	c.release("r")
 	if c.deliver(ev("r", 1)) {
 		t.Fatal("a closed connection accepted an event")
+	}
+}
+
+// TestConnStartAfterClose: a connection closed while its rooms were being
+// read (logout, shutdown) has lost its room states with its writer; start
+// must then do nothing rather than write to them.
+func TestConnStartAfterClose(t *testing.T) {
+	s := newTestServer(t, Limits{})
+	accepted := make(chan *conn, 1)
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := s.upgrader.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		accepted <- newConn(s, ws, chat.User{ID: "u"}) // not started
+	}))
+	defer ts.Close()
+	client, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(ts.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	c := <-accepted
+	c.deliver(ev("r", 1)) // waits in early
+	c.closeWith(websocket.CloseGoingAway, "bye")
+	_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, _, err := client.ReadMessage(); !websocket.IsCloseError(err, websocket.CloseGoingAway) {
+		t.Fatalf("client read %v, want close 1001", err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); !c.ended(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the writer did not end")
+		}
+	}
+	c.start([]byte(`{"type":"hello"}`), []chat.Room{{ID: "r"}, {ID: "s"}}) // panicked on the nil room map
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.starting || c.early != nil || len(c.queue) != 0 {
+		t.Fatalf("starting=%v early=%d queue=%d after start on a closed connection", c.starting, len(c.early), len(c.queue))
+	}
+}
+
+// TestHelloPassesQueueBound: a user in many large groups has a hello
+// bigger than the send queue's bound; it is still sent, and the whole
+// bound is left for the events after it.
+func TestHelloPassesQueueBound(t *testing.T) {
+	s := newTestServer(t, Limits{MaxQueueBytes: 100})
+	c := newConn(s, nil, chat.User{ID: "u"})
+	hello := []byte(`{"type":"hello","rooms":[` + strings.Repeat(`"0123456789",`, 20) + `"x"]}`)
+	c.start(hello, nil)
+	c.deliver(ev("r", 1))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing || len(c.queue) != 2 || !bytes.Equal(c.queue[0], hello) {
+		t.Fatalf("closing=%v queue=%d frames; want the hello and one event", c.closing, len(c.queue))
+	}
+}
+
+// historyStore serves one room but fails to read its history.
+type historyStore struct {
+	nopStore
+	room chat.Room
+	err  error
+}
+
+func (h historyStore) Room(_ context.Context, id string) (chat.Room, error) {
+	if id != h.room.ID {
+		return chat.Room{}, chat.Errorf(chat.ENotFound, "no such room")
+	}
+	return h.room, nil
+}
+
+func (h historyStore) Messages(context.Context, string, int64, int) ([]chat.Message, error) {
+	return nil, h.err
+}
+
+// TestResumeStoreFailure: when the history cannot be read, going on live
+// would leave a gap, so the connection is closed for the client to resume
+// later; a resume the client may not make gets an error frame instead.
+func TestResumeStoreFailure(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		room      string
+		closeCode int // 0: an error frame, the connection stays open
+	}{
+		{"store down", "r", websocket.CloseTryAgainLater},
+		{"no such room", "gone", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := historyStore{
+				room: chat.Room{ID: "r", Kind: chat.Group, Members: []string{"u"}, Era: "walled", Lang: "en"},
+				err:  chat.Errorf(chat.EUnavailable, "store unavailable"),
+			}
+			s, err := New(Config{Store: st, Bot: bot.New(nil, nil)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, client := loopbackConn(t, s)
+			c.resume(tc.room, 0)
+			_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
+			_, data, err := client.ReadMessage()
+			if tc.closeCode != 0 {
+				if !websocket.IsCloseError(err, tc.closeCode) {
+					t.Fatalf("read %q, %v; want close %d", data, err, tc.closeCode)
+				}
+				return
+			}
+			if err != nil || !bytes.Contains(data, []byte(`"type":"error"`)) || !bytes.Contains(data, []byte(`"ref":"resume"`)) {
+				t.Fatalf("read %q, %v; want an error frame for the resume", data, err)
+			}
+		})
 	}
 }

@@ -609,6 +609,33 @@ func (s *Store) Room(ctx context.Context, id string) (chat.Room, error) {
 	return roomTx(ctx, s.r, id)
 }
 
+// RoomCounts returns how many rooms each of userIDs is a member of.
+func (s *Store) RoomCounts(ctx context.Context, userIDs []string) (map[string]int, error) {
+	counts := make(map[string]int, len(userIDs))
+	if len(userIDs) == 0 {
+		return counts, nil
+	}
+	args := make([]any, len(userIDs))
+	for i, id := range userIDs {
+		args[i] = id
+	}
+	rows, err := s.r.QueryContext(ctx, "SELECT user_id, COUNT(*) FROM members WHERE user_id IN (?"+
+		strings.Repeat(",?", len(userIDs)-1)+") GROUP BY user_id", args...)
+	if err != nil {
+		return nil, storeErr("room counts", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var n int
+		if err := rows.Scan(&id, &n); err != nil {
+			return nil, storeErr("room counts", err)
+		}
+		counts[id] = n
+	}
+	return counts, storeErr("room counts", rows.Err())
+}
+
 // Rooms returns the rooms userID is a member of, oldest first; ENotFound if
 // there is no such user.
 func (s *Store) Rooms(ctx context.Context, userID string) ([]chat.Room, error) {

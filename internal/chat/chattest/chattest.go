@@ -393,6 +393,21 @@ func testRoomsOfUser(t *testing.T, s chat.Store) {
 	if err != nil || len(got) != 0 {
 		t.Errorf("Rooms(user in no room) = %v, %v; want none", got, err)
 	}
+	counts, err := s.RoomCounts(ctx, []string{alice.ID, bob.ID, carol.ID, dave.ID, "no-such-user"})
+	if err != nil {
+		t.Fatalf("RoomCounts: %v", err)
+	}
+	for _, tc := range []struct {
+		id   string
+		want int
+	}{{alice.ID, 2}, {bob.ID, 3}, {carol.ID, 2}, {dave.ID, 0}, {"no-such-user", 0}} {
+		if counts[tc.id] != tc.want {
+			t.Errorf("RoomCounts[%s] = %d, want %d", tc.id, counts[tc.id], tc.want)
+		}
+	}
+	if counts, err := s.RoomCounts(ctx, nil); err != nil || len(counts) != 0 {
+		t.Errorf("RoomCounts(nil) = %v, %v; want empty", counts, err)
+	}
 }
 
 func testSetRoom(t *testing.T, s chat.Store) {

@@ -488,6 +488,13 @@ func TestBrowser(t *testing.T) {
 		if w := eval[int](alice, `document.documentElement.scrollWidth`); w > 390 {
 			t.Errorf("conversation is %dpx wide on a 390px phone", w)
 		}
+		// The header's buttons lose their visible labels here; each must
+		// still have a name for screen readers.
+		if unnamed := eval[[]string](alice, `[...document.querySelectorAll(".conv-head button")]
+			.filter((b) => b.offsetParent && !b.innerText.trim() && !(b.getAttribute("aria-label") || "").trim())
+			.map((b) => b.className)`); len(unnamed) > 0 {
+			t.Errorf("header buttons without a name on a phone: %q", unnamed)
+		}
 		alice.do(chromedp.Click(chromedp.CSS(".conv-head .back-btn")))
 		alice.waitFor("back to the list", `location.hash === "#/" && getComputedStyle(document.querySelector(".sidebar")).display !== "none"`)
 	})

@@ -457,9 +457,14 @@ function renderHeader() {
     h("div", { class: "conv-title" },
       h("h2", { class: "conv-name", tabindex: "-1", text: roomTitle(room) }),
       h("div", { class: "conv-sub", text: `${sub} · ${t("roomLang", { lang: room.lang === "zh" ? t("langNameZh") : t("langNameEn") })}` })),
-    h("button", { type: "button", class: "btn era-btn", onclick: eraDialog, dataset: { era: room.era || "" } },
-      icon("clock"), h("span", { text: t("eraButton", { name: eraName(room.era) }) })),
-    h("button", { type: "button", class: "btn traffic-btn", onclick: trafficDialog }, icon("chart"), h("span", { text: t("traffic") })));
+    // The labels are hidden on narrow screens; aria-label and title keep
+    // the buttons named for screen readers and on hover.
+    h("button", {
+      type: "button", class: "btn era-btn", onclick: eraDialog, dataset: { era: room.era || "" },
+      "aria-label": t("eraButton", { name: eraName(room.era) }), title: t("eraButton", { name: eraName(room.era) }),
+    }, icon("clock"), h("span", { text: t("eraButton", { name: eraName(room.era) }) })),
+    h("button", { type: "button", class: "btn traffic-btn", onclick: trafficDialog, "aria-label": t("traffic"), title: t("traffic") },
+      icon("chart"), h("span", { text: t("traffic") })));
   const era = eraByID(room.era);
   const bar = S.el.eraBar;
   clear(bar);

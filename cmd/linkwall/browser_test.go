@@ -452,8 +452,9 @@ func TestBrowser(t *testing.T) {
 
 	t.Run("language", func(t *testing.T) {
 		alice.t, bob.t = t, t
-		// Alice is in the group; Bob opens it too. Switching the page to
-		// Chinese also switches LinkBot's language in the open room.
+		// Alice is in the group; Bob opens it too. Switching Alice's page to
+		// Chinese changes her page only; the header's LinkBot language
+		// button changes the room's, for Bob too.
 		if groupRoom == "" {
 			t.Skip("needs the group subtest")
 		}
@@ -461,13 +462,22 @@ func TestBrowser(t *testing.T) {
 		bob.openRoom(groupRoom)
 		alice.do(chromedp.Click(chromedp.CSS(".side-head .lang-btn")))
 		alice.waitFor("the Chinese page", `document.documentElement.lang === "zh-CN" && document.querySelector(".composer .send-btn").textContent === "发送"`)
-		bob.waitFor("LinkBot answering in Chinese", `document.querySelector(".conv-sub").textContent.includes("Chinese")`)
 		if got := eval[string](alice, `localStorage.getItem("linkwall.lang")`); got != "zh" {
 			t.Errorf("remembered language = %q, want zh", got)
 		}
+		if lang := eval[string](alice, fmt.Sprintf(`fetch("/api/v1/rooms/%s").then(r => r.json()).then(j => j.room.lang)`, groupRoom)); lang != "en" {
+			t.Errorf("the page's language changed the room's LinkBot language to %q", lang)
+		}
+		if sub := eval[string](bob, `document.querySelector(".conv-sub").textContent`); !strings.Contains(sub, "English") {
+			t.Errorf("Bob's header says %q, want LinkBot still answering in English", sub)
+		}
+		alice.do(chromedp.Click(chromedp.CSS(".conv-head .room-lang-btn")))
+		bob.waitFor("LinkBot answering in Chinese", `document.querySelector(".conv-sub").textContent.includes("Chinese")`)
+		alice.waitFor("Alice's header, in her Chinese page", `document.querySelector(".conv-sub").textContent.includes("LinkBot 使用中文回复")`)
+		alice.do(chromedp.Click(chromedp.CSS(".conv-head .room-lang-btn")))
+		bob.waitFor("LinkBot answering in English", `document.querySelector(".conv-sub").textContent.includes("English")`)
 		alice.do(chromedp.Click(chromedp.CSS(".side-head .lang-btn")))
 		alice.waitFor("the English page", `document.documentElement.lang === "en" && document.querySelector(".composer .send-btn").textContent === "Send"`)
-		bob.waitFor("LinkBot answering in English", `document.querySelector(".conv-sub").textContent.includes("English")`)
 	})
 
 	t.Run("phone", func(t *testing.T) {

@@ -81,7 +81,7 @@ export const api = {
   users: () => call("GET", "/api/v1/users"),
   rooms: () => call("GET", "/api/v1/rooms"),
   room: (id) => call("GET", `/api/v1/rooms/${enc(id)}`),
-  createDirect: (userID) => call("POST", "/api/v1/rooms", { kind: "direct", members: [userID] }),
+  createDirect: (userID, lang) => call("POST", "/api/v1/rooms", { kind: "direct", members: [userID], lang }),
   createGroup: (name, members, lang) => call("POST", "/api/v1/rooms", { kind: "group", name, members, lang }),
   messages: (id, after, limit) => call("GET", `/api/v1/rooms/${enc(id)}/messages?after=${after}&limit=${limit}`),
   setEra: (id, era) => call("PUT", `/api/v1/rooms/${enc(id)}/era`, { era }),

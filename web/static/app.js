@@ -178,11 +178,10 @@ function langToggle() {
   }, icon("globe"), h("span", { text: t("langToggle") }));
 }
 
+// toggleLang switches this page's language only; LinkBot's language is the
+// room's, changed for everyone by the button in the conversation header.
 function toggleLang() {
   setLang(getLang() === "zh" ? "en" : "zh");
-  if (S.me && S.current) {
-    api.setLang(S.current, getLang()).then(({ room }) => upsertRoom(room)).catch(fail);
-  }
   closeModal();
   if (S.me) renderChat();
   else showJoin();
@@ -442,6 +441,18 @@ function renderConversation() {
   renderMessages();
 }
 
+// roomLangButton shows the language LinkBot answers in, in this room, and
+// switches it for every member.
+function roomLangButton(room) {
+  const other = room.lang === "zh" ? "en" : "zh";
+  const name = (lang) => (lang === "zh" ? t("langNameZh") : t("langNameEn"));
+  const label = t("roomLangSwitch", { lang: name(other) });
+  return h("button", {
+    type: "button", class: "room-lang-btn", title: label, "aria-label": `${t("roomLang", { lang: name(room.lang) })}. ${label}`,
+    onclick: () => api.setLang(room.id, other).then(({ room: updated }) => upsertRoom(updated)).catch(fail),
+  }, t("roomLang", { lang: name(room.lang) }));
+}
+
 let flashEraBar = false; // the next header render highlights a changed era
 
 function renderHeader() {
@@ -456,7 +467,7 @@ function renderHeader() {
     h("button", { type: "button", class: "icon-btn back-btn", "aria-label": t("back"), onclick: () => { location.hash = "#/"; } }, icon("back")),
     h("div", { class: "conv-title" },
       h("h2", { class: "conv-name", tabindex: "-1", text: roomTitle(room) }),
-      h("div", { class: "conv-sub", text: `${sub} · ${t("roomLang", { lang: room.lang === "zh" ? t("langNameZh") : t("langNameEn") })}` })),
+      h("div", { class: "conv-sub" }, `${sub} · `, roomLangButton(room))),
     // The labels are hidden on narrow screens; aria-label and title keep
     // the buttons named for screen readers and on hover.
     h("button", {
@@ -961,7 +972,7 @@ async function newChatDialog() {
       dataset: { user: u.id },
       onclick: async () => {
         try {
-          const { room } = await api.createDirect(u.id);
+          const { room } = await api.createDirect(u.id, getLang());
           upsertRoom(room);
           closeModal();
           location.hash = `#/rooms/${room.id}`;

@@ -97,6 +97,7 @@ const strings = {
     langEn: "English",
     langZh: "简体中文",
     roomLang: "LinkBot answers in {lang}",
+    roomLangSwitch: "Make LinkBot answer in {lang} for everyone in this chat",
     langNameEn: "English",
     langNameZh: "Chinese",
     // traffic
@@ -208,6 +209,7 @@ const strings = {
     langEn: "English",
     langZh: "简体中文",
     roomLang: "LinkBot 使用{lang}回复",
+    roomLangSwitch: "让 LinkBot 在此聊天中对所有人改用{lang}回复",
     langNameEn: "英文",
     langNameZh: "中文",
     traffic: "流量",

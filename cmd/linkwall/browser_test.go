@@ -420,6 +420,13 @@ func TestBrowser(t *testing.T) {
 			}
 			alice.waitOutcomes(seq, s.want)
 			bob.waitOutcomes(seq, s.want)
+			// LinkBot's grey notice under the links shows only while one is blocked.
+			notices := `document.querySelectorAll(".messages .msg-system").length === `
+			if s.want["douyin"] == "blocked" {
+				bob.waitFor("LinkBot's notice", notices+"1")
+			} else {
+				bob.waitFor("no notice once nothing is blocked", notices+"0")
+			}
 			if s.era == "walled" {
 				bob.shot("desktop-en-group-walled")
 			}

@@ -784,11 +784,12 @@ func TestLinkBotCommands(t *testing.T) {
 	a.sendAck(room.ID, sampleText, "links")
 	reply(b, room.ID) // the blocked notice
 	a.sendAck(room.ID, "/why", "w")
-	if m := reply(b, room.ID); !strings.Contains(m.Text, "m.tb.cn") || !strings.Contains(m.Text, "blocked") {
-		t.Fatalf("/why: %q", m.Text)
+	// An explanation in plain text: the addresses it quotes are not links.
+	if m := reply(b, room.ID); !strings.Contains(m.Text, "m.tb.cn") || !strings.Contains(m.Text, "(Taobao) → blocked") || len(m.Links) != 0 {
+		t.Fatalf("/why: %q with %d links", m.Text, len(m.Links))
 	}
 	a.sendAck(room.ID, "/stats", "s")
-	if m := reply(b, room.ID); !strings.Contains(m.Text, "taobao blocked: 1") {
+	if m := reply(b, room.ID); !strings.Contains(m.Text, "Taobao, blocked: 1") {
 		t.Fatalf("/stats: %q", m.Text)
 	}
 	var st server.Stats
@@ -802,7 +803,34 @@ func TestLinkBotCommands(t *testing.T) {
 	for _, e := range eras {
 		b.until("walkthrough era "+e.ID, func(f frame) bool { return f.Type == "room" && f.Room.Era == e.ID })
 	}
-	b.message(room.ID, func(m *chat.Message) bool { return strings.Contains(m.Text, "Walkthrough done") })
+	done := b.message(room.ID, func(m *chat.Message) bool { return strings.Contains(m.Text, "Walkthrough done") }).Msg
+	// Each era's samples keep that era's outcomes after the room moved on,
+	// shown for a one-to-one chat and for a group.
+	taobao := map[string]bot.Outcome{} // era/kind → Taobao's outcome
+	for _, m := range alice.history(room.ID, max(0, done.Seq-6*int64(len(eras)))) {
+		kind, _, ok := strings.Cut(m.Text, ":")
+		if !m.Sender.Bot || !ok || !strings.HasPrefix(kind, "In a ") {
+			continue
+		}
+		taobao[m.Era+"/"+kind] = outcomes(&m)["taobao"]
+	}
+	for key, want := range map[string]bot.Outcome{
+		"walled/In a one-to-one chat":      bot.Blocked,
+		"walled/In a group chat":           bot.Blocked,
+		"direct-open/In a one-to-one chat": bot.Hyperlink,
+		"direct-open/In a group chat":      bot.Blocked,
+		"group-ecommerce/In a group chat":  bot.Hyperlink,
+		"open-api/In a group chat":         bot.CardView,
+	} {
+		if taobao[key] != want {
+			t.Errorf("walkthrough sample %s: Taobao %q, want %q (all: %v)", key, taobao[key], want, taobao)
+		}
+	}
+	// Traffic counts the samples as shown: 4 links × 2 kinds × every era.
+	alice.do("GET", "/api/v1/rooms/"+room.ID+"/stats", nil, http.StatusOK, &st)
+	if st.Links < 3+8*len(eras) {
+		t.Errorf("stats after the walkthrough: %d links, want at least %d", st.Links, 3+8*len(eras))
+	}
 	alice.do("POST", "/api/v1/rooms/"+room.ID+"/walkthrough", nil, http.StatusAccepted, nil)
 }
 

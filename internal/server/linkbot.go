@@ -90,7 +90,7 @@ func (s *Server) command(ctx context.Context, r *Request) error {
 		if err != nil {
 			return err
 		}
-		reply = statsText(st, zh)
+		reply = s.statsText(st, zh)
 	case "/walkthrough":
 		if err := s.startWalkthrough(r.Room); err != nil {
 			reply = chat.ErrorMessage(err)
@@ -101,6 +101,37 @@ func (s *Server) command(ctx context.Context, r *Request) error {
 		reply = pick(zh, "Unknown command "+name+". ", "未知命令 "+name+"。") + helpText(zh)
 	}
 	return s.botPost(ctx, &r.Room, reply, false)
+}
+
+// platformName is a platform's name as the page shows it, in the room's
+// language; "other site" for a link outside the registry.
+func (s *Server) platformName(id string, zh bool) string {
+	if id == "" {
+		return pick(zh, "other site", "其他网站")
+	}
+	p, ok := s.bot.Policy().Platform(id)
+	switch {
+	case !ok:
+		return id
+	case zh && p.NameZh != "":
+		return p.NameZh
+	case p.Name != "":
+		return p.Name
+	}
+	return id
+}
+
+// outcomeWord names an outcome as the page does.
+func outcomeWord(o bot.Outcome, zh bool) string {
+	switch o {
+	case bot.Blocked:
+		return pick(zh, "blocked", "屏蔽")
+	case bot.Hyperlink:
+		return pick(zh, "bare hyperlink", "纯链接")
+	case bot.CardView:
+		return pick(zh, "card", "卡片")
+	}
+	return string(o)
 }
 
 func pick(zh bool, en, zhText string) string {
@@ -171,8 +202,8 @@ func eraChangedText(lang, by string, e bot.Era) string {
 	return text
 }
 
-// whyText explains the links of the last message with links sent by a
-// person, under the room's current era.
+// whyText explains the links of the last message with links: a person's,
+// under the room's current era, or a walkthrough sample, under its own.
 func (s *Server) whyText(ctx context.Context, r *Request, zh bool) (string, error) {
 	after := max(r.Message.Seq-maxWhyLookback, 0)
 	msgs, err := s.store.Messages(ctx, r.Room.ID, after, maxWhyLookback)
@@ -181,7 +212,7 @@ func (s *Server) whyText(ctx context.Context, r *Request, zh bool) (string, erro
 	}
 	for i := len(msgs) - 1; i >= 0; i-- {
 		m := &msgs[i]
-		if m.Sender.Bot || m.System {
+		if m.System {
 			continue
 		}
 		s.render(ctx, &r.Room, m)
@@ -195,11 +226,7 @@ func (s *Server) whyText(ctx context.Context, r *Request, zh bool) (string, erro
 			if zh && l.ReasonZh != "" {
 				reason = l.ReasonZh
 			}
-			platform := l.Platform
-			if platform == "" {
-				platform = pick(zh, "other site", "其他网站")
-			}
-			fmt.Fprintf(&b, "\n• %s [%s] → %s: %s", l.URL, platform, l.Outcome, reason)
+			fmt.Fprintf(&b, "\n• %s (%s) → %s: %s", l.URL, s.platformName(l.Platform, zh), outcomeWord(l.Outcome, zh), reason)
 			if l.Since != "" {
 				fmt.Fprintf(&b, pick(zh, " (since %s)", "（自 %s 起）"), l.Since)
 			}
@@ -226,8 +253,9 @@ type StatsEntry struct {
 	Count    int         `json:"count"`
 }
 
-// roomStats re-evaluates the people's messages (not LinkBot's) under the
-// room's current era, up to maxStatsMessages.
+// roomStats counts the links as the room shows them: people's messages
+// re-evaluated under the room's current era, LinkBot's walkthrough samples
+// as posted; up to maxStatsMessages. LinkBot's replies have no links.
 func (s *Server) roomStats(ctx context.Context, room *chat.Room) (Stats, error) {
 	type key struct {
 		platform string
@@ -244,7 +272,7 @@ func (s *Server) roomStats(ctx context.Context, room *chat.Room) (Stats, error) 
 			m := &msgs[i]
 			after = m.Seq
 			seen++
-			if m.Sender.Bot || m.System {
+			if m.System || (m.Sender.Bot && len(m.Links) == 0) {
 				continue
 			}
 			st.Messages++
@@ -267,18 +295,14 @@ func (s *Server) roomStats(ctx context.Context, room *chat.Room) (Stats, error) 
 	return st, nil
 }
 
-func statsText(st Stats, zh bool) string {
+func (s *Server) statsText(st Stats, zh bool) string {
 	if st.Links == 0 {
 		return fmt.Sprintf(pick(zh, "%d messages, no links yet.", "%d 条消息，还没有链接。"), st.Messages)
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, pick(zh, "%d links in %d messages:", "%[2]d 条消息中共 %[1]d 个链接："), st.Links, st.Messages)
 	for _, e := range st.Stats {
-		p := e.Platform
-		if p == "" {
-			p = pick(zh, "other", "其他")
-		}
-		fmt.Fprintf(&b, "\n• %s %s: %d", p, e.Outcome, e.Count)
+		fmt.Fprintf(&b, "\n• %s, %s: %d", s.platformName(e.Platform, zh), outcomeWord(e.Outcome, zh), e.Count)
 	}
 	return b.String()
 }
@@ -338,13 +362,20 @@ func (s *Server) walkthrough(ctx context.Context, room chat.Room) error {
 		if err := s.botPost(ctx, &room, line, false); err != nil {
 			return err
 		}
-		samples, err := s.botMessage(ctx, &room, walkthroughSamples, false)
-		if err != nil {
-			return err
-		}
-		if hasBlocked(samples.Links) {
-			if err := s.botPost(ctx, &room, s.blockedNotice(room.Lang), true); err != nil {
+		// The same links as each chat kind shows them in this era, whatever
+		// the room's own kind: the eras differ by chat kind.
+		for _, kind := range []struct {
+			chat   bot.Chat
+			en, zh string
+		}{{bot.Direct, "In a one-to-one chat:", "单聊中："}, {bot.Group, "In a group chat:", "群聊中："}} {
+			sample, err := s.botSample(ctx, &room, pick(zh, kind.en, kind.zh)+"\n"+walkthroughSamples, kind.chat)
+			if err != nil {
 				return err
+			}
+			if hasBlocked(sample.Links) {
+				if err := s.botPost(ctx, &room, s.blockedNotice(room.Lang), true); err != nil {
+					return err
+				}
 			}
 		}
 		if s.step > 0 && i < len(eras)-1 {

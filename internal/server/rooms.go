@@ -121,7 +121,9 @@ func (s *Server) render(ctx context.Context, room *chat.Room, m *chat.Message) {
 	if m.Links == nil {
 		m.Links = []bot.Link{}
 	}
-	if m.Era == room.Era || m.System {
+	// LinkBot's messages keep what they were posted with: its replies have
+	// no links, and its walkthrough samples show the era they illustrate.
+	if m.Era == room.Era || m.System || m.Sender.Bot {
 		return
 	}
 	res := s.bot.Decide(ctx, m.Text, bot.Chat(room.Kind), room.Era)
@@ -319,24 +321,21 @@ func (s *Server) publish(ctx context.Context, ev chat.Event) {
 	}
 }
 
-// botPost stores and publishes a LinkBot message in room; its links are
-// decided like anyone's (system notices have none).
+// botPost stores and publishes a LinkBot message in room: a reply or a
+// greyed notice (system), plain text whose addresses are not decided.
 func (s *Server) botPost(ctx context.Context, room *chat.Room, text string, system bool) error {
-	_, err := s.botMessage(ctx, room, text, system)
+	m := chat.Message{Room: room.ID, Sender: linkBotSender, Text: text, System: system, Era: room.Era}
+	_, _, err := s.appendAndPublish(ctx, room, m)
 	return err
 }
 
-func (s *Server) botMessage(ctx context.Context, room *chat.Room, text string, system bool) (chat.Message, error) {
-	m := chat.Message{Room: room.ID, Sender: linkBotSender, Text: text, System: system, Era: room.Era}
-	if !system {
-		res := s.bot.Decide(ctx, text, bot.Chat(room.Kind), room.Era)
-		m.Links, m.Truncated = res.Links, res.Truncated
-	}
+// botSample stores and publishes a LinkBot message whose links are decided
+// for a chat of kind under the room's era, and kept so (see render).
+func (s *Server) botSample(ctx context.Context, room *chat.Room, text string, kind bot.Chat) (chat.Message, error) {
+	res := s.bot.Decide(ctx, text, kind, room.Era)
+	m := chat.Message{Room: room.ID, Sender: linkBotSender, Text: text, Era: room.Era, Links: res.Links, Truncated: res.Truncated}
 	stored, _, err := s.appendAndPublish(ctx, room, m)
-	if err != nil {
-		return chat.Message{}, err
-	}
-	return stored, nil
+	return stored, err
 }
 
 // setEra changes a room's era (an id or a date), tells every member with a

@@ -514,7 +514,17 @@ function renderMessages() {
   const ctx = ctxFor(room);
   const msgs = sortedMessages(room.id);
   let prev = 0;
+  let blockedSince = false; // a message since the last notice shows a blocked link
   for (const m of msgs) {
+    if (m.system) {
+      // LinkBot's grey notice follows blocked links; once the room's era
+      // shows them otherwise, it no longer applies.
+      const show = blockedSince;
+      blockedSince = false;
+      if (!show) continue;
+    } else if ((m.links || []).some((l) => l.outcome === "blocked")) {
+      blockedSince = true;
+    }
     const at = new Date(m.sent_at).getTime();
     if (!prev || at - prev > SEPARATOR_GAP_MS) box.appendChild(timeSeparator(m.sent_at));
     prev = at;

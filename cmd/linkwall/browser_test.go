@@ -457,6 +457,44 @@ func TestBrowser(t *testing.T) {
 
 	})
 
+	t.Run("preview", func(t *testing.T) {
+		alice.t, bob.t = t, t
+		// A product team pastes its link and sees every era and chat kind at
+		// once, without posting it anywhere.
+		rooms := eval[int](alice, `document.querySelectorAll(".room-item").length`)
+		alice.do(chromedp.Click(chromedp.CSS(".side-actions .preview-btn")), chromedp.WaitVisible(chromedp.CSS(".preview-modal #preview-text")))
+		cell := func(era, kind, platform string) string {
+			return fmt.Sprintf(`(document.querySelector('.preview-cell[data-era=%q][data-kind=%q] .pv-chip[data-platform=%q]') || {className: ""}).className`, era, kind, platform)
+		}
+		alice.waitFor("the preview grid", cell("open-api", "group", "douyin")+` !== ""`)
+		for _, c := range []struct{ era, kind, platform, want string }{
+			{"walled", "direct", "taobao", "blocked"},
+			{"direct-open", "direct", "taobao", "hyperlink"},
+			{"direct-open", "group", "douyin", "blocked"},
+			{"group-ecommerce", "group", "taobao", "hyperlink"},
+			{"open-api", "group", "douyin", "card"},
+			{"walled", "group", "jd", "card"},
+		} {
+			if got := eval[string](alice, cell(c.era, c.kind, c.platform)); got != "pv-chip n-"+c.want {
+				t.Errorf("preview %s/%s %s: %q, want %s", c.era, c.kind, c.platform, got, c.want)
+			}
+		}
+		// A new text is previewed as it is typed; a cell shows the message.
+		alice.do(
+			chromedp.Evaluate[chromedp.Void](`document.getElementById("preview-text").value = ""`),
+			chromedp.SendKeys(chromedp.ID("preview-text"), "抖音 https://v.douyin.com/iRNBho6/"),
+		)
+		alice.waitFor("the new text's grid", `document.querySelectorAll('.preview-cell[data-era="walled"][data-kind="group"] .pv-chip').length === 1`)
+		alice.do(chromedp.Click(chromedp.CSS(`.preview-cell[data-era="open-api"][data-kind="direct"]`)))
+		alice.waitFor("the open-api message", `!!document.querySelector('.preview-msg .msg .card-wrap') && document.querySelector('.preview-cell[data-era="open-api"][data-kind="direct"]').getAttribute("aria-pressed") === "true"`)
+		alice.shot("desktop-en-preview")
+		alice.do(chromedp.KeyEvent(kb.Escape))
+		alice.waitFor("the dialog closed", `!document.querySelector(".modal")`)
+		if got := eval[int](alice, `document.querySelectorAll(".room-item").length`); got != rooms {
+			t.Errorf("the preview changed the chat list: %d rooms, had %d", got, rooms)
+		}
+	})
+
 	t.Run("language", func(t *testing.T) {
 		alice.t, bob.t = t, t
 		// Alice is in the group; Bob opens it too. Switching Alice's page to

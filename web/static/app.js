@@ -15,6 +15,8 @@ const SEPARATOR_GAP_MS = 5 * 60 * 1000; // a time separator after this much sile
 // (internal/server/limits.go); the server enforces its own anyway.
 const MAX_TEXT = 4000;
 const MAX_NAME = 32;
+// PREVIEW_SAMPLE is what the preview starts with: the README tour's links.
+const PREVIEW_SAMPLE = "【淘宝】https://m.tb.cn/h.UXpq2Xr 看看这个，抖音 https://v.douyin.com/iRNBho6/ 京东 https://item.jd.com/100012043978.html";
 const REFUSED_BEFORE_PROBE = 3; // failed handshakes in a row before checking the session
 const RELOAD_DEBOUNCE_MS = 120; // era changes in quick succession (walkthrough) reload once
 const DEFAULT_MAU = 1.25e9; // the article's monthly active users
@@ -325,6 +327,8 @@ function renderChat() {
     h("div", { class: "side-actions" },
       h("button", { type: "button", class: "btn new-chat", onclick: newChatDialog }, icon("person"), h("span", { text: t("newChat") })),
       h("button", { type: "button", class: "btn new-group", onclick: newGroupDialog }, icon("group"), h("span", { text: t("newGroup") })),
+      h("button", { type: "button", class: "btn preview-btn", "aria-label": t("previewLabel"), title: t("previewLabel"), onclick: previewDialog },
+        icon("link"), h("span", { text: t("preview") })),
       h("button", { type: "button", class: "btn accent walkthrough-btn", "aria-label": t("walkthroughLabel"), title: t("walkthroughLabel"), onclick: runWalkthrough },
         icon("play"), h("span", { text: t("walkthrough") }))),
     list);
@@ -890,6 +894,81 @@ function eraDialog() {
       summary ? h("span", { class: "tl-summary", text: summary }) : null)));
   }
   openModal({ title: t("eraTimeline"), className: "era-modal", body: [h("p", { class: "muted", text: t("eraIntro") }), list] });
+}
+
+// previewDialog shows how a text's links render in every era and both chat
+// kinds, without posting anything (POST /api/v1/preview); a cell opens the
+// message as that era and chat kind would show it.
+function previewDialog() {
+  const kinds = ["direct", "group"];
+  const input = h("textarea", { id: "preview-text", rows: "3", maxlength: String(MAX_TEXT), autofocus: true });
+  input.value = PREVIEW_SAMPLE;
+  const grid = h("div", { class: "preview-grid", "aria-live": "polite" });
+  const shown = h("div", { class: "preview-msg" });
+  let pick = { era: S.defaultEra || (S.eras[0] || {}).id, kind: "group" };
+  let results = new Map(); // "era/kind" → preview answer
+  let gen = 0;
+
+  const showPick = () => {
+    clear(shown);
+    const res = results.get(`${pick.era}/${pick.kind}`);
+    if (!res) return;
+    shown.append(
+      h("p", { class: "muted preview-caption", text: `${eraName(pick.era)} · ${t(pick.kind)}` }),
+      messageElement({ seq: 0, text: input.value, links: res.links || [], links_truncated: res.truncated, sender: { id: S.me.id, name: S.me.name }, sent_at: new Date().toISOString() },
+        { meID: S.me.id, meName: S.me.name, group: pick.kind === "group", platformName, onLink: () => {}, onRetry: () => {} }));
+    for (const b of grid.querySelectorAll(".preview-cell")) b.setAttribute("aria-pressed", String(b.dataset.era === pick.era && b.dataset.kind === pick.kind));
+  };
+
+  const drawGrid = () => {
+    clear(grid);
+    const head = h("tr", null, h("th", { scope: "col", text: t("era") }), kinds.map((k) => h("th", { scope: "col", text: t(k) })));
+    const body = h("tbody");
+    for (const era of S.eras) {
+      body.appendChild(h("tr", null, h("th", { scope: "row", text: eraName(era.id) }), kinds.map((k) => {
+        const res = results.get(`${era.id}/${k}`);
+        const links = (res && res.links) || [];
+        return h("td", null, h("button", {
+          type: "button", class: "preview-cell", dataset: { era: era.id, kind: k },
+          onclick: () => { pick = { era: era.id, kind: k }; showPick(); },
+        }, links.length ? links.map((l) => h("span", { class: `pv-chip n-${l.outcome}`, dataset: { platform: l.platform || "" } },
+          `${platformName(l.platform) || t("otherSite")} · ${t(`outcomeShort_${l.outcome}`)}`)) : h("span", { class: "muted", text: res ? t("previewNoLinks") : "…" })));
+      })));
+    }
+    grid.appendChild(h("table", { class: "preview-table" }, h("thead", null, head), body));
+  };
+
+  const run = async () => {
+    const mine = ++gen;
+    const text = input.value;
+    const next = new Map();
+    try {
+      await Promise.all(S.eras.flatMap((era) => kinds.map(async (k) => {
+        next.set(`${era.id}/${k}`, await api.preview(text, k, era.id));
+      })));
+    } catch (err) {
+      if (mine === gen) fail(err);
+      return;
+    }
+    if (mine !== gen) return; // a newer text is on its way
+    results = next;
+    drawGrid();
+    showPick();
+  };
+  let timer = 0;
+  input.addEventListener("input", () => {
+    clearTimeout(timer);
+    timer = setTimeout(run, 250);
+  });
+
+  openModal({
+    title: t("previewTitle"),
+    className: "preview-modal",
+    body: [h("p", { class: "muted", text: t("previewIntro") }), h("label", { for: "preview-text", class: "field-label", text: t("previewText") }), input, grid, shown],
+    onClose: () => clearTimeout(timer),
+  });
+  drawGrid();
+  run();
 }
 
 async function trafficDialog() {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -1092,5 +1093,54 @@ func TestResendAfterResumeKeepsOrder(t *testing.T) {
 	}
 	if !acked {
 		t.Error("the resent message's seq came without its client_msg_id: the client cannot tell it was stored")
+	}
+}
+
+// TestPreviewAPI: how a text would render, without a session and without
+// posting it, for any era (by id or date) and chat kind.
+func TestPreviewAPI(t *testing.T) {
+	s := newTestServer(t, t.TempDir())
+	type answer struct {
+		Links []bot.Link
+		Era   string
+		Chat  string
+	}
+	for _, tc := range []struct {
+		chat, era string
+		wantEra   string
+		want      map[string]bot.Outcome
+	}{
+		{"direct", "walled", "walled", map[string]bot.Outcome{"taobao": bot.Blocked, "douyin": bot.Blocked, "jd": bot.CardView}},
+		{"direct", "2021-10-01", "direct-open", map[string]bot.Outcome{"taobao": bot.Hyperlink, "douyin": bot.Hyperlink, "jd": bot.CardView}},
+		{"group", "2021-10-01", "direct-open", map[string]bot.Outcome{"taobao": bot.Blocked, "douyin": bot.Blocked, "jd": bot.CardView}},
+		{"group", "", "group-ecommerce", map[string]bot.Outcome{"taobao": bot.Hyperlink, "douyin": bot.Blocked, "jd": bot.CardView}},
+		{"", "open-api", "open-api", map[string]bot.Outcome{"taobao": bot.CardView, "douyin": bot.CardView, "jd": bot.CardView}},
+	} {
+		var a answer
+		s.do("", "POST", "/api/v1/preview", map[string]string{"text": sampleText, "chat": tc.chat, "era": tc.era}, http.StatusOK, &a)
+		got := outcomes(&chat.Message{Links: a.Links})
+		if a.Era != tc.wantEra || !maps.Equal(got, tc.want) {
+			t.Errorf("preview %s/%s: era %s, %v; want %s, %v", tc.chat, tc.era, a.Era, got, tc.wantEra, tc.want)
+		}
+	}
+	s.do("", "POST", "/api/v1/preview", map[string]string{"text": sampleText, "chat": "channel"}, http.StatusBadRequest, nil)
+	s.do("", "POST", "/api/v1/preview", map[string]string{"text": sampleText, "era": "bronze-age"}, http.StatusNotFound, nil)
+
+	// Past its burst, one address is refused until the limiter refills.
+	limited := 0
+	for i := 0; i < 100; i++ {
+		resp, err := http.Post(s.url("/api/v1/preview"), "application/json", strings.NewReader(`{"text":"https://m.tb.cn/h.UXpq2Xr"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusTooManyRequests {
+			limited++
+		} else if resp.StatusCode != http.StatusOK {
+			t.Fatalf("preview %d: status %d", i, resp.StatusCode)
+		}
+	}
+	if limited == 0 || limited > 100-50 {
+		t.Errorf("%d of 100 rapid previews refused, want some, after a burst of about 60 (less the 7 above)", limited)
 	}
 }

@@ -315,6 +315,11 @@ type previewRequest struct {
 }
 
 func (s *Server) preview(w http.ResponseWriter, r *http.Request) {
+	if !s.previewLimits.get(s.clientIP(r)).Allow() {
+		s.metrics.rateLimited.Inc()
+		s.writeError(w, r, chat.Errorf(chat.ERateLimited, "more than %g previews per second from your address; slow down", float64(previewRate)))
+		return
+	}
 	var req previewRequest
 	if err := decodeBody(r, &req); err != nil {
 		s.writeError(w, r, err)

@@ -59,6 +59,11 @@ const (
 	maxStatsMessages = 100_000
 	// maxWhyLookback is how many recent messages /why searches.
 	maxWhyLookback = 200
+	// previewRate and previewBurst limit POST /api/v1/preview per client IP:
+	// it needs no session, and the page's Preview asks for every era and
+	// chat kind (10 requests) each time the text changes.
+	previewRate  rate.Limit = 20
+	previewBurst int        = 60
 )
 
 // WebSocket timing. The writer pings every 9/10 of pongWait; a peer that

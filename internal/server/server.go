@@ -82,6 +82,7 @@ type Server struct {
 
 	sendLimits    *limiterMap
 	sessionLimits *limiterMap
+	previewLimits *limiterMap // per client IP
 
 	// ctx ends connections' work after Shutdown has closed them; bgCtx
 	// ends background jobs (walkthroughs) as soon as Shutdown starts.
@@ -164,6 +165,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.sendLimits = newLimiterMap(s.limits.SendRate, s.limits.SendBurst)
 	s.sessionLimits = newLimiterMap(s.limits.SessionRate, s.limits.SessionBurst)
+	s.previewLimits = newLimiterMap(previewRate, previewBurst)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.bgCtx, s.bgCancel = context.WithCancel(s.ctx)
 	s.chain = s.buildChain()

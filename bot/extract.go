@@ -351,6 +351,15 @@ func (s *scan) bareLinks(sp string, a, b int) {
 			continue
 		}
 		u := sp[i : i+end]
+		authEnd := strings.IndexAny(u, `/?#\`)
+		if authEnd < 0 {
+			authEnd = len(u)
+		}
+		if strings.IndexByte(u[:authEnd], '@') >= 0 {
+			// host@other: a browser opens other, with host as a user name.
+			i = j
+			continue
+		}
 		if rest := u[len(host):]; strings.HasPrefix(rest, ":") {
 			// host:port — keep only a valid port.
 			portEnd := strings.IndexAny(rest, "/?#")

@@ -45,6 +45,7 @@ func TestExtract(t *testing.T) {
 			[]string{"url  https://example.com/a_(b)", "url jd https://jd.com/x"}},
 		{"userinfo decides by the real host", "https://jd.com@evil.example/x",
 			[]string{"url  https://jd.com@evil.example/x"}},
+		{"scheme-less userinfo is not the platform's", "see taobao.com@evil.example/x and jd.com;@evil.example and tmall.com:443@evil.example", nil},
 		{"ipv6", "http://[2001:db8::1]:8080/x", []string{"url  http://[2001:db8::1]:8080/x"}},
 		{"taobao token", "复制这段描述￥AbCd1234￥后到淘宝 and ¥XyZ98765¥", []string{"token taobao ￥AbCd1234￥", "token taobao ¥XyZ98765¥"}},
 		{"not tokens", "价格￥99 元，￥ab￥ ￥AbCd1234", nil},

@@ -1,6 +1,7 @@
 package bot
 
 import (
+	"bytes"
 	_ "embed"
 	"errors"
 	"fmt"
@@ -108,9 +109,18 @@ func LoadPolicy(name string, data []byte) (*Policy, error) {
 	if len(data) > maxPolicyBytes {
 		return nil, fmt.Errorf("%s: policy larger than %d bytes", name, maxPolicyBytes)
 	}
-	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
+	var root, more yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&root); err != nil && !errors.Is(err, io.EOF) {
 		return nil, yamlError(name, err)
+	}
+	// A second document would be ignored; say so instead.
+	switch err := dec.Decode(&more); {
+	case errors.Is(err, io.EOF):
+	case err != nil:
+		return nil, yamlError(name, err)
+	default:
+		return nil, fmt.Errorf("%s:%d: a second YAML document starts here; a policy is one document", name, more.Line)
 	}
 	l := &loader{name: name, p: &Policy{name: name}}
 	l.load(&root)
@@ -254,13 +264,23 @@ func (l *loader) fields(n *yaml.Node, what string, allowed ...string) map[string
 		l.errf(n, "%s must be a mapping", what)
 		return nil
 	}
-	m := make(map[string]*yaml.Node, len(n.Content)/2)
+	// Under "", the mapping itself: a missing field is reported at its line
+	// (anyNode) even when the mapping is empty.
+	m := map[string]*yaml.Node{"": n}
+	seen := make(map[string]int, len(n.Content)/2)
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		if !slices.Contains(allowed, k.Value) {
 			l.errf(k, "%s: unknown field %q (allowed: %s)", what, k.Value, strings.Join(allowed, ", "))
 			continue
 		}
+		// yaml.v3 finds duplicate keys only when decoding into Go values;
+		// here the later one would silently win.
+		if first, dup := seen[k.Value]; dup {
+			l.errf(k, "%s: %s given twice (first on line %d)", what, k.Value, first)
+			continue
+		}
+		seen[k.Value] = k.Line
 		v = deref(v)
 		if v == nil {
 			continue
@@ -343,10 +363,13 @@ func (l *loader) strs(m map[string]*yaml.Node, key, what string) []string {
 // anyNode returns some node of m, for the line of a "missing field" error.
 func (l *loader) anyNode(m map[string]*yaml.Node) *yaml.Node {
 	var first *yaml.Node
-	for _, v := range m {
-		if first == nil || v.Line < first.Line {
+	for k, v := range m {
+		if k != "" && (first == nil || v.Line < first.Line) {
 			first = v
 		}
+	}
+	if first == nil {
+		return m[""] // an empty mapping
 	}
 	return first
 }

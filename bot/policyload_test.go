@@ -55,6 +55,10 @@ func TestLoadPolicyErrors(t *testing.T) {
 		{"empty condition", "match: {owner: [alibaba, bytedance]}\n    outcome: blocked", "match: {owner: []}\n    outcome: blocked",
 			"match: {owner: []}", "owner is empty"},
 		{"yaml syntax", "  - id: tmall\n", "  - id: tmall\n  bad\n", "  bad", ""},
+		{"duplicate key", "outcome: blocked", "outcome: blocked\n    outcome: card", "outcome: card\n    reason: \"{platform} belongs", "outcome given twice"},
+		{"duplicate top-level key", "default_era: group-ecommerce", "default_era: group-ecommerce\ndefault_era: walled", "default_era: walled", "default_era given twice"},
+		{"second document", "rules:\n", "---\nrules: []\n---\nrules:\n", "---\nrules: []", "a second YAML document"},
+		{"empty rule", "rules:\n", "rules:\n  - {}\n", "  - {}", "rule: missing id"},
 		{"second token platform", "    owner: alibaba\n    category: ecommerce\n    api: false\n    domains: [tmall.com]",
 			"    owner: alibaba\n    category: ecommerce\n    api: false\n    tokens: true\n    domains: [tmall.com]", "tokens: true\n    domains: [tmall.com]", "share tokens already belong"},
 	} {

@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/net/html"
 	"golang.org/x/net/html/atom"
+	"golang.org/x/net/html/charset"
 )
 
 // Limits of the OpenGraph provider. Previews are fetched while a message
@@ -34,6 +35,7 @@ const (
 	ogCacheSize    = 1024             // cached pages; the least recently used is dropped beyond
 	ogMaxTitle     = 200              // runes
 	ogMaxText      = 500              // runes of description, site name or price
+	ogMaxImageURL  = 2048             // bytes; a longer picture address is dropped
 )
 
 // OpenGraphFetcher builds cards from a page's OpenGraph tags. It never
@@ -173,7 +175,13 @@ func (f *OpenGraphFetcher) fetch(ctx context.Context, rawURL string) (*Card, err
 	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != "text/html" && mt != "application/xhtml+xml" {
 		return nil, fmt.Errorf("not an HTML page (%q)", mt)
 	}
-	card, err := parseOpenGraph(io.LimitReader(resp.Body, ogMaxBody), resp.Request.URL)
+	// Many Chinese sites still send GBK or GB18030: decode to UTF-8 by the
+	// Content-Type's charset, else the page's <meta charset>, else UTF-8.
+	body, err := charset.NewReader(io.LimitReader(resp.Body, ogMaxBody), resp.Header.Get("Content-Type"))
+	if err != nil {
+		return nil, fmt.Errorf("page encoding: %w", err)
+	}
+	card, err := parseOpenGraph(body, resp.Request.URL)
 	if err != nil {
 		return nil, err
 	}
@@ -288,6 +296,9 @@ func imageURL(base *url.URL, ref string) string {
 		return ""
 	}
 	s := u.String()
+	if len(s) > ogMaxImageURL {
+		return "" // it would be stored with every message and sent to every member
+	}
 	if u, err = url.Parse(s); err != nil || !httpWithHost(u) {
 		return ""
 	}

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"golang.org/x/text/encoding/simplifiedchinese"
 )
 
 func TestCheckAddr(t *testing.T) {
@@ -81,6 +83,28 @@ func ogServer(t *testing.T) (*httptest.Server, *atomic.Int32) {
 		hits.Add(1)
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		fmt.Fprint(w, ogPage)
+	})
+	gbk := func(s string) string {
+		b, err := simplifiedchinese.GBK.NewEncoder().String(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	mux.HandleFunc("/gbk", func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.Header().Set("Content-Type", "text/html; charset=gbk")
+		fmt.Fprint(w, gbk(`<html><head><meta property="og:title" content="淘宝特价 手机"><meta property="og:description" content="限时优惠"></head></html>`))
+	})
+	mux.HandleFunc("/gbk-meta", func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.Header().Set("Content-Type", "text/html")
+		fmt.Fprint(w, gbk(`<html><head><meta charset="gb18030"><title>京东 商品</title></head></html>`))
+	})
+	mux.HandleFunc("/long-image", func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.Header().Set("Content-Type", "text/html")
+		fmt.Fprint(w, `<html><head><title>t</title><meta property="og:image" content="/`+strings.Repeat("a", ogMaxImageURL)+`"></head></html>`)
 	})
 	mux.HandleFunc("/redirect", func(w http.ResponseWriter, r *http.Request) {
 		hits.Add(1)
@@ -152,6 +176,26 @@ func TestOpenGraphFetch(t *testing.T) {
 	again, err := f.Fetch(ctx, srv.URL+"/p")
 	if err != nil || again.Title != want.Title || hits.Load() != 1 {
 		t.Errorf("second fetch: %+v, %v, %d requests; want the cached card and 1 request", again, err, hits.Load())
+	}
+}
+
+// TestOpenGraphEncodings: pages in GBK or GB18030, named by the header or
+// by <meta charset>, give readable cards; an overlong picture address is dropped.
+func TestOpenGraphEncodings(t *testing.T) {
+	srv, _ := ogServer(t)
+	f := testFetcher(nil)
+	for path, want := range map[string]Card{
+		"/gbk":        {Title: "淘宝特价 手机", Description: "限时优惠"},
+		"/gbk-meta":   {Title: "京东 商品"},
+		"/long-image": {Title: "t"},
+	} {
+		card, err := f.Fetch(context.Background(), srv.URL+path)
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		if card.Title != want.Title || card.Description != want.Description || card.Image != "" {
+			t.Errorf("%s: title %q, description %q, image %d bytes; want %q, %q, none", path, card.Title, card.Description, len(card.Image), want.Title, want.Description)
+		}
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/net/html"
 	"golang.org/x/net/html/atom"
 	"golang.org/x/net/html/charset"
+	"golang.org/x/sync/singleflight"
 )
 
 // Limits of the OpenGraph provider. Previews are fetched while a message
@@ -36,6 +37,7 @@ const (
 	ogMaxTitle     = 200              // runes
 	ogMaxText      = 500              // runes of description, site name or price
 	ogMaxImageURL  = 2048             // bytes; a longer picture address is dropped
+	ogMaxFetches   = 16               // fetches in flight at once, over every message and preview
 )
 
 // OpenGraphFetcher builds cards from a page's OpenGraph tags. It never
@@ -43,9 +45,11 @@ const (
 // address: the address is checked after DNS resolution, at dial time, for
 // the first request and every redirect. Safe for concurrent use.
 type OpenGraphFetcher struct {
-	client *http.Client
-	dialer *net.Dialer
-	cache  *cardCache
+	client   *http.Client
+	dialer   *net.Dialer
+	cache    *cardCache
+	inflight singleflight.Group // one fetch per page at a time, shared by everyone asking
+	slots    chan struct{}      // bounds the fetches in flight in the process
 
 	// Test hooks: tests fetch from httptest servers on 127.0.0.1 and
 	// resolve names without DNS.
@@ -57,6 +61,7 @@ type OpenGraphFetcher struct {
 func NewOpenGraphFetcher() *OpenGraphFetcher {
 	f := &OpenGraphFetcher{
 		cache: newCardCache(ogCacheSize, time.Now),
+		slots: make(chan struct{}, ogMaxFetches),
 		lookup: func(ctx context.Context, host string) ([]netip.Addr, error) {
 			return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
 		},
@@ -133,17 +138,36 @@ func (f *OpenGraphFetcher) dial(ctx context.Context, network, addr string) (net.
 }
 
 // Fetch returns the card of the page at rawURL (http or https), from the
-// cache when fresh.
+// cache when fresh. Callers asking for the same page at once share one
+// fetch, and at most ogMaxFetches run at a time.
 func (f *OpenGraphFetcher) Fetch(ctx context.Context, rawURL string) (*Card, error) {
 	if c, err, ok := f.cache.get(rawURL); ok {
 		return c, err
 	}
-	c, err := f.fetch(ctx, rawURL)
-	if ctx.Err() == nil {
-		// A cancelled caller says nothing about the page.
+	ch := f.inflight.DoChan(rawURL, func() (any, error) {
+		// Not bound to the first caller: the others wait for it too.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ogTimeout)
+		defer cancel()
+		select {
+		case f.slots <- struct{}{}:
+		case <-fctx.Done():
+			return nil, errors.New("too many previews are being fetched") // not cached: says nothing about the page
+		}
+		defer func() { <-f.slots }()
+		c, err := f.fetch(fctx, rawURL)
 		f.cache.put(rawURL, c, err)
+		return c, err
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		card := *r.Val.(*Card) // each caller gets its own copy
+		return &card, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
-	return c, err
 }
 
 func (f *OpenGraphFetcher) fetch(ctx context.Context, rawURL string) (*Card, error) {

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -100,6 +101,12 @@ func ogServer(t *testing.T) (*httptest.Server, *atomic.Int32) {
 		hits.Add(1)
 		w.Header().Set("Content-Type", "text/html")
 		fmt.Fprint(w, gbk(`<html><head><meta charset="gb18030"><title>京东 商品</title></head></html>`))
+	})
+	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		time.Sleep(100 * time.Millisecond) // long enough for every caller to ask
+		w.Header().Set("Content-Type", "text/html")
+		fmt.Fprint(w, ogPage)
 	})
 	mux.HandleFunc("/long-image", func(w http.ResponseWriter, r *http.Request) {
 		hits.Add(1)
@@ -196,6 +203,32 @@ func TestOpenGraphEncodings(t *testing.T) {
 		if card.Title != want.Title || card.Description != want.Description || card.Image != "" {
 			t.Errorf("%s: title %q, description %q, image %d bytes; want %q, %q, none", path, card.Title, card.Description, len(card.Image), want.Title, want.Description)
 		}
+	}
+}
+
+// TestOpenGraphSharedFetch: messages posting the same new link at once
+// cause one request to the site, and each gets its own card.
+func TestOpenGraphSharedFetch(t *testing.T) {
+	srv, hits := ogServer(t)
+	f := testFetcher(nil)
+	cards := make([]*Card, 10)
+	var wg sync.WaitGroup
+	for i := range cards {
+		wg.Go(func() {
+			c, err := f.Fetch(context.Background(), srv.URL+"/slow")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			cards[i] = c
+		})
+	}
+	wg.Wait()
+	if hits.Load() != 1 {
+		t.Errorf("%d requests for one page fetched by 10 callers at once, want 1", hits.Load())
+	}
+	if cards[0] == nil || cards[1] == nil || cards[0] == cards[1] || cards[0].Title != "Acme Rocket Skates" {
+		t.Errorf("callers got %p and %p, want two copies of the card", cards[0], cards[1])
 	}
 }
 

@@ -550,8 +550,21 @@ func TestBrowser(t *testing.T) {
 			.map((b) => b.className)`); len(unnamed) > 0 {
 			t.Errorf("header buttons without a name on a phone: %q", unnamed)
 		}
+		// The LinkBot language button is not cut off by the header's width.
+		if r := eval[[]float64](alice, `(() => { const r = document.querySelector(".conv-head .room-lang-btn").getBoundingClientRect();
+			const p = document.querySelector(".conv-sub").getBoundingClientRect(); return [r.width, r.right, p.right, r.bottom, p.bottom]; })()`); r[0] == 0 || r[1] > r[2]+1 || r[3] > r[4]+1 {
+			t.Errorf("LinkBot language button at %v (width, right, header right, bottom, header bottom): cut off on a phone", r)
+		}
 		alice.do(chromedp.Click(chromedp.CSS(".conv-head .back-btn")))
 		alice.waitFor("back to the list", `location.hash === "#/" && getComputedStyle(document.querySelector(".sidebar")).display !== "none"`)
+		// The Preview grid fits the phone: both chat kinds in view.
+		alice.do(chromedp.Click(chromedp.CSS(".side-actions .preview-btn")))
+		alice.waitFor("the preview grid", `document.querySelectorAll(".preview-cell .pv-chip").length > 0`)
+		if w := eval[[]float64](alice, `[document.querySelector(".preview-table").scrollWidth, document.querySelector(".preview-grid").clientWidth]`); w[0] > w[1]+1 {
+			t.Errorf("the preview table is %gpx wide in a %gpx dialog on a phone", w[0], w[1])
+		}
+		alice.do(chromedp.KeyEvent(kb.Escape))
+		alice.waitFor("the dialog closed", `!document.querySelector(".modal")`)
 	})
 
 	t.Run("walkthrough", func(t *testing.T) {

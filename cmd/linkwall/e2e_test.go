@@ -1123,6 +1123,22 @@ func TestPreviewAPI(t *testing.T) {
 			t.Errorf("preview %s/%s: era %s, %v; want %s, %v", tc.chat, tc.era, a.Era, got, tc.wantEra, tc.want)
 		}
 	}
+	// Every era × chat kind in one request, in timeline order.
+	var all struct{ Results []answer }
+	s.do("", "POST", "/api/v1/preview/all", map[string]string{"text": sampleText}, http.StatusOK, &all)
+	eras := bot.DefaultPolicy().Eras()
+	if len(all.Results) != 2*len(eras) {
+		t.Fatalf("preview/all: %d results, want %d", len(all.Results), 2*len(eras))
+	}
+	for i, r := range all.Results {
+		kind := []string{"direct", "group"}[i%2]
+		if r.Era != eras[i/2].ID || r.Chat != kind || len(r.Links) != 3 {
+			t.Errorf("preview/all result %d: %s/%s with %d links, want %s/%s with 3", i, r.Era, r.Chat, len(r.Links), eras[i/2].ID, kind)
+		}
+	}
+	if got := outcomes(&chat.Message{Links: all.Results[2].Links}); got["taobao"] != bot.Hyperlink { // direct-open, one-to-one
+		t.Errorf("preview/all direct-open/direct: %v", got)
+	}
 	s.do("", "POST", "/api/v1/preview", map[string]string{"text": sampleText, "chat": "channel"}, http.StatusBadRequest, nil)
 	s.do("", "POST", "/api/v1/preview", map[string]string{"text": sampleText, "era": "bronze-age"}, http.StatusNotFound, nil)
 
@@ -1141,6 +1157,6 @@ func TestPreviewAPI(t *testing.T) {
 		}
 	}
 	if limited == 0 || limited > 100-50 {
-		t.Errorf("%d of 100 rapid previews refused, want some, after a burst of about 60 (less the 7 above)", limited)
+		t.Errorf("%d of 100 rapid previews refused, want some, after a burst of about 60 (less the 8 above)", limited)
 	}
 }

@@ -355,6 +355,38 @@ func (s *Server) preview(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, res)
 }
 
+// previewAll decides a text in every era, for a one-to-one chat and a
+// group: the page's Preview grid in one request.
+func (s *Server) previewAll(w http.ResponseWriter, r *http.Request) {
+	if !s.previewLimits.get(s.clientIP(r)).Allow() {
+		s.metrics.rateLimited.Inc()
+		s.writeError(w, r, chat.Errorf(chat.ERateLimited, "more than %g previews per second from your address; slow down", float64(previewRate)))
+		return
+	}
+	var req previewRequest
+	if err := decodeBody(r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := checkText(req.Text, s.limits.MaxTextRunes); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	var results []bot.Result
+	for _, era := range s.bot.Policy().Eras() {
+		for _, kind := range []bot.Chat{bot.Direct, bot.Group} {
+			res := s.bot.Decide(r.Context(), req.Text, kind, era.ID)
+			if res.Links == nil {
+				res.Links = []bot.Link{}
+			}
+			results = append(results, res)
+		}
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Results []bot.Result `json:"results"`
+	}{results})
+}
+
 func (s *Server) eras(w http.ResponseWriter, r *http.Request) {
 	p := s.bot.Policy()
 	eras := p.Eras()

@@ -240,6 +240,7 @@ func (s *Server) routes() http.Handler {
 	budgeted("GET /api/v1/rooms/{id}/stats", s.getStats)
 	budgeted("POST /api/v1/rooms/{id}/walkthrough", s.postWalkthrough)
 	mux.HandleFunc("POST /api/v1/preview", s.preview)
+	mux.HandleFunc("POST /api/v1/preview/all", s.previewAll)
 	mux.HandleFunc("GET /api/v1/eras", s.eras)
 	mux.HandleFunc("GET /api/v1/platforms", s.platforms)
 	mux.HandleFunc("GET /ws", s.serveWS)

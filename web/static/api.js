@@ -89,7 +89,7 @@ export const api = {
   stats: (id) => call("GET", `/api/v1/rooms/${enc(id)}/stats`),
   walkthrough: (id) => call("POST", `/api/v1/rooms/${enc(id)}/walkthrough`),
   eras: () => call("GET", "/api/v1/eras"),
-  preview: (text, chat, era) => call("POST", "/api/v1/preview", { text, chat, era }),
+  previewAll: (text) => call("POST", "/api/v1/preview/all", { text }),
   platforms: () => call("GET", "/api/v1/platforms"),
 };
 

@@ -930,9 +930,13 @@ function previewDialog() {
         const links = (res && res.links) || [];
         return h("td", null, h("button", {
           type: "button", class: "preview-cell", dataset: { era: era.id, kind: k },
-          onclick: () => { pick = { era: era.id, kind: k }; showPick(); },
-        }, links.length ? links.map((l) => h("span", { class: `pv-chip n-${l.outcome}`, dataset: { platform: l.platform || "" } },
-          `${platformName(l.platform) || t("otherSite")} · ${t(`outcomeShort_${l.outcome}`)}`)) : h("span", { class: "muted", text: res ? t("previewNoLinks") : "…" })));
+          onclick: () => {
+            pick = { era: era.id, kind: k };
+            showPick();
+            shown.scrollIntoView({ block: "nearest", behavior: "smooth" });
+          },
+        }, links.length ? links.map((l) => h("span", { class: `pv-chip n-${l.outcome}`, dataset: { platform: l.platform || "", kind: l.kind || "" } },
+          `${platformName(l.platform) || t("otherSite")}${l.kind === "token" ? ` ${t("tokenShort")}` : ""} · ${t(`outcomeShort_${l.outcome}`)}`)) : h("span", { class: "muted", text: res ? t("previewNoLinks") : "…" })));
       })));
     }
     grid.appendChild(h("table", { class: "preview-table" }, h("thead", null, head), body));
@@ -940,18 +944,20 @@ function previewDialog() {
 
   const run = async () => {
     const mine = ++gen;
-    const text = input.value;
-    const next = new Map();
+    let answer;
     try {
-      await Promise.all(S.eras.flatMap((era) => kinds.map(async (k) => {
-        next.set(`${era.id}/${k}`, await api.preview(text, k, era.id));
-      })));
+      answer = await api.previewAll(input.value);
     } catch (err) {
-      if (mine === gen) fail(err);
+      if (mine !== gen) return;
+      // Stale results would not match the text: say so until it works again.
+      results = new Map();
+      clear(grid);
+      clear(shown);
+      grid.appendChild(h("p", { class: "form-error", role: "alert", text: err.message || t("previewFailed") }));
       return;
     }
     if (mine !== gen) return; // a newer text is on its way
-    results = next;
+    results = new Map((answer.results || []).map((r) => [`${r.era}/${r.chat}`, r]));
     drawGrid();
     showPick();
   };

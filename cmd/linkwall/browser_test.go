@@ -570,11 +570,13 @@ func TestBrowser(t *testing.T) {
 	t.Run("walkthrough", func(t *testing.T) {
 		alice.t, bob.t = t, t
 		before := alice.roomID()
-		last := eval[string](alice, `fetch("/api/v1/eras").then(r => r.json()).then(j => j.eras[j.eras.length - 1].id)`)
+		def := eval[string](alice, `fetch("/api/v1/eras").then(r => r.json()).then(j => j.default)`)
 		alice.do(chromedp.Click(chromedp.CSS(".side-actions .walkthrough-btn")))
 		alice.waitFor("the walkthrough group", fmt.Sprintf(`location.hash.startsWith("#/rooms/") && location.hash !== "#/rooms/%s" && document.querySelector(".conv-name").textContent.startsWith("Walkthrough")`, before))
-		// LinkBot steps through every era, posting the sample links each time.
-		alice.waitFor("every era's sample links", fmt.Sprintf(`document.querySelector(".era-bar").dataset.era === %q && document.querySelectorAll('.messages .msg-bot [data-platform="taobao"]').length >= 4 && document.querySelector(".messages").dataset.loaded === "true"`, last))
+		// LinkBot steps through every era, posting the sample links as a
+		// one-to-one chat and a group show them, then returns the room to
+		// the era it started in.
+		alice.waitFor("every era's sample links", fmt.Sprintf(`document.querySelector(".era-bar").dataset.era === %q && [...document.querySelectorAll(".messages .msg-bot")].some((m) => m.textContent.includes("Walkthrough done")) && document.querySelectorAll('.messages .msg-bot .why-chip, .messages .msg-bot .card-wrap').length >= 10 && document.querySelector(".messages").dataset.loaded === "true"`, def))
 		alice.shot("desktop-en-walkthrough")
 	})
 

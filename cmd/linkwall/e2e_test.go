@@ -767,7 +767,7 @@ func TestLinkBotCommands(t *testing.T) {
 		t.Fatalf("/help in zh: %q", m.Text)
 	}
 	a.sendAck(room.ID, "/era", "e")
-	if m := reply(b, room.ID); !strings.Contains(m.Text, "group-ecommerce") || !strings.Contains(m.Text, "walled") {
+	if m := reply(b, room.ID); !strings.Contains(m.Text, "E-commerce in groups (trial) (group-ecommerce, from 2021-11-29)") || !strings.Contains(m.Text, "Walled garden (walled)") {
 		t.Fatalf("/era: %q", m.Text)
 	}
 	a.sendAck(room.ID, "/era walled", "e2")
@@ -786,7 +786,7 @@ func TestLinkBotCommands(t *testing.T) {
 	reply(b, room.ID) // the blocked notice
 	a.sendAck(room.ID, "/why", "w")
 	// An explanation in plain text: the addresses it quotes are not links.
-	if m := reply(b, room.ID); !strings.Contains(m.Text, "m.tb.cn") || !strings.Contains(m.Text, "(Taobao) → blocked") || len(m.Links) != 0 {
+	if m := reply(b, room.ID); !strings.Contains(m.Text, "m.tb.cn") || !strings.Contains(m.Text, "(Taobao) → blocked") || !strings.Contains(m.Text, "under Walled garden") || len(m.Links) != 0 {
 		t.Fatalf("/why: %q with %d links", m.Text, len(m.Links))
 	}
 	a.sendAck(room.ID, "/stats", "s")
@@ -805,6 +805,12 @@ func TestLinkBotCommands(t *testing.T) {
 		b.until("walkthrough era "+e.ID, func(f frame) bool { return f.Type == "room" && f.Room.Era == e.ID })
 	}
 	done := b.message(room.ID, func(m *chat.Message) bool { return strings.Contains(m.Text, "Walkthrough done") }).Msg
+	// The room is back in the era it had before (walled, set above).
+	var after struct{ Room chat.Room }
+	alice.do("GET", "/api/v1/rooms/"+room.ID, nil, http.StatusOK, &after)
+	if after.Room.Era != "walled" || !strings.Contains(done.Text, "back in Walled garden") {
+		t.Errorf("after the walkthrough the room is in %q (%q), want walled again", after.Room.Era, done.Text)
+	}
 	// Each era's samples keep that era's outcomes after the room moved on,
 	// shown for a one-to-one chat and for a group.
 	taobao := map[string]bot.Outcome{} // era/kind → Taobao's outcome
@@ -827,10 +833,11 @@ func TestLinkBotCommands(t *testing.T) {
 			t.Errorf("walkthrough sample %s: Taobao %q, want %q (all: %v)", key, taobao[key], want, taobao)
 		}
 	}
-	// Traffic counts the samples as shown: 4 links × 2 kinds × every era.
+	// Traffic counts the samples as shown: 5 links (a share token and 4
+	// URLs) × 2 chat kinds × every era, besides the 3 people's links.
 	alice.do("GET", "/api/v1/rooms/"+room.ID+"/stats", nil, http.StatusOK, &st)
-	if st.Links < 3+8*len(eras) {
-		t.Errorf("stats after the walkthrough: %d links, want at least %d", st.Links, 3+8*len(eras))
+	if st.Links != 3+10*len(eras) || st.Samples != 10*len(eras) {
+		t.Errorf("stats after the walkthrough: %d links, %d from samples; want %d and %d", st.Links, st.Samples, 3+10*len(eras), 10*len(eras))
 	}
 	alice.do("POST", "/api/v1/rooms/"+room.ID+"/walkthrough", nil, http.StatusAccepted, nil)
 }

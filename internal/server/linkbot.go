@@ -178,17 +178,16 @@ func (s *Server) eraText(current string, zh bool) string {
 		name = eraName(e, zh) + " (" + e.ID + ")"
 	}
 	b.WriteString(pick(zh, "This room's era: ", "本聊天当前时期：") + name + pick(zh, ". Eras: ", "。所有时期："))
+	// Names as the page shows them; the ids are what /era ID takes.
 	for i, e := range p.Eras() {
 		if i > 0 {
 			b.WriteString(pick(zh, "; ", "；"))
 		}
-		b.WriteString(e.ID)
+		detail := e.ID
 		if e.From != "" {
-			b.WriteString(" " + pick(zh, "from ", "自 ") + e.From)
+			detail += pick(zh, ", from "+e.From, "，自 "+e.From+" 起")
 		}
-		if e.Hypothetical {
-			b.WriteString(pick(zh, " (hypothetical)", "（假设）"))
-		}
+		b.WriteString(eraName(e, zh) + pick(zh, " ("+detail+")", "（"+detail+"）"))
 	}
 	return b.String()
 }
@@ -219,15 +218,19 @@ func (s *Server) whyText(ctx context.Context, r *Request, zh bool) (string, erro
 		if len(m.Links) == 0 {
 			continue
 		}
+		era := m.Era
+		if e, err := s.bot.Policy().ResolveEra(m.Era); err == nil {
+			era = eraName(e, zh)
+		}
 		var b strings.Builder
-		fmt.Fprintf(&b, pick(zh, "Message #%d from %s, era %s:", "%[2]s 的第 %[1]d 条消息，时期 %[3]s："), m.Seq, m.Sender.Name, m.Era)
+		fmt.Fprintf(&b, pick(zh, "%s's last message with links, under %s:", "%s 最近一条含链接的消息，时期：%s。"), m.Sender.Name, era)
 		for _, l := range m.Links {
 			reason := l.Reason
 			if zh && l.ReasonZh != "" {
 				reason = l.ReasonZh
 			}
-			fmt.Fprintf(&b, "\n• %s (%s) → %s: %s", l.URL, s.platformName(l.Platform, zh), outcomeWord(l.Outcome, zh), reason)
-			if l.Since != "" {
+			fmt.Fprintf(&b, pick(zh, "\n• %s (%s) → %s: %s", "\n• %s（%s）→ %s：%s"), l.URL, s.platformName(l.Platform, zh), outcomeWord(l.Outcome, zh), reason)
+			if l.Since != "" && !strings.Contains(reason, l.Since) {
 				fmt.Fprintf(&b, pick(zh, " (since %s)", "（自 %s 起）"), l.Since)
 			}
 			if l.Source != "" {
@@ -244,6 +247,9 @@ type Stats struct {
 	Stats    []StatsEntry `json:"stats"`
 	Links    int          `json:"links"`
 	Messages int          `json:"messages"`
+	// Samples counts the links of LinkBot's walkthrough samples among
+	// Links: each as the era it illustrates shows it, not the room's.
+	Samples int `json:"samples"`
 }
 
 // StatsEntry is one platform × outcome count.
@@ -280,6 +286,9 @@ func (s *Server) roomStats(ctx context.Context, room *chat.Room) (Stats, error) 
 			for _, l := range m.Links {
 				counts[key{l.Platform, l.Outcome}]++
 				st.Links++
+				if m.Sender.Bot {
+					st.Samples++
+				}
 			}
 		}
 		if len(msgs) < maxPageSize {
@@ -302,7 +311,7 @@ func (s *Server) statsText(st Stats, zh bool) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, pick(zh, "%d links in %d messages:", "%[2]d 条消息中共 %[1]d 个链接："), st.Links, st.Messages)
 	for _, e := range st.Stats {
-		fmt.Fprintf(&b, "\n• %s, %s: %d", s.platformName(e.Platform, zh), outcomeWord(e.Outcome, zh), e.Count)
+		fmt.Fprintf(&b, pick(zh, "\n• %s, %s: %d", "\n• %s，%s：%d"), s.platformName(e.Platform, zh), outcomeWord(e.Outcome, zh), e.Count)
 	}
 	return b.String()
 }
@@ -344,6 +353,7 @@ func (s *Server) startWalkthrough(room chat.Room) error {
 func (s *Server) walkthrough(ctx context.Context, room chat.Room) error {
 	zh := room.Lang == "zh"
 	eras := s.bot.Policy().Eras()
+	start := room.Era
 	for i, e := range eras {
 		updated, err := s.store.SetRoomEra(ctx, room.ID, e.ID)
 		if err != nil {
@@ -388,6 +398,21 @@ func (s *Server) walkthrough(ctx context.Context, room chat.Room) error {
 			}
 		}
 	}
-	return s.botPost(ctx, &room, pick(zh, "Walkthrough done. /era ID switches to any era.",
-		"演示结束。用 /era ID 切换到任一时期。"), false)
+	// The room goes back to where it was: the walkthrough ends in the
+	// hypothetical era, which must not silently decide what comes next.
+	if room.Era != start {
+		updated, err := s.store.SetRoomEra(ctx, room.ID, start)
+		if err != nil {
+			return err
+		}
+		room = updated
+		s.rooms.put(room)
+		s.publishRoom(ctx, &room)
+	}
+	name := start
+	if e, err := s.bot.Policy().ResolveEra(start); err == nil {
+		name = eraName(e, zh)
+	}
+	return s.botPost(ctx, &room, pick(zh, "Walkthrough done; the room is back in "+name+". /era ID switches to any era.",
+		"演示结束，本聊天已回到「"+name+"」时期。用 /era ID 切换到任一时期。"), false)
 }

@@ -1042,7 +1042,9 @@ async function trafficDialog() {
     className: "traffic-modal",
     body: [
       h("p", { class: "muted", text: `${t("trafficIntro")} ${t("statsSummary", { links: nf.format(stats.links || 0), messages: nf.format(stats.messages || 0) })}` }),
-      h("p", { class: "muted era-note", text: t("shownUnder", { name: eraName(room.era) }) }),
+      h("p", { class: "muted era-note", text: stats.samples
+        ? `${t("shownUnder", { name: eraName(room.era) })} ${t("samplesNote", { n: nf.format(stats.samples) })}`
+        : t("shownUnder", { name: eraName(room.era) }) }),
       h("div", { class: "table-wrap" }, table),
       h("h3", { text: t("arithmetic") }),
       h("div", { class: "calc" },

@@ -3,6 +3,7 @@ package bot
 import (
 	"net/netip"
 	"regexp"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -295,8 +296,9 @@ func validHost(hp string) (string, bool) {
 		return "", false
 	}
 	if port != "" {
+		// As browsers: digits up to 65535; "host:" is the default port.
 		port = port[1:]
-		if port == "" || len(port) > 5 || strings.Trim(port, "0123456789") != "" {
+		if n, err := strconv.Atoi(port); port != "" && (err != nil || n > 65535 || strings.Trim(port, "0123456789") != "") {
 			return "", false
 		}
 	}

@@ -314,19 +314,29 @@ type previewRequest struct {
 	Era  string `json:"era"`
 }
 
-func (s *Server) preview(w http.ResponseWriter, r *http.Request) {
+// previewRequest reads a preview request within the per-IP limit; false:
+// the request has been answered with an error.
+func (s *Server) previewRequest(w http.ResponseWriter, r *http.Request) (previewRequest, bool) {
+	var req previewRequest
 	if !s.previewLimits.get(s.clientIP(r)).Allow() {
 		s.metrics.rateLimited.Inc()
 		s.writeError(w, r, chat.Errorf(chat.ERateLimited, "more than %g previews per second from your address; slow down", float64(previewRate)))
-		return
+		return req, false
 	}
-	var req previewRequest
 	if err := decodeBody(r, &req); err != nil {
 		s.writeError(w, r, err)
-		return
+		return req, false
 	}
 	if err := checkText(req.Text, s.limits.MaxTextRunes); err != nil {
 		s.writeError(w, r, err)
+		return req, false
+	}
+	return req, true
+}
+
+func (s *Server) preview(w http.ResponseWriter, r *http.Request) {
+	req, ok := s.previewRequest(w, r)
+	if !ok {
 		return
 	}
 	kind := bot.Chat(req.Chat)
@@ -358,18 +368,8 @@ func (s *Server) preview(w http.ResponseWriter, r *http.Request) {
 // previewAll decides a text in every era, for a one-to-one chat and a
 // group: the page's Preview grid in one request.
 func (s *Server) previewAll(w http.ResponseWriter, r *http.Request) {
-	if !s.previewLimits.get(s.clientIP(r)).Allow() {
-		s.metrics.rateLimited.Inc()
-		s.writeError(w, r, chat.Errorf(chat.ERateLimited, "more than %g previews per second from your address; slow down", float64(previewRate)))
-		return
-	}
-	var req previewRequest
-	if err := decodeBody(r, &req); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if err := checkText(req.Text, s.limits.MaxTextRunes); err != nil {
-		s.writeError(w, r, err)
+	req, ok := s.previewRequest(w, r)
+	if !ok {
 		return
 	}
 	var results []bot.Result

@@ -375,11 +375,7 @@ func (s *Server) previewAll(w http.ResponseWriter, r *http.Request) {
 	var results []bot.Result
 	for _, era := range s.bot.Policy().Eras() {
 		for _, kind := range []bot.Chat{bot.Direct, bot.Group} {
-			res := s.bot.Decide(r.Context(), req.Text, kind, era.ID)
-			if res.Links == nil {
-				res.Links = []bot.Link{}
-			}
-			results = append(results, res)
+			results = append(results, s.bot.Decide(r.Context(), req.Text, kind, era.ID)) // Links never nil
 		}
 	}
 	writeJSON(w, http.StatusOK, struct {

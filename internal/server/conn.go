@@ -239,14 +239,19 @@ func (c *conn) send(b []byte) {
 // is bounded by the rooms a user may be in (MaxRoomsPerUser) and their
 // members. Not counting it leaves the whole bound to the events after it.
 func (c *conn) enqueueHelloLocked(b []byte) {
+	c.appendQueueLocked(b)
+	c.signal()
+}
+
+// appendQueueLocked adds b to the queue, noting when a queue starts.
+func (c *conn) appendQueueLocked(b []byte) {
 	if c.queue == nil {
 		c.queue = getQueue()
 	}
 	if len(c.queue) == 0 {
 		c.queuedAt = time.Now()
 	}
-	c.queue = append(c.queue, b)
-	c.signal()
+	c.queue = append(c.queue, b) // the payload is immutable once published
 }
 
 // enqueueLocked appends b to the queue, or drops the connection as a slow
@@ -259,13 +264,7 @@ func (c *conn) enqueueLocked(b []byte) bool {
 		c.dropSlowLocked()
 		return false
 	}
-	if c.queue == nil {
-		c.queue = getQueue()
-	}
-	if len(c.queue) == 0 {
-		c.queuedAt = time.Now()
-	}
-	c.queue = append(c.queue, b) // the payload is immutable once published
+	c.appendQueueLocked(b)
 	c.queueBytes += len(b) + 1
 	if c.fo != nil && c.raw != nil && !c.writing && c.partial == nil {
 		c.fo.add(c) // written by the fan-out when it is done

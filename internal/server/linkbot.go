@@ -163,6 +163,15 @@ func eraName(e bot.Era, zh bool) string {
 	return e.ID
 }
 
+// eraLabel is the name of the era with id, as the page shows it; the id
+// itself for an era the policy no longer has.
+func (s *Server) eraLabel(id string, zh bool) string {
+	if e, err := s.bot.Policy().ResolveEra(id); err == nil {
+		return eraName(e, zh)
+	}
+	return id
+}
+
 func eraSummary(e bot.Era, zh bool) string {
 	if zh && e.SummaryZh != "" {
 		return e.SummaryZh
@@ -218,12 +227,8 @@ func (s *Server) whyText(ctx context.Context, r *Request, zh bool) (string, erro
 		if len(m.Links) == 0 {
 			continue
 		}
-		era := m.Era
-		if e, err := s.bot.Policy().ResolveEra(m.Era); err == nil {
-			era = eraName(e, zh)
-		}
 		var b strings.Builder
-		fmt.Fprintf(&b, pick(zh, "%s's last message with links, under %s:", "%s 最近一条含链接的消息，时期：%s。"), m.Sender.Name, era)
+		fmt.Fprintf(&b, pick(zh, "%s's last message with links, under %s:", "%s 最近一条含链接的消息，时期：%s。"), m.Sender.Name, s.eraLabel(m.Era, zh))
 		for _, l := range m.Links {
 			reason := l.Reason
 			if zh && l.ReasonZh != "" {
@@ -355,13 +360,11 @@ func (s *Server) walkthrough(ctx context.Context, room chat.Room) error {
 	eras := s.bot.Policy().Eras()
 	start := room.Era
 	for i, e := range eras {
-		updated, err := s.store.SetRoomEra(ctx, room.ID, e.ID)
+		updated, err := s.moveRoomEra(ctx, room.ID, e.ID)
 		if err != nil {
 			return err
 		}
 		room = updated
-		s.rooms.put(room)
-		s.publishRoom(ctx, &room)
 		line := fmt.Sprintf(pick(zh, "Walkthrough %d/%d — %s", "演示 %d/%d — %s"), i+1, len(eras), eraName(e, zh))
 		if e.From != "" {
 			line += pick(zh, " (from "+e.From+")", "（自 "+e.From+" 起）")
@@ -401,18 +404,13 @@ func (s *Server) walkthrough(ctx context.Context, room chat.Room) error {
 	// The room goes back to where it was: the walkthrough ends in the
 	// hypothetical era, which must not silently decide what comes next.
 	if room.Era != start {
-		updated, err := s.store.SetRoomEra(ctx, room.ID, start)
+		updated, err := s.moveRoomEra(ctx, room.ID, start)
 		if err != nil {
 			return err
 		}
 		room = updated
-		s.rooms.put(room)
-		s.publishRoom(ctx, &room)
 	}
-	name := start
-	if e, err := s.bot.Policy().ResolveEra(start); err == nil {
-		name = eraName(e, zh)
-	}
+	name := s.eraLabel(start, zh)
 	return s.botPost(ctx, &room, pick(zh, "Walkthrough done; the room is back in "+name+". /era ID switches to any era.",
 		"演示结束，本聊天已回到「"+name+"」时期。用 /era ID 切换到任一时期。"), false)
 }

@@ -338,6 +338,17 @@ func (s *Server) botSample(ctx context.Context, room *chat.Room, text string, ki
 	return stored, err
 }
 
+// moveRoomEra stores a room's new era and tells its members (a room frame).
+func (s *Server) moveRoomEra(ctx context.Context, roomID, eraID string) (chat.Room, error) {
+	updated, err := s.store.SetRoomEra(ctx, roomID, eraID)
+	if err != nil {
+		return chat.Room{}, err
+	}
+	s.rooms.put(updated)
+	s.publishRoom(ctx, &updated)
+	return updated, nil
+}
+
 // setEra changes a room's era (an id or a date), tells every member with a
 // room frame and a LinkBot message, and returns the updated room.
 func (s *Server) setEra(ctx context.Context, by chat.User, room chat.Room, idOrDate string) (chat.Room, error) {
@@ -345,12 +356,10 @@ func (s *Server) setEra(ctx context.Context, by chat.User, room chat.Room, idOrD
 	if err != nil {
 		return chat.Room{}, chat.Errorf(chat.ENotFound, "%v", err)
 	}
-	updated, err := s.store.SetRoomEra(ctx, room.ID, era.ID)
+	updated, err := s.moveRoomEra(ctx, room.ID, era.ID)
 	if err != nil {
 		return chat.Room{}, err
 	}
-	s.rooms.put(updated)
-	s.publishRoom(ctx, &updated)
 	if err := s.botPost(ctx, &updated, eraChangedText(updated.Lang, by.Name, era), false); err != nil {
 		s.log.Warn("LinkBot could not announce an era change", zap.Error(err))
 	}

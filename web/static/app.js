@@ -464,6 +464,7 @@ function renderHeader() {
   const head = S.el.head;
   if (!room || !head) return;
   clear(head);
+  const eraLabel = t("eraButton", { name: eraName(room.era) });
   const sub = room.kind === "group"
     ? `${t("group")} · ${t((room.members || []).length === 1 ? "memberOne" : "members", { n: (room.members || []).length })}`
     : t("direct");
@@ -475,9 +476,8 @@ function renderHeader() {
     // The labels are hidden on narrow screens; aria-label and title keep
     // the buttons named for screen readers and on hover.
     h("button", {
-      type: "button", class: "btn era-btn", onclick: eraDialog, dataset: { era: room.era || "" },
-      "aria-label": t("eraButton", { name: eraName(room.era) }), title: t("eraButton", { name: eraName(room.era) }),
-    }, icon("clock"), h("span", { text: t("eraButton", { name: eraName(room.era) }) })),
+      type: "button", class: "btn era-btn", onclick: eraDialog, dataset: { era: room.era || "" }, "aria-label": eraLabel, title: eraLabel,
+    }, icon("clock"), h("span", { text: eraLabel })),
     h("button", { type: "button", class: "btn traffic-btn", onclick: trafficDialog, "aria-label": t("traffic"), title: t("traffic") },
       icon("chart"), h("span", { text: t("traffic") })));
   const era = eraByID(room.era);
@@ -897,7 +897,7 @@ function eraDialog() {
 }
 
 // previewDialog shows how a text's links render in every era and both chat
-// kinds, without posting anything (POST /api/v1/preview); a cell opens the
+// kinds, without posting anything (POST /api/v1/preview/all); a cell opens the
 // message as that era and chat kind would show it.
 function previewDialog() {
   const kinds = ["direct", "group"];
@@ -916,7 +916,7 @@ function previewDialog() {
     shown.append(
       h("p", { class: "muted preview-caption", text: `${eraName(pick.era)} · ${t(pick.kind)}` }),
       messageElement({ seq: 0, text: input.value, links: res.links || [], links_truncated: res.truncated, sender: { id: S.me.id, name: S.me.name }, sent_at: new Date().toISOString() },
-        { meID: S.me.id, meName: S.me.name, group: pick.kind === "group", platformName, onLink: () => {}, onRetry: () => {} }));
+        { ...ctxFor({ kind: pick.kind }), onLink: () => {}, onRetry: () => {} }));
     for (const b of grid.querySelectorAll(".preview-cell")) b.setAttribute("aria-pressed", String(b.dataset.era === pick.era && b.dataset.kind === pick.kind));
   };
 
@@ -1042,9 +1042,8 @@ async function trafficDialog() {
     className: "traffic-modal",
     body: [
       h("p", { class: "muted", text: `${t("trafficIntro")} ${t("statsSummary", { links: nf.format(stats.links || 0), messages: nf.format(stats.messages || 0) })}` }),
-      h("p", { class: "muted era-note", text: stats.samples
-        ? `${t("shownUnder", { name: eraName(room.era) })} ${t("samplesNote", { n: nf.format(stats.samples) })}`
-        : t("shownUnder", { name: eraName(room.era) }) }),
+      h("p", { class: "muted era-note", text: [t("shownUnder", { name: eraName(room.era) }),
+        stats.samples ? t("samplesNote", { n: nf.format(stats.samples) }) : ""].join(" ").trim() }),
       h("div", { class: "table-wrap" }, table),
       h("h3", { text: t("arithmetic") }),
       h("div", { class: "calc" },

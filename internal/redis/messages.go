@@ -116,8 +116,9 @@ func (s *Store) Append(ctx context.Context, m chat.Message) (chat.Message, bool,
 	if err := ctx.Err(); err != nil {
 		return chat.Message{}, false, fmt.Errorf("redis: append: %w", err)
 	}
-	if m.Room == "" {
-		return chat.Message{}, false, chat.Errorf(chat.ENotFound, "no room")
+	// As the SQLite store: a message with no sender would be stored.
+	if m.Room == "" || m.Sender.ID == "" {
+		return chat.Message{}, false, chat.Errorf(chat.EInvalid, "message room and sender are required")
 	}
 	if m.ID == "" {
 		m.ID = uuid.NewString()

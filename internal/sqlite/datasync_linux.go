@@ -16,3 +16,13 @@ func datasync(f *os.File) error {
 		}
 	}
 }
+
+// syncDirectory makes the names in dir durable.
+func syncDirectory(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return datasync(d)
+}

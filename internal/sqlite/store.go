@@ -112,6 +112,8 @@ type options struct {
 	maxDedupEntries int
 	// restartFrames, if > 0, replaces walRestartFrames.
 	restartFrames int
+	// syncDir, if set, replaces syncDirectory (walFile.syncDir).
+	syncDir func(dir string) error
 }
 
 func open(ctx context.Context, dir string, logger *zap.Logger, o options) (*Store, error) {
@@ -158,7 +160,7 @@ func open(ctx context.Context, dir string, logger *zap.Logger, o options) (*Stor
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
 
-	wal := &walFile{path: path + "-wal", dbPath: path, noSync: o.sync == syncNormal, hook: o.syncHook}
+	wal := &walFile{path: path + "-wal", dbPath: path, noSync: o.sync == syncNormal, hook: o.syncHook, syncDir: o.syncDir}
 	if err := migrate(ctx, w); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
@@ -311,6 +313,10 @@ func (s *Store) Ping(ctx context.Context) error {
 	case <-s.done:
 		return errClosed
 	default:
+	}
+	// After a failed sync every append is refused until a restart.
+	if err := s.wal.failed(); err != nil {
+		return fmt.Errorf("%w: %w", chat.Errorf(chat.EUnavailable, "storage unavailable, retry later"), err)
 	}
 	var one int
 	if err := s.r.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
@@ -776,11 +782,6 @@ func (s *Store) Messages(ctx context.Context, roomID string, after int64, limit 
 		return nil, err
 	}
 	limit = min(limit, MaxPage)
-	// Messages committed but not yet synced stay hidden (see visibility).
-	hi, limited := s.vis.limit(roomID)
-	if limited && hi <= after {
-		limit = 0
-	}
 	rows, err := s.msgsStmt.QueryContext(ctx, roomID, after, limit)
 	if err != nil {
 		return nil, storeErr("messages", err)
@@ -792,13 +793,21 @@ func (s *Store) Messages(ctx context.Context, roomID string, after int64, limit 
 		if err != nil {
 			return nil, storeErr("messages", err)
 		}
-		if limited && m.Seq > hi {
-			break
-		}
 		ms = append(ms, m)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, storeErr("messages", err)
+	}
+	// Messages committed but not yet synced stay hidden (see visibility).
+	// The limit is read after the rows: the writer marks a batch before
+	// its commit, so every row of the read's snapshot was marked by now.
+	if hi, limited := s.vis.limit(roomID); limited {
+		for i, m := range ms {
+			if m.Seq > hi {
+				ms = ms[:i]
+				break
+			}
+		}
 	}
 	if len(ms) == 0 {
 		var ok bool

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -143,6 +144,14 @@ type walFile struct {
 
 	mu sync.Mutex // held during the fsync
 	f  *os.File
+	// dirSynced says the directory entry of f is durable. SQLite deletes
+	// the WAL on a clean close and creates it again on the next open; a
+	// new file's name is only as durable as its directory, which POSIX
+	// does not sync with the file, and SQLite's own directory sync waits
+	// for the first checkpoint.
+	dirSynced bool
+	// syncDir, if set, replaces syncDirectory (tests count its calls).
+	syncDir func(dir string) error
 	// err is sticky: after a failed fsync the kernel may have dropped the
 	// pages it could not write, so nothing more is acknowledged. Atomic:
 	// the writer asks without waiting for an fsync in progress.
@@ -164,6 +173,15 @@ func (w *walFile) sync() error {
 	}
 	if err == nil {
 		err = datasync(f)
+	}
+	if err == nil && !w.dirSynced {
+		syncDir := w.syncDir
+		if syncDir == nil {
+			syncDir = syncDirectory
+		}
+		if err = syncDir(filepath.Dir(path)); err == nil {
+			w.dirSynced = true
+		}
 	}
 	if err != nil {
 		err = fmt.Errorf("sqlite: sync %s: %w", path, err)
@@ -198,6 +216,7 @@ func (w *walFile) open() (string, *os.File, error) {
 		return path, nil, err
 	}
 	w.f = f
+	w.dirSynced = false
 	return path, f, nil
 }
 

@@ -2,8 +2,10 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -176,6 +178,10 @@ func TestSyncFailure(t *testing.T) {
 	}
 	if len(ms) != 1 || ms[0].Text != "kept" {
 		t.Fatalf("Messages after a failed sync = %+v, want only the acknowledged one", ms)
+	}
+	// Nothing is acknowledged until a restart: /readyz must say so.
+	if err := s.Ping(ctx); chat.ErrorCode(err) != chat.EUnavailable {
+		t.Errorf("Ping after a failed sync: %v, want %s", err, chat.EUnavailable)
 	}
 }
 
@@ -636,5 +642,115 @@ func TestWALRestartsUnderSteadyLoad(t *testing.T) {
 	}
 	if got := frames.GetGauge().GetValue(); got != float64(n) {
 		t.Errorf("linkwall_store_wal_frames = %v after the writer's checkpoint, want its %d frames", got, n)
+	}
+}
+
+// TestReadInFlightHidesUnsynced: a Messages call that began before a
+// batch was committed, and reads after the commit, must not show the
+// batch until it is synced. (It looked at the unsynced seqs before its
+// query, and the writer marked them only after its commit, so such a
+// read showed a seq that a power loss could take back.)
+func TestReadInFlightHidesUnsynced(t *testing.T) {
+	ctx := context.Background()
+	s, alice, room, h := openHeld(t)
+	if _, _, err := s.Append(ctx, chattest.Msg(room, alice, "first")); err != nil {
+		t.Fatal(err)
+	}
+	// With every read connection taken, Messages waits for one.
+	var conns []*sql.Conn
+	for range readConns {
+		c, err := s.r.Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	type result struct {
+		ms  []chat.Message
+		err error
+	}
+	read := make(chan result, 1)
+	go func() {
+		ms, err := s.Messages(ctx, room, 0, 10)
+		read <- result{ms, err}
+	}()
+	for deadline := time.Now().Add(5 * time.Second); s.r.Stats().WaitCount == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("Messages did not wait for a connection")
+		}
+	}
+
+	h.on.Store(true)
+	appended := make(chan error, 1)
+	go func() {
+		_, _, err := s.Append(ctx, chattest.Msg(room, alice, "second"))
+		appended <- err
+	}()
+	<-h.entered // committed; its sync is held
+	h.on.Store(false)
+	conns[0].Close()
+	conns = conns[1:]
+	r := <-read
+	close(h.release)
+	if err := <-appended; err != nil {
+		t.Fatal(err)
+	}
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if len(r.ms) != 1 || r.ms[0].Text != "first" {
+		t.Fatalf("Messages in flight during the sync = %d messages, want only the synced one", len(r.ms))
+	}
+}
+
+// TestNewWALDirectorySynced: SQLite removes the WAL on a clean close and
+// makes a new one on the next open, so the first sync of the reopened
+// store must also sync the directory that names the new WAL, and only the
+// first.
+func TestNewWALDirectorySynced(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := open(ctx, dir, zaptest.NewLogger(t), options{sync: defaultSync})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := chattest.NewUser(t, s, "alice", 0)
+	room := chattest.NewGroup(t, s, "g", alice.ID).ID
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, FileName+"-wal")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("WAL after a clean close: %v, want it removed", err)
+	}
+
+	var mu sync.Mutex
+	var synced []string
+	s, err = open(ctx, dir, zaptest.NewLogger(t), options{sync: defaultSync, syncDir: func(d string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if _, err := os.Stat(filepath.Join(d, FileName+"-wal")); err != nil {
+			t.Errorf("directory synced before the WAL is in it: %v", err)
+		}
+		synced = append(synced, d)
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for i := range 3 {
+		if _, _, err := s.Append(ctx, chattest.Msg(room, alice, fmt.Sprint("m", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(synced) != 1 || synced[0] != dir {
+		t.Fatalf("directory syncs = %q, want one of %q", synced, dir)
 	}
 }

@@ -429,15 +429,20 @@ func (w *writer) write(batch []*appendReq) (res []appendRes, rooms []roomLast, e
 		next[m.Room] = seq + 1
 		res[i].m = m
 	}
+	// Hidden before the commit, not after: a reader whose snapshot holds
+	// these rows then finds them hidden (see Messages). If the commit
+	// fails, the mark only hides seqs that no row has.
+	for room, seq := range next {
+		if f := first[room]; seq > f {
+			w.s.vis.committed(room, f, seq-1)
+			rooms = append(rooms, roomLast{room, seq - 1})
+		}
+	}
 	if err := tx.Commit(); err != nil {
 		return res, nil, err
 	}
 	for room, seq := range next {
 		w.next[room] = seq
-		if f := first[room]; seq > f {
-			w.s.vis.committed(room, f, seq-1)
-			rooms = append(rooms, roomLast{room, seq - 1})
-		}
 	}
 	for _, a := range adds {
 		// A window dropped meanwhile is read again, these rows included.

@@ -15,7 +15,8 @@
 //     (EInvalid), and a second CreateRoom of the pair returns the first room
 //     unchanged, whatever else the request says;
 //   - Rooms of an unknown user, Messages and Append to an unknown room are
-//     ENotFound; limit <= 0 and after < 0 are EInvalid;
+//     ENotFound; limit <= 0 and after < 0, and a message without room or
+//     sender id, are EInvalid;
 //   - a duplicate client_msg_id returns the first stored message, which
 //     carries ClientMsgID; dedup is per (room, sender);
 //   - DeleteSession, when a store has it, is idempotent.
@@ -751,6 +752,10 @@ func testNotFound(t *testing.T, s chat.Store) {
 
 	// A refused append does not disturb the next good one.
 	r := NewGroup(t, s, "g", alice.ID)
+	_, _, err = s.Append(ctx, Msg("", alice, "nowhere"))
+	wantCode(t, "Append(no room)", err, chat.EInvalid)
+	_, _, err = s.Append(ctx, Msg(r.ID, chat.User{}, "from no one"))
+	wantCode(t, "Append(no sender)", err, chat.EInvalid)
 	got, _, err := s.Append(ctx, Msg(r.ID, alice, "hi"))
 	if err != nil || got.Seq != 1 {
 		t.Errorf("Append after a refused one: seq=%d err=%v", got.Seq, err)

@@ -115,6 +115,18 @@ function newClientID() {
   return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20)}`;
 }
 
+// keepFocus runs render, which redraws container's content. If that took
+// the focus away, it goes to the redrawn counterpart that find picks for the
+// old element, so live traffic or someone else's change does not throw a
+// keyboard or screen-reader user back to the top of the page.
+function keepFocus(container, find, render) {
+  const had = container.contains(document.activeElement) && document.activeElement !== container ? document.activeElement : null;
+  render();
+  if (!had || had.isConnected) return;
+  const el = find(had);
+  if (el) el.focus({ preventScroll: true });
+}
+
 function announce(text) {
   // Re-setting the text makes screen readers read it even when unchanged.
   live.textContent = "";
@@ -187,6 +199,8 @@ function toggleLang() {
   closeModal();
   if (S.me) renderChat();
   else showJoin();
+  if (!banner.hidden) banner.textContent = t("reconnecting");
+  root.querySelector(".lang-btn")?.focus(); // the page was redrawn under the button
 }
 
 // ---------- join ----------
@@ -240,7 +254,7 @@ function showJoin() {
       const { user } = await api.join(name);
       await startChat(user);
     } catch (ex) {
-      err.textContent = ex.message;
+      err.textContent = ex.status === 0 ? t("errorNetwork") : ex.message;
     }
   });
   clear(root).appendChild(h("div", { class: "join" },
@@ -343,6 +357,10 @@ function renderChat() {
 function renderRoomList() {
   const list = S.el.list;
   if (!list || !S.me) return;
+  keepFocus(list, (old) => list.querySelector(`.room-item[data-room="${CSS.escape(old.dataset.room || "")}"]`), () => drawRoomList(list));
+}
+
+function drawRoomList(list) {
   clear(list);
   const rooms = [...S.rooms.values()].sort((a, b) => lastActivity(b) - lastActivity(a));
   if (!rooms.length) {
@@ -463,12 +481,11 @@ function renderHeader() {
   const room = S.rooms.get(S.current);
   const head = S.el.head;
   if (!room || !head) return;
-  clear(head);
   const eraLabel = t("eraButton", { name: eraName(room.era) });
   const sub = room.kind === "group"
     ? `${t("group")} · ${t((room.members || []).length === 1 ? "memberOne" : "members", { n: (room.members || []).length })}`
     : t("direct");
-  head.append(
+  keepFocus(head, sameInHeader, () => clear(head).append(
     h("button", { type: "button", class: "icon-btn back-btn", "aria-label": t("back"), onclick: () => { location.hash = "#/"; } }, icon("back")),
     h("div", { class: "conv-title" },
       h("h2", { class: "conv-name", tabindex: "-1", text: roomTitle(room) }),
@@ -479,7 +496,7 @@ function renderHeader() {
       type: "button", class: "btn era-btn", onclick: eraDialog, dataset: { era: room.era || "" }, "aria-label": eraLabel, title: eraLabel,
     }, icon("clock"), h("span", { text: eraLabel })),
     h("button", { type: "button", class: "btn traffic-btn", onclick: trafficDialog, "aria-label": t("traffic"), title: t("traffic") },
-      icon("chart"), h("span", { text: t("traffic") })));
+      icon("chart"), h("span", { text: t("traffic") }))));
   const era = eraByID(room.era);
   const bar = S.el.eraBar;
   clear(bar);
@@ -497,6 +514,14 @@ function renderHeader() {
   document.title = `${roomTitle(room)} · ${t("appName")}`;
 }
 
+// sameInHeader finds the redrawn counterpart of old, an element of the
+// conversation header: each one that takes focus has classes of its own.
+function sameInHeader(old) {
+  const head = S.el.head;
+  if (!head || !old.classList.length) return null;
+  return head.querySelector([...old.classList].map((c) => `.${CSS.escape(c)}`).join(""));
+}
+
 function ctxFor(room) {
   return {
     meID: S.me.id,
@@ -512,6 +537,21 @@ function renderMessages() {
   const box = S.el.messages;
   const room = S.rooms.get(S.current);
   if (!box || !room) return;
+  keepFocus(box, (old) => sameInMessage(box, old), () => drawMessages(box, room));
+}
+
+// sameInMessage finds, in the redrawn box, the link or button that old was
+// in its message; the log itself if the message or the control is gone.
+function sameInMessage(box, old) {
+  const FOCUSABLE = 'a[href], button, [tabindex="0"]';
+  const msg = old.closest(".msg");
+  const key = !msg ? "" : msg.dataset.seq ? `[data-seq="${CSS.escape(msg.dataset.seq)}"]` : `[data-client-msg-id="${CSS.escape(msg.dataset.clientMsgId || "")}"]`;
+  const now = key && box.querySelector(`.msg${key}`);
+  if (!now) return box;
+  return now.querySelectorAll(FOCUSABLE)[[...msg.querySelectorAll(FOCUSABLE)].indexOf(old)] || box;
+}
+
+function drawMessages(box, room) {
   const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 80;
   const keep = box.scrollTop;
   clear(box);
@@ -830,6 +870,7 @@ function linkInterstitial(link) {
     openModal({
       title: t("blockedTitle"),
       className: "interstitial interstitial-blocked",
+      returnFocus: (old) => S.el.messages && sameInMessage(S.el.messages, old),
       body: [
         h("div", { class: "inter-icon blocked" }, icon("ban")),
         h("p", { class: "inter-text", text: t("blockedBody") }),
@@ -847,6 +888,7 @@ function linkInterstitial(link) {
   openModal({
     title: login ? t("loginTitle", { platform: name }) : t("externalTitle"),
     className: "interstitial interstitial-login",
+    returnFocus: (old) => S.el.messages && sameInMessage(S.el.messages, old),
     body: [
       h("div", { class: "inter-icon login" }, icon(login ? "lock" : "link")),
       h("p", { class: "inter-text", text: login ? t("loginBody", { platform: name }) : t("externalBody") }),
@@ -893,7 +935,7 @@ function eraDialog() {
         era.hypothetical ? h("span", { class: "tag tag-hypo", text: t("hypothetical") }) : null),
       summary ? h("span", { class: "tl-summary", text: summary }) : null)));
   }
-  openModal({ title: t("eraTimeline"), className: "era-modal", body: [h("p", { class: "muted", text: t("eraIntro") }), list] });
+  openModal({ title: t("eraTimeline"), className: "era-modal", body: [h("p", { class: "muted", text: t("eraIntro") }), list], returnFocus: sameInHeader });
 }
 
 // previewDialog shows how a text's links render in every era and both chat
@@ -944,6 +986,13 @@ function previewDialog() {
 
   const run = async () => {
     const mine = ++gen;
+    if (!input.value.trim()) {
+      // Cleared to paste another text: nothing to preview, and no error.
+      results = new Map();
+      clear(grid);
+      clear(shown);
+      return;
+    }
     let answer;
     try {
       answer = await api.previewAll(input.value);
@@ -953,7 +1002,7 @@ function previewDialog() {
       results = new Map();
       clear(grid);
       clear(shown);
-      grid.appendChild(h("p", { class: "form-error", role: "alert", text: err.message || t("previewFailed") }));
+      grid.appendChild(h("p", { class: "form-error", role: "alert", text: err.status === 0 ? t("errorNetwork") : err.message || t("previewFailed") }));
       return;
     }
     if (mine !== gen) return; // a newer text is on its way
@@ -1040,6 +1089,7 @@ async function trafficDialog() {
   openModal({
     title: t("trafficTitle"),
     className: "traffic-modal",
+    returnFocus: sameInHeader,
     body: [
       h("p", { class: "muted", text: `${t("trafficIntro")} ${t("statsSummary", { links: nf.format(stats.links || 0), messages: nf.format(stats.messages || 0) })}` }),
       h("p", { class: "muted era-note", text: [t("shownUnder", { name: eraName(room.era) }),
@@ -1121,7 +1171,7 @@ async function newGroupDialog() {
       closeModal();
       location.hash = `#/rooms/${room.id}`;
     } catch (ex) {
-      err.textContent = ex.message;
+      err.textContent = ex.status === 0 ? t("errorNetwork") : ex.message;
     }
   });
   openModal({ title: t("newGroupTitle"), className: "group-modal", body: form });

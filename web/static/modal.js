@@ -11,9 +11,10 @@ const FOCUSABLE = 'a[href], button:not([disabled]), input:not([disabled]), selec
 
 /**
  * openModal shows a dialog. opts: title (string), body (nodes), className,
- * onClose. Returns a function that closes it.
+ * onClose, returnFocus(old) (finds where focus goes back to when old, the
+ * element that had it, was redrawn meanwhile). Returns a function that closes it.
  */
-export function openModal({ title, body, className, onClose }) {
+export function openModal({ title, body, className, onClose, returnFocus }) {
   closeModal();
   const previous = document.activeElement;
   const titleId = `modal-title-${Date.now()}`;
@@ -40,8 +41,8 @@ export function openModal({ title, body, className, onClose }) {
     }
   });
   document.body.appendChild(backdrop);
-  current = { backdrop, previous, onClose };
-  const first = dialog.querySelector("[autofocus]") || dialog.querySelector(".modal-body " + FOCUSABLE) || dialog.querySelector(FOCUSABLE);
+  current = { backdrop, previous, onClose, returnFocus };
+  const first = dialog.querySelector("[autofocus]") || dialog.querySelector(".modal-body").querySelector(FOCUSABLE) || dialog.querySelector(FOCUSABLE);
   if (first) first.focus();
   return closeModal;
 }
@@ -63,11 +64,12 @@ function trap(e, dialog) {
 /** closeModal closes the open dialog, if any. */
 export function closeModal() {
   if (!current) return;
-  const { backdrop, previous, onClose } = current;
+  const { backdrop, previous, onClose, returnFocus } = current;
   current = null;
   backdrop.remove();
   if (onClose) onClose();
-  if (previous && previous.isConnected && typeof previous.focus === "function") previous.focus();
+  const back = previous && previous.isConnected ? previous : previous && returnFocus && returnFocus(previous);
+  if (back && typeof back.focus === "function") back.focus();
 }
 
 /** modalOpen reports whether a dialog is shown. */

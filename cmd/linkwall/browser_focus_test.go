@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
+)
+
+// TestBrowserKeepsFocus is a keyboard user's session while others talk and
+// change the era: redrawing the chat list, the header or the messages must
+// not throw the focus back to the top of the page, dialogs start inside
+// their body, and clearing the Preview's text is not an error.
+func TestBrowserKeepsFocus(t *testing.T) {
+	requireChromium(t)
+	ctx, cancel := context.WithTimeout(context.Background(), browserTimeout)
+	defer cancel()
+	base := startServer(t, ctx)
+	browser := newBrowser(t, ctx)
+
+	alice := newUser(t, browser, base, "Alice")
+	alice.join()
+	aliceID := eval[string](alice, `fetch("/api/v1/me").then(r => r.json()).then(j => j.user.id)`)
+	carol := newWSUser(t, base, "Carol")
+	room := carol.group(t, "Class 3", aliceID)
+	other := carol.group(t, "Class 4", aliceID)
+	carol.dial(t)
+	defer carol.close()
+	carol.send(t, room, linksText)
+	carol.send(t, other, "hi")
+	alice.openRoom(room)
+
+	focused := func() string {
+		return eval[string](alice, `(() => { const a = document.activeElement;
+			return a === document.body ? "body" : a.className + (a.dataset.room ? " " + a.dataset.room : ""); })()`)
+	}
+	// Focus in the chat list survives a message that redraws it.
+	alice.do(chromedp.Focus(chromedp.CSS(fmt.Sprintf(`.room-item[data-room=%q]`, other))))
+	carol.send(t, other, "another")
+	alice.waitFor("the new message in the list", fmt.Sprintf(`document.querySelector('.room-item[data-room=%q] .room-last').textContent.endsWith("another")`, other))
+	if got := focused(); got != "room-item "+other {
+		t.Errorf("after a message redrew the chat list, focus is on %q, want the room it was on", got)
+	}
+
+	// The era dialog by keyboard: focus starts on an era, and comes back to
+	// the era button, which the new era redrew.
+	alice.do(chromedp.Focus(chromedp.CSS(".conv-head .era-btn")), chromedp.KeyEvent(kb.Enter))
+	alice.waitFor("the era dialog", `!!document.querySelector(".timeline")`)
+	if got := focused(); got != "tl-btn" {
+		t.Errorf("the era dialog opened with focus on %q, want the first era in its body", got)
+	}
+	alice.do(chromedp.Focus(chromedp.CSS(`.tl-btn[data-era="walled"]`)), chromedp.KeyEvent(kb.Enter))
+	alice.waitFor("the walled era", `!document.querySelector(".modal") && document.querySelector(".conv-head .era-btn").dataset.era === "walled"`)
+	time.Sleep(300 * time.Millisecond) // the room frame and the reload may redraw again
+	if got := focused(); got != "btn era-btn" {
+		t.Errorf("after picking an era, focus is on %q, want the era button", got)
+	}
+
+	// LinkBot's language button redraws the header.
+	alice.do(chromedp.Focus(chromedp.CSS(".conv-head .room-lang-btn")), chromedp.KeyEvent(kb.Enter))
+	alice.waitFor("LinkBot answering in Chinese", `document.querySelector(".conv-sub").textContent.includes("Chinese")`)
+	if got := focused(); got != "room-lang-btn" {
+		t.Errorf("after switching LinkBot's language, focus is on %q, want its button", got)
+	}
+
+	// The page's language redraws the whole page.
+	alice.do(chromedp.Focus(chromedp.CSS(".side-head .lang-btn")), chromedp.KeyEvent(kb.Enter))
+	alice.waitFor("the Chinese page", `document.documentElement.lang === "zh-CN"`)
+	if got := focused(); got != "btn lang-btn" {
+		t.Errorf("after switching the page's language, focus is on %q, want the language button", got)
+	}
+	alice.do(chromedp.KeyEvent(kb.Enter))
+	alice.waitFor("the English page", `document.documentElement.lang === "en"`)
+
+	// Someone else changes the era: the messages are redrawn, and focus
+	// stays in the message it was in.
+	alice.do(chromedp.Focus(chromedp.CSS(`.messages [data-platform="douyin"][role=button]`)))
+	carol.send(t, room, "/era open-api")
+	alice.waitOutcomes(1, map[string]string{"douyin": "card"})
+	if got := eval[string](alice, `(document.activeElement.closest(".msg") || {dataset: {}}).dataset.seq || document.activeElement.className`); got != "1" {
+		t.Errorf("after another person's era change, focus is on %q, want in message 1", got)
+	}
+
+	// Clearing the Preview's text to paste another is not an error.
+	alice.do(chromedp.Click(chromedp.CSS(".side-actions .preview-btn")))
+	alice.waitFor("the preview grid", `document.querySelectorAll(".preview-cell .pv-chip").length > 0`)
+	alice.do(chromedp.Evaluate[chromedp.Void](`document.getElementById("preview-text").select()`), chromedp.KeyEvent(kb.Delete))
+	time.Sleep(600 * time.Millisecond)
+	if got := eval[string](alice, `document.querySelector(".preview-modal .form-error") ? document.querySelector(".preview-modal .form-error").textContent : ""`); got != "" {
+		t.Errorf("clearing the preview's text shows the error %q", got)
+	}
+}

@@ -92,4 +92,30 @@ func TestBrowserKeepsFocus(t *testing.T) {
 	if got := eval[string](alice, `document.querySelector(".preview-modal .form-error") ? document.querySelector(".preview-modal .form-error").textContent : ""`); got != "" {
 		t.Errorf("clearing the preview's text shows the error %q", got)
 	}
+	alice.do(chromedp.KeyEvent(kb.Escape))
+
+	// A half-typed message waits in its room across a room switch and a
+	// change of the page's language, and is gone once sent.
+	draft := func() string { return eval[string](alice, `document.querySelector(".composer-input").value`) }
+	alice.do(chromedp.SendKeys(chromedp.CSS(".composer-input"), "half a thought"))
+	alice.openRoom(other)
+	if got := draft(); got != "" {
+		t.Errorf("the other room's composer shows %q, want it empty", got)
+	}
+	alice.openRoom(room)
+	if got := draft(); got != "half a thought" {
+		t.Errorf("back in the room, the composer shows %q, want the draft", got)
+	}
+	alice.do(chromedp.Click(chromedp.CSS(".side-head .lang-btn")))
+	alice.waitFor("the Chinese page", `document.documentElement.lang === "zh-CN"`)
+	if got := draft(); got != "half a thought" {
+		t.Errorf("after switching the page's language, the composer shows %q, want the draft", got)
+	}
+	alice.do(chromedp.SendKeys(chromedp.CSS(".composer-input"), kb.Enter))
+	alice.waitFor("the draft sent", `!document.querySelector(".messages .msg.pending") && [...document.querySelectorAll(".messages .msg-own")].some(e => e.textContent.includes("half a thought"))`)
+	alice.openRoom(other)
+	alice.openRoom(room)
+	if got := draft(); got != "" {
+		t.Errorf("after sending, the composer shows %q, want it empty", got)
+	}
 }

@@ -31,6 +31,7 @@ const S = {
   platforms: new Map(), // id → platform
   msgs: new Map(), // room id → { bySeq: Map, loaded, gen, reloadTimer }
   pending: new Map(), // client_msg_id → pending message
+  drafts: new Map(), // room id → unsent composer text, kept across room switches and redraws
   current: null, // open room id
   wanted: null, // room id from a deep link, opened once known
   socket: null,
@@ -437,9 +438,14 @@ function renderConversation() {
     "aria-label": t("typeMessage"),
   });
   // The input grows with its text up to the CSS max-height, like a phone's.
-  input.addEventListener("input", () => {
+  const grow = () => {
     input.style.height = "auto";
     input.style.height = `${input.scrollHeight + 2}px`;
+  };
+  input.addEventListener("input", () => {
+    grow();
+    if (input.value.trim()) S.drafts.set(room.id, input.value);
+    else S.drafts.delete(room.id);
   });
   input.addEventListener("keydown", (e) => {
     // isComposing: Enter that confirms a Chinese IME candidate must not send.
@@ -461,6 +467,11 @@ function renderConversation() {
   S.el.input = input;
   renderHeader();
   renderMessages();
+  const draft = S.drafts.get(room.id);
+  if (draft) {
+    input.value = draft;
+    grow();
+  }
 }
 
 // roomLangButton shows the language LinkBot answers in, in this room, and
@@ -798,6 +809,7 @@ function sendFromComposer() {
   if (!text) return;
   input.value = "";
   input.style.height = "";
+  S.drafts.delete(S.current);
   const p = {
     pending: true,
     client_msg_id: newClientID(),

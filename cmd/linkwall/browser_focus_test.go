@@ -119,3 +119,29 @@ func TestBrowserKeepsFocus(t *testing.T) {
 		t.Errorf("after sending, the composer shows %q, want it empty", got)
 	}
 }
+
+// TestBrowserServerErrorsInChinese: the server explains its errors in
+// English; a Chinese page names them in Chinese by their code.
+func TestBrowserServerErrorsInChinese(t *testing.T) {
+	requireChromium(t)
+	ctx, cancel := context.WithTimeout(context.Background(), browserTimeout)
+	defer cancel()
+	base := startServer(t, ctx)
+	browser := newBrowser(t, ctx)
+
+	alice := newUser(t, browser, base, "Alice")
+	alice.join()
+	aliceID := eval[string](alice, `fetch("/api/v1/me").then(r => r.json()).then(j => j.user.id)`)
+	carol := newWSUser(t, base, "Carol")
+	room := carol.group(t, "Class 3", aliceID)
+	alice.openRoom(room)
+	alice.do(chromedp.Click(chromedp.CSS(".side-head .lang-btn")))
+	alice.waitFor("the Chinese page", `document.documentElement.lang === "zh-CN"`)
+
+	// More sends at once than the per-user burst allows.
+	alice.do(chromedp.Evaluate[chromedp.Void](`for (let i = 0; i < 80; i++) {
+		document.querySelector(".composer-input").value = "m" + i;
+		document.querySelector(".composer").requestSubmit();
+	}`))
+	alice.waitFor("the rate-limit toast", `(document.getElementById("toast") || {}).textContent?.includes("发送太频繁")`)
+}

@@ -6,7 +6,7 @@ import { api, allMessages, APIError } from "./api.js";
 import { Socket } from "./ws.js";
 import { h, clear, isWebURL } from "./dom.js";
 import { icon } from "./icons.js";
-import { t, getLang, setLang, locale } from "./i18n.js";
+import { t, getLang, setLang, locale, serverError } from "./i18n.js";
 import { openModal, closeModal } from "./modal.js";
 import { messageElement, timeSeparator, avatar } from "./render.js";
 
@@ -152,7 +152,7 @@ function fail(err) {
     showJoin();
     return;
   }
-  const msg = err instanceof APIError && err.status === 0 ? t("errorNetwork") : t("errorGeneric", { message: err.message || String(err) });
+  const msg = err instanceof APIError && err.status === 0 ? t("errorNetwork") : t("errorGeneric", { message: err instanceof APIError ? serverError(err.code, err.message) : err.message || String(err) });
   toast(msg);
 }
 
@@ -255,7 +255,7 @@ function showJoin() {
       const { user } = await api.join(name);
       await startChat(user);
     } catch (ex) {
-      err.textContent = ex.status === 0 ? t("errorNetwork") : ex.message;
+      err.textContent = ex.status === 0 ? t("errorNetwork") : serverError(ex.code, ex.message);
     }
   });
   clear(root).appendChild(h("div", { class: "join" },
@@ -799,7 +799,7 @@ function onError(f) {
     p.failed = true;
     if (p.room === S.current) renderMessages();
   }
-  toast(t("errorGeneric", { message: f.message || f.code }));
+  toast(t("errorGeneric", { message: serverError(f.code, f.message) }));
 }
 
 function sendFromComposer() {
@@ -1014,7 +1014,7 @@ function previewDialog() {
       results = new Map();
       clear(grid);
       clear(shown);
-      grid.appendChild(h("p", { class: "form-error", role: "alert", text: err.status === 0 ? t("errorNetwork") : err.message || t("previewFailed") }));
+      grid.appendChild(h("p", { class: "form-error", role: "alert", text: err.status === 0 ? t("errorNetwork") : serverError(err.code, err.message) || t("previewFailed") }));
       return;
     }
     if (mine !== gen) return; // a newer text is on its way
@@ -1183,7 +1183,7 @@ async function newGroupDialog() {
       closeModal();
       location.hash = `#/rooms/${room.id}`;
     } catch (ex) {
-      err.textContent = ex.status === 0 ? t("errorNetwork") : ex.message;
+      err.textContent = ex.status === 0 ? t("errorNetwork") : serverError(ex.code, ex.message);
     }
   });
   openModal({ title: t("newGroupTitle"), className: "group-modal", body: form });

@@ -246,8 +246,29 @@ const strings = {
     errorGeneric: "出错了：{message}",
     errorNetwork: "无法连接服务器。",
     newMessage: "{name} 发来新消息：{text}",
+    // The server explains its errors in English; the page names them by code.
+    code_invalid: "输入有误",
+    code_unauthorized: "登录已失效，请重新加入",
+    code_forbidden: "你不是这个聊天的成员，或无权这样做",
+    code_not_found: "找不到该用户、聊天或时期",
+    code_conflict: "现在不能这样做（例如演示正在进行）",
+    code_too_large: "内容太长，超出了限制",
+    code_rate_limited: "发送太频繁，请稍后再试",
+    code_unavailable: "服务暂时不可用，请稍后再试",
+    code_internal: "服务器出错了，请稍后再试",
   },
 };
+
+/**
+ * serverError is the text for an error the server reported with code and
+ * its English message: the message itself in English, in Chinese the
+ * code's own text with the message beside it.
+ */
+export function serverError(code, message) {
+  const own = lang === "zh" && strings.zh[`code_${code}`];
+  if (!own) return message || code || "";
+  return message ? `${own}（${message}）` : own;
+}
 
 let lang = initialLang();
 

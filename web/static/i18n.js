@@ -126,6 +126,15 @@ const strings = {
     // errors
     errorGeneric: "Something went wrong: {message}",
     errorNetwork: "The server cannot be reached.",
+    code_invalid: "The input is not valid",
+    code_unauthorized: "Your sign-in has expired; join again",
+    code_forbidden: "You are not a member of this chat, or may not do this",
+    code_not_found: "No such user, chat or era",
+    code_conflict: "This cannot be done now (for example while a demo runs)",
+    code_too_large: "Too long: over the limit",
+    code_rate_limited: "Too many messages; try again shortly",
+    code_unavailable: "The service is unavailable for now; try again shortly",
+    code_internal: "The server failed; try again shortly",
     newMessage: "New message from {name}: {text}",
   },
   zh: {
@@ -261,11 +270,12 @@ const strings = {
 
 /**
  * serverError is the text for an error the server reported with code and
- * its English message: the message itself in English, in Chinese the
- * code's own text with the message beside it.
+ * its English message: in English the message itself (the code's text when
+ * there is none), in Chinese the code's own text with the message beside it.
  */
 export function serverError(code, message) {
-  const own = lang === "zh" && strings.zh[`code_${code}`];
+  const own = strings[lang][`code_${code}`];
+  if (lang !== "zh") return message || own || code || "";
   if (!own) return message || code || "";
   return message ? `${own}（${message}）` : own;
 }

@@ -156,5 +156,6 @@ func (s *Server) deleteSession(w http.ResponseWriter, r *http.Request, u chat.Us
 		Name: sessionCookie, Value: "", Path: "/", MaxAge: -1,
 		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil,
 	})
+	w.Header().Set("Cache-Control", "no-store") // as writeJSON sets it on every other API response
 	w.WriteHeader(http.StatusNoContent)
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/linkwall/linkwall/bot"
 	"github.com/linkwall/linkwall/internal/chat"
 )
 
@@ -106,5 +107,22 @@ func TestUnauthenticatedSocketsBounded(t *testing.T) {
 	}
 	if n := s.authPending.Load(); n != maxUnauthenticated {
 		t.Fatalf("pending = %d after a refusal, want %d", n, maxUnauthenticated)
+	}
+}
+
+// TestSignOutNotCached: DELETE /api/v1/session answers 204 with
+// Cache-Control: no-store like every API response (docs/protocol.md); its
+// answer, which clears the cookie, was the one without it.
+func TestSignOutNotCached(t *testing.T) {
+	s, err := New(Config{Store: longRoomStore{user: chat.User{ID: "u"}}, Bot: bot.New(nil, nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := httptest.NewRecorder()
+	r := httptest.NewRequest(http.MethodDelete, "/api/v1/session", nil)
+	r.Header.Set("Authorization", "Bearer t")
+	s.Handler().ServeHTTP(w, r)
+	if w.Code != http.StatusNoContent || w.Header().Get("Cache-Control") != "no-store" {
+		t.Fatalf("status %d, Cache-Control %q; want 204 and no-store", w.Code, w.Header().Get("Cache-Control"))
 	}
 }

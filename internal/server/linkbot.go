@@ -74,7 +74,7 @@ func (s *Server) command(ctx context.Context, r *Request) error {
 			reply = s.eraText(r.Room.Era, zh)
 			break
 		}
-		if _, err := s.setEra(ctx, r.User, r.Room, arg); err != nil {
+		if _, err := s.setEra(ctx, r.User, r.Room, cutEcho(arg)); err != nil {
 			reply = pick(zh, "Cannot change the era: ", "无法切换时期：") + chat.ErrorMessage(err)
 			break
 		}
@@ -98,9 +98,28 @@ func (s *Server) command(ctx context.Context, r *Request) error {
 		}
 		return nil
 	default:
+		name = cutEcho(name)
 		reply = pick(zh, "Unknown command "+name+". ", "未知命令 "+name+"。") + helpText(zh)
 	}
 	return s.botPost(ctx, &r.Room, reply, false)
+}
+
+// maxEchoRunes bounds what of a command LinkBot quotes back (an unknown
+// command, an unknown era): quoting a 4000-character argument whole made
+// a reply longer than any message may be.
+const maxEchoRunes = 64
+
+// cutEcho cuts s to maxEchoRunes, marked with "…". A cut argument never
+// names an era: no era id or date holds "…".
+func cutEcho(s string) string {
+	n := 0
+	for i := range s {
+		if n == maxEchoRunes {
+			return s[:i] + "…"
+		}
+		n++
+	}
+	return s
 }
 
 // platformName is a platform's name as the page shows it, in the room's
@@ -274,7 +293,13 @@ func (s *Server) roomStats(ctx context.Context, room *chat.Room) (Stats, error) 
 	}
 	counts := make(map[key]int)
 	st := Stats{Stats: []StatsEntry{}}
-	for after, seen := int64(0), 0; seen < maxStatsMessages; {
+	last, err := s.lastSeq(ctx, room.ID)
+	if err != nil {
+		return Stats{}, err
+	}
+	// The last maxStatsMessages, not the first: a long-lived room's stats
+	// must show what it holds now.
+	for after, seen := max(last-maxStatsMessages, 0), 0; seen < maxStatsMessages; {
 		msgs, err := s.store.Messages(ctx, room.ID, after, maxPageSize)
 		if err != nil {
 			return Stats{}, err
@@ -307,6 +332,41 @@ func (s *Server) roomStats(ctx context.Context, room *chat.Room) (Stats, error) 
 		return cmp.Or(cmp.Compare(a.Platform, b.Platform), cmp.Compare(a.Outcome, b.Outcome))
 	})
 	return st, nil
+}
+
+// lastSeq returns the seq of the room's newest message (0: none). The
+// store has no call for it, but seqs have no gaps: a search for the first
+// seq with nothing after it takes about 2·log2(seq) one-message reads.
+func (s *Server) lastSeq(ctx context.Context, roomID string) (int64, error) {
+	exists := func(seq int64) (bool, error) { // a message with seq or a later one
+		msgs, err := s.store.Messages(ctx, roomID, seq-1, 1)
+		return len(msgs) > 0, err
+	}
+	// lo ≤ last < hi.
+	lo, hi := int64(0), int64(1)
+	for {
+		more, err := exists(hi)
+		if err != nil {
+			return 0, err
+		}
+		if !more {
+			break
+		}
+		lo, hi = hi, hi*2
+	}
+	for hi-lo > 1 {
+		mid := lo + (hi-lo)/2
+		more, err := exists(mid)
+		if err != nil {
+			return 0, err
+		}
+		if more {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return lo, nil
 }
 
 func (s *Server) statsText(st Stats, zh bool) string {

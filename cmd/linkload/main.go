@@ -106,7 +106,7 @@ func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *options) {
 	fs.Float64Var(&o.mc.Also, "max-also", 0, "after the half-peak run, also run -d at this rate, msgs/s (compare: linkwall at the baseline's half peak)")
 	fs.StringVar(&o.jsonFile, "json", "", "write the results as JSON to this file")
 	fs.IntVar(&o.idle, "idle", 0, "compare: also open this many idle connections and report memory per connection (on a fresh server process)")
-	fs.IntVar(&o.idleUsers, "idle-users", 0, "idle: users the idle connections are spread over (0 = one per connection)")
+	fs.IntVar(&o.idleUsers, "idle-users", 0, "idle: users the idle connections are spread over (0 = one per connection; linkwall takes at most 32 per user)")
 	fs.DurationVar(&o.settle, "settle", 2*time.Second, "idle: wait before reading the server's memory")
 	fs.BoolVar(&o.resume, "resume", false, "compare: also time a resume of -msgs messages (linkwall only; on a fresh server process, after -idle)")
 	fs.IntVar(&o.msgs, "msgs", 1000, "resume: messages sent while the client is away")

@@ -1167,3 +1167,47 @@ func TestPreviewAPI(t *testing.T) {
 		t.Errorf("%d of 100 rapid previews refused, want some, after a burst of about 60 (less the 8 above)", limited)
 	}
 }
+
+// TestConnectionsPerUserBounded: one user's connections stop at
+// server.MaxConnsPerUser, the next is closed with CloseTooManyConnections,
+// other users are unaffected, and a slot freed by a closed connection can
+// be taken again.
+func TestConnectionsPerUserBounded(t *testing.T) {
+	s := newTestServer(t, t.TempDir())
+	alice, bob := s.newUser("alice"), s.newUser("bob")
+	conns := make([]*wsClient, server.MaxConnsPerUser)
+	for i := range conns {
+		conns[i] = alice.connect()
+	}
+	over, _, err := alice.dial(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	over.start()
+	if code := over.closeCode(); code != server.CloseTooManyConnections {
+		t.Fatalf("connection %d closed with %d, want %d", server.MaxConnsPerUser+1, code, server.CloseTooManyConnections)
+	}
+	bob.connect()
+	conns[0].ws.Close()
+	// The server notices the close when its reader does: retry until then.
+	deadline := time.Now().Add(waitFor)
+	for {
+		c, _, err := alice.dial(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.start()
+		select {
+		case f := <-c.frames:
+			if f.Type != "hello" {
+				t.Fatalf("after closing one connection: %+v", f)
+			}
+			return
+		case <-c.done:
+		}
+		if code := c.closeCode(); code != server.CloseTooManyConnections || time.Now().After(deadline) {
+			t.Fatalf("after closing one connection: closed with %d", code)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -25,6 +25,10 @@ const (
 	// CloseIdle: nothing (not even a pong) arrived within the read
 	// deadline; the peer is most likely gone.
 	CloseIdle = 4000
+	// CloseTooManyConnections: the user already has MaxConnsPerUser
+	// connections on this node. The client may retry later, once one of
+	// the others has closed.
+	CloseTooManyConnections = 4009
 )
 
 // httpStatus maps a chat error code to its HTTP status. This table and

@@ -76,12 +76,18 @@ func (h *Hub) deliverVia(ev chat.Event, fo *fanout) {
 	}
 }
 
-func (h *Hub) add(c *conn) {
+// add registers c; it reports false, registering nothing, when c's user
+// already has MaxConnsPerUser connections.
+func (h *Hub) add(c *conn) bool {
 	sh := h.shard(c.user.ID)
 	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if len(sh.conns[c.user.ID]) >= MaxConnsPerUser {
+		return false
+	}
 	sh.conns[c.user.ID] = append(sh.conns[c.user.ID], c)
-	sh.mu.Unlock()
 	h.metrics.connections.Inc()
+	return true
 }
 
 func (h *Hub) remove(c *conn) {

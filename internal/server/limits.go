@@ -98,6 +98,10 @@ const (
 	// once; past it /ws answers 503 before upgrading, so a flood of idle
 	// sockets cannot hold more than this many goroutines.
 	maxUnauthenticated = 1024
+	// MaxConnsPerUser bounds one user's connections on a node: every tab
+	// and device of a person fits, while one session cannot open sockets
+	// without bound or multiply each fan-out to it.
+	MaxConnsPerUser = 32
 )
 
 // WebSocket buffer sizes: small, because 10,000 idle connections must fit

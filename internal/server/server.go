@@ -430,7 +430,13 @@ func (s *Server) awaitAuth(ws *websocket.Conn) (chat.User, bool) {
 // its reader and writer.
 func (s *Server) startConn(ws *websocket.Conn, u chat.User) {
 	c := newConn(s, ws, u)
-	s.hub.add(c)
+	if !s.hub.add(c) {
+		c.cancel()
+		msg := websocket.FormatCloseMessage(CloseTooManyConnections, "too many connections for this user")
+		_ = ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(writeWait))
+		_ = ws.Close()
+		return
+	}
 	rooms, err := s.store.Rooms(c.ctx, u.ID)
 	if err != nil {
 		s.log.Error("listing rooms for a connection", zap.Error(err))

@@ -3,7 +3,7 @@
 // All data from the server is rendered as text (see dom.js).
 
 import { api, allMessages, APIError } from "./api.js";
-import { Socket } from "./ws.js";
+import { Socket, TOO_MANY_CONNECTIONS } from "./ws.js";
 import { h, clear, isWebURL } from "./dom.js";
 import { icon } from "./icons.js";
 import { t, getLang, setLang, locale, serverError } from "./i18n.js";
@@ -200,7 +200,7 @@ function toggleLang() {
   closeModal();
   if (S.me) renderChat();
   else showJoin();
-  if (!banner.hidden) banner.textContent = t("reconnecting");
+  if (!banner.hidden) banner.textContent = t(banner.dataset.key || "reconnecting");
   root.querySelector(".lang-btn")?.focus(); // the page was redrawn under the button
 }
 
@@ -285,11 +285,12 @@ async function startChat(user) {
   renderChat();
   S.socket = new Socket({
     onFrame,
-    onDown: () => {
+    onDown: (code) => {
       S.helloSeen = false;
       document.body.dataset.ws = "down";
       banner.hidden = false;
-      banner.textContent = t("reconnecting");
+      banner.dataset.key = code === TOO_MANY_CONNECTIONS ? "tooManyConnections" : "reconnecting";
+      banner.textContent = t(banner.dataset.key);
     },
     onAuthLost: () => showJoin(),
     onRefused: (n) => {

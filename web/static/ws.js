@@ -11,11 +11,14 @@ const SILENCE_MS = 60000; // nothing heard for this long: the connection is trea
 
 // Close codes after which retrying cannot help: the session is gone
 // (4001 unauthorized, docs/protocol.md).
-const AUTH_CLOSE_CODES = new Set([4001, 1008]);
+const AUTH_CLOSE_CODES = new Set([4001]);
+// The person has too many connections open (4009); retrying works once
+// another tab closes, so the page says why it waits.
+export const TOO_MANY_CONNECTIONS = 4009;
 
 export class Socket {
   /**
-   * handlers: onFrame(obj), onDown() (connection lost, retrying),
+   * handlers: onFrame(obj), onDown(code) (connection lost with close code, retrying),
    * onAuthLost() (the session is no longer valid), onRefused(n) (the n-th
    * handshake in a row failed: the browser cannot tell a 401 from an outage).
    */
@@ -93,7 +96,7 @@ export class Socket {
         this.h.onAuthLost();
         return;
       }
-      this.h.onDown();
+      this.h.onDown(ev.code);
       if (!opened && this.h.onRefused) this.h.onRefused(++this.refused);
       this.retry();
     });

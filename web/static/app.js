@@ -1049,6 +1049,7 @@ async function trafficDialog() {
     fail(err);
     return;
   }
+  if (S.current !== room.id) return; // the reader moved on while the stats loaded
   const outcomes = ["blocked", "hyperlink", "card"];
   const rows = new Map();
   for (const s of stats.stats || []) {

@@ -947,7 +947,16 @@ func TestRoomQuotaCountsEveryMember(t *testing.T) {
 	}
 	crowd[0].do("POST", "/api/v1/rooms", map[string]any{"kind": "direct", "members": []string{bob.ID}}, http.StatusRequestEntityTooLarge, nil)
 	bob.do("POST", "/api/v1/rooms", map[string]any{"kind": "direct", "members": []string{crowd[1].ID}}, http.StatusRequestEntityTooLarge, nil)
-	crowd[0].direct(crowd[1], http.StatusCreated) // each is in one room
+	d := crowd[0].direct(crowd[1], http.StatusCreated) // each is in one room
+	crowd[0].group("h", "en", crowd[2])                // crowd[0] is at the limit
+	// Asking again for an existing direct room adds nobody to anything.
+	if again := crowd[0].direct(crowd[1], http.StatusOK); again.ID != d.ID {
+		t.Fatalf("at the limit, the existing direct room came back as %s, want %s", again.ID, d.ID)
+	}
+	if again := crowd[1].direct(crowd[0], http.StatusOK); again.ID != d.ID {
+		t.Fatalf("the other side got %s, want %s", again.ID, d.ID)
+	}
+	crowd[0].do("POST", "/api/v1/rooms", map[string]any{"kind": "direct", "members": []string{crowd[2].ID}}, http.StatusRequestEntityTooLarge, nil)
 
 	// Bob's hello, about 7.5 KB, passes a 4 KB send queue.
 	c, _, err := bob.dial(nil)

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -135,7 +136,11 @@ func (s *Server) newRoom(r *http.Request, u chat.User, req createRoomRequest) (c
 			return chat.Room{}, chat.Errorf(chat.EInvalid, "a direct room needs another user")
 		}
 		room.Members = []string{u.ID, req.Members[0]}
-		return room, s.checkRoomQuota(r, u, room.Members)
+		err := s.checkRoomQuota(r, u, room.Members)
+		if chat.ErrorCode(err) == chat.ETooLarge && s.directExists(r.Context(), u.ID, req.Members[0]) {
+			err = nil // CreateRoom returns the pair's room: nobody joins anything
+		}
+		return room, err
 	case chat.Group:
 		name, err := checkName("name", req.Name, s.limits.MaxNameRunes)
 		if err != nil {
@@ -177,6 +182,21 @@ func (s *Server) checkRoomQuota(r *http.Request, u chat.User, members []string) 
 		return chat.Errorf(chat.ETooLarge, "user %s is in %d rooms, the limit", m, s.limits.MaxRoomsPerUser)
 	}
 	return nil
+}
+
+// directExists reports whether userID already has a direct room with
+// other. Only asked when a quota refuses, so listing the rooms is rare.
+func (s *Server) directExists(ctx context.Context, userID, other string) bool {
+	rooms, err := s.store.Rooms(ctx, userID)
+	if err != nil {
+		return false // the quota's refusal stands
+	}
+	for _, r := range rooms {
+		if r.Kind == chat.Direct && slices.Contains(r.Members, other) {
+			return true
+		}
+	}
+	return false
 }
 
 func checkLang(lang string) error {

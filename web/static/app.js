@@ -50,7 +50,7 @@ const banner = document.getElementById("banner");
 function roomState(id) {
   let st = S.msgs.get(id);
   if (!st) {
-    st = { bySeq: new Map(), loaded: false, gen: 0, reloadTimer: 0 };
+    st = { bySeq: new Map(), floor: 0, loaded: false, gen: 0, reloadTimer: 0 };
     S.msgs.set(id, st);
   }
   return st;
@@ -68,9 +68,12 @@ function lastSeq(id) {
 
 // resumePoint is the highest seq up to which the room's history has no
 // hole: resuming from there fills any gap, and dedupe by seq drops overlap.
+// It starts below the oldest message the server still keeps (a store with
+// retention drops the oldest), or every resume would re-send all it keeps.
 function resumePoint(id) {
-  const have = roomState(id).bySeq;
-  let k = 0;
+  const st = roomState(id);
+  const have = st.bySeq;
+  let k = st.floor || 0;
   while (have.has(k + 1)) k++;
   return k;
 }
@@ -702,6 +705,7 @@ async function loadRoom(id) {
     // Live messages that arrived while loading stay.
     for (const [seq, m] of st.bySeq) if (seq > max) next.set(seq, m);
     st.bySeq = next;
+    st.floor = msgs.length ? msgs[0].seq - 1 : 0;
     st.loaded = true;
     if (!(id in S.lastRead) && !S.everConnected) {
       // A first visit starts with everything read, not with a wall of badges.

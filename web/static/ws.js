@@ -32,10 +32,29 @@ export class Socket {
     this.stopped = false;
     this.up = false;
     this.refused = 0; // handshakes in a row that failed before "open"
+    this.parked = false; // stopped while the page sits in the back/forward cache
+    // A page kept in the back/forward cache keeps its socket open: the
+    // server would hold a connection (one of the person's few) that nobody
+    // reads. Close it when the page is hidden that way, and connect again
+    // (then resume) when it is shown.
+    addEventListener("pagehide", (ev) => {
+      if (ev.persisted && !this.stopped) {
+        this.stop();
+        this.parked = true;
+        this.h.onDown(); // shown again, the page says it is reconnecting until the hello
+      }
+    });
+    addEventListener("pageshow", (ev) => {
+      if (ev.persisted && this.parked) {
+        this.parked = false;
+        this.start();
+      }
+    });
   }
 
   start() {
     this.stopped = false;
+    this.parked = false;
     this.connect();
   }
 

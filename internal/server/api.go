@@ -185,11 +185,19 @@ func (s *Server) checkRoomQuota(r *http.Request, u chat.User, members []string) 
 }
 
 // directExists reports whether userID already has a direct room with
-// other. Only asked when a quota refuses, so listing the rooms is rare.
+// other. Only asked when a quota refuses; it lists the rooms of whichever
+// of the two is in fewer.
 func (s *Server) directExists(ctx context.Context, userID, other string) bool {
-	rooms, err := s.store.Rooms(ctx, userID)
+	counts, err := s.store.RoomCounts(ctx, []string{userID, other})
 	if err != nil {
 		return false // the quota's refusal stands
+	}
+	if counts[other] < counts[userID] {
+		userID, other = other, userID
+	}
+	rooms, err := s.store.Rooms(ctx, userID)
+	if err != nil {
+		return false
 	}
 	for _, r := range rooms {
 		if r.Kind == chat.Direct && slices.Contains(r.Members, other) {

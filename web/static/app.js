@@ -212,7 +212,7 @@ function toggleLang() {
 // endSession forgets everything of the signed-in user (logout, or a session
 // the server no longer knows), so a new name starts clean.
 function endSession() {
-  if (S.socket) S.socket.stop();
+  if (S.socket) S.socket.dispose();
   S.socket = null;
   S.me = null;
   S.users.clear();

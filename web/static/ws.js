@@ -37,19 +37,29 @@ export class Socket {
     // server would hold a connection (one of the person's few) that nobody
     // reads. Close it when the page is hidden that way, and connect again
     // (then resume) when it is shown.
-    addEventListener("pagehide", (ev) => {
+    this.onPageHide = (ev) => {
       if (ev.persisted && !this.stopped) {
         this.stop();
         this.parked = true;
         this.h.onDown(); // shown again, the page says it is reconnecting until the hello
       }
-    });
-    addEventListener("pageshow", (ev) => {
+    };
+    this.onPageShow = (ev) => {
       if (ev.persisted && this.parked) {
         this.parked = false;
         this.start();
       }
-    });
+    };
+    addEventListener("pagehide", this.onPageHide);
+    addEventListener("pageshow", this.onPageShow);
+  }
+
+  /** dispose stops the socket for good (sign-out): nothing restarts it. */
+  dispose() {
+    this.stop();
+    this.parked = false;
+    removeEventListener("pagehide", this.onPageHide);
+    removeEventListener("pageshow", this.onPageShow);
   }
 
   start() {

@@ -3,9 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
-	"strings"
 	"testing"
 	"time"
 
@@ -70,26 +67,12 @@ func TestBrowserBackForwardCache(t *testing.T) {
 // waitConnections waits until the server's linkwall_connections gauge is n.
 func waitConnections(t *testing.T, base string, n int) {
 	t.Helper()
-	want := fmt.Sprintf("linkwall_connections %d", n)
-	var last string
+	want := fmt.Sprint(n)
+	var got string
 	for deadline := time.Now().Add(waitTimeout); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		resp, err := http.Get(base + "/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, l := range strings.Split(string(b), "\n") {
-			if strings.HasPrefix(l, "linkwall_connections ") {
-				last = l
-			}
-		}
-		if last == want {
+		if got = metricAt(t, base, "linkwall_connections"); got == want {
 			return
 		}
 	}
-	t.Fatalf("server reports %q, want %q", last, want)
+	t.Fatalf("server reports %s connections, want %d", got, n)
 }

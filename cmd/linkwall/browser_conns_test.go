@@ -2,13 +2,11 @@ package main
 
 import (
 	"context"
-	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
-	"github.com/gorilla/websocket"
 
 	"github.com/linkwall/linkwall/internal/server"
 )
@@ -30,18 +28,19 @@ func TestBrowserTooManyConnections(t *testing.T) {
 		t.Fatal("the page keeps no session token for its tab")
 	}
 	// Alice's other devices take every slot but the page's.
-	var others []*websocket.Conn
-	t.Cleanup(func() {
-		for _, c := range others {
-			_ = c.Close()
+	others := make([]*wsUser, server.MaxConnsPerUser-1)
+	for i := range others {
+		others[i] = &wsUser{base: base, token: token}
+		others[i].dial(t)
+		defer others[i].close()
+		select {
+		case f := <-others[i].frames:
+			if f["type"] != "hello" {
+				t.Fatalf("connection %d: first frame %v, want the hello", i+2, f)
+			}
+		case <-time.After(waitTimeout):
+			t.Fatalf("connection %d: no hello", i+2)
 		}
-	})
-	for len(others) < server.MaxConnsPerUser-1 {
-		c, err := dialHello(base, token)
-		if err != nil {
-			t.Fatalf("connection %d: %v", len(others)+2, err)
-		}
-		others = append(others, c)
 	}
 
 	// A second tab, signed in as Alice by the cookie, finds no slot.
@@ -57,33 +56,9 @@ func TestBrowserTooManyConnections(t *testing.T) {
 		t.Fatalf("banner says %q, want the reason", got)
 	}
 
-	_ = others[0].Close()
-	others = others[1:]
+	others[0].close()
 	second.waitFor("the page to connect once a slot is free", `document.getElementById("banner").hidden && document.body.dataset.ws === "up"`)
 	if got := eval[string](alice, `document.body.dataset.ws`); got != "up" {
 		t.Fatalf("the first tab's socket is %q, want it untouched", got)
 	}
-}
-
-// dialHello opens a WebSocket with a bearer token and reads its first
-// frame: the connection on a hello, else the error (a *websocket.CloseError
-// when the server closed it).
-func dialHello(base, token string) (*websocket.Conn, error) {
-	h := map[string][]string{"Authorization": {"Bearer " + token}, "Origin": {base}}
-	c, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(base, "http")+"/ws", h)
-	if err != nil {
-		return nil, err
-	}
-	_ = c.SetReadDeadline(time.Now().Add(waitTimeout))
-	_, data, err := c.ReadMessage()
-	if err != nil {
-		_ = c.Close()
-		return nil, err
-	}
-	if !strings.HasPrefix(string(data), `{"type":"hello"`) {
-		_ = c.Close()
-		return nil, errors.New("first frame is not a hello: " + string(data[:min(len(data), 80)]))
-	}
-	_ = c.SetReadDeadline(time.Time{})
-	return c, nil
 }

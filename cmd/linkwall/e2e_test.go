@@ -639,9 +639,15 @@ func TestSlowConsumerDropped(t *testing.T) {
 // metric returns the value of an unlabelled series from /metrics.
 func (s *testServer) metric(name string) string {
 	s.t.Helper()
-	resp, err := http.Get(s.url("/metrics"))
+	return metricAt(s.t, "http://"+s.m.Addr(), name)
+}
+
+// metricAt returns the value of an unlabelled series from base's /metrics.
+func metricAt(t *testing.T, base, name string) string {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
 	if err != nil {
-		s.t.Fatal(err)
+		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(resp.Body)

@@ -136,8 +136,8 @@ func (s *Server) newRoom(r *http.Request, u chat.User, req createRoomRequest) (c
 			return chat.Room{}, chat.Errorf(chat.EInvalid, "a direct room needs another user")
 		}
 		room.Members = []string{u.ID, req.Members[0]}
-		err := s.checkRoomQuota(r, u, room.Members)
-		if chat.ErrorCode(err) == chat.ETooLarge && s.directExists(r.Context(), u.ID, req.Members[0]) {
+		counts, err := s.roomQuota(r, u, room.Members)
+		if chat.ErrorCode(err) == chat.ETooLarge && s.directExists(r.Context(), counts, u.ID, req.Members[0]) {
 			err = nil // CreateRoom returns the pair's room: nobody joins anything
 		}
 		return room, err
@@ -157,47 +157,44 @@ func (s *Server) newRoom(r *http.Request, u chat.User, req createRoomRequest) (c
 			return chat.Room{}, chat.Errorf(chat.ETooLarge, "a group has at most %d members", s.limits.MaxGroupMembers)
 		}
 		room.Members = members
-		return room, s.checkRoomQuota(r, u, room.Members)
+		_, err = s.roomQuota(r, u, room.Members)
+		return room, err
 	default:
 		return chat.Room{}, chat.Errorf(chat.EInvalid, `kind must be "direct" or "group"`)
 	}
 }
 
-// checkRoomQuota bounds the rooms any one user is in: the creator and
+// roomQuota bounds the rooms any one user is in: the creator and
 // everyone added. Without the bound on the added, anyone could put a user
 // in so many groups that their hello frame (every room with its members)
-// grew without limit.
-func (s *Server) checkRoomQuota(r *http.Request, u chat.User, members []string) error {
+// grew without limit. It returns the members' room counts it read.
+func (s *Server) roomQuota(r *http.Request, u chat.User, members []string) (map[string]int, error) {
 	counts, err := s.store.RoomCounts(r.Context(), members)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for _, m := range members {
 		if counts[m] < s.limits.MaxRoomsPerUser {
 			continue
 		}
 		if m == u.ID {
-			return chat.Errorf(chat.ETooLarge, "you are in %d rooms, the limit", s.limits.MaxRoomsPerUser)
+			return counts, chat.Errorf(chat.ETooLarge, "you are in %d rooms, the limit", s.limits.MaxRoomsPerUser)
 		}
-		return chat.Errorf(chat.ETooLarge, "user %s is in %d rooms, the limit", m, s.limits.MaxRoomsPerUser)
+		return counts, chat.Errorf(chat.ETooLarge, "user %s is in %d rooms, the limit", m, s.limits.MaxRoomsPerUser)
 	}
-	return nil
+	return counts, nil
 }
 
 // directExists reports whether userID already has a direct room with
-// other. Only asked when a quota refuses; it lists the rooms of whichever
-// of the two is in fewer.
-func (s *Server) directExists(ctx context.Context, userID, other string) bool {
-	counts, err := s.store.RoomCounts(ctx, []string{userID, other})
-	if err != nil {
-		return false // the quota's refusal stands
-	}
+// other. Only asked when the quota refuses; it lists the rooms of
+// whichever of the two is in fewer (counts, from roomQuota).
+func (s *Server) directExists(ctx context.Context, counts map[string]int, userID, other string) bool {
 	if counts[other] < counts[userID] {
 		userID, other = other, userID
 	}
 	rooms, err := s.store.Rooms(ctx, userID)
 	if err != nil {
-		return false
+		return false // the quota's refusal stands
 	}
 	for _, r := range rooms {
 		if r.Kind == chat.Direct && slices.Contains(r.Members, other) {

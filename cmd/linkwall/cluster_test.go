@@ -70,9 +70,15 @@ func withKeyPrefix(redisURL, prefix string) string {
 // startClusterNode runs `linkwall serve --redis redisURL` in this process.
 func startClusterNode(t testing.TB, redisURL string) *Main {
 	t.Helper()
+	return startClusterNodeAt(t, "127.0.0.1:0", redisURL)
+}
+
+// startClusterNodeAt is startClusterNode listening on addr.
+func startClusterNodeAt(t testing.TB, addr, redisURL string) *Main {
+	t.Helper()
 	m := NewMain()
 	m.Logger = zaptest.NewLogger(t, zaptest.Level(zapcore.WarnLevel))
-	if err := m.ParseFlags(context.Background(), []string{"--addr", "127.0.0.1:0", "--redis", redisURL, "--walkthrough-step", "0"}); err != nil {
+	if err := m.ParseFlags(context.Background(), []string{"--addr", addr, "--redis", redisURL, "--walkthrough-step", "0"}); err != nil {
 		t.Fatal(err)
 	}
 	m.Limits = clusterLimits

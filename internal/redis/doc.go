@@ -31,7 +31,7 @@
 // # Retention and resume
 //
 // Each room keeps its last DefaultMaxMessages (10,000) messages, or as many
-// as WithMaxMessages says; Append trims older ones in batches of trimBatch. `resume` and GET …/messages reach back that far.
+// as WithMaxMessages or the URL parameter max_messages says; Append trims older ones in batches of trimBatch. `resume` and GET …/messages reach back that far.
 // A client that asks for messages after a seq that has been trimmed gets
 // what is still there: the page starts at the oldest retained message, so
 // its first seq is larger than after+1 and the client can see that older

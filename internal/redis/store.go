@@ -72,13 +72,14 @@ func WithMaxMessages(n int) Option {
 
 // Open connects to the Redis at url (redis://[user:pass@]HOST:PORT/DB,
 // rediss:// for TLS; go-redis URL parameters such as dial_timeout are
-// honoured, and key_prefix=P sets the key prefix like WithPrefix) and
-// checks that it answers.
+// honoured, key_prefix=P sets the key prefix like WithPrefix and
+// max_messages=N the retention like WithMaxMessages, which wins over it)
+// and checks that it answers.
 func Open(ctx context.Context, url string, logger *zap.Logger, options ...Option) (*Store, error) {
 	if logger == nil {
 		logger = zap.NewNop()
 	}
-	url, prefix, err := cutPrefixParam(url)
+	url, params, err := cutParams(url)
 	if err != nil {
 		return nil, fmt.Errorf("redis: parse url: %w", err)
 	}
@@ -87,7 +88,10 @@ func Open(ctx context.Context, url string, logger *zap.Logger, options ...Option
 		return nil, fmt.Errorf("redis: parse url: %w", err)
 	}
 	setDefaults(opts)
-	s := &Store{opts: opts, log: logger, prefix: prefix, max: DefaultMaxMessages}
+	s := &Store{opts: opts, log: logger, prefix: params.prefix, max: DefaultMaxMessages}
+	if params.max > 0 {
+		s.max = params.max
+	}
 	for _, o := range options {
 		o(s)
 	}
@@ -101,25 +105,45 @@ func Open(ctx context.Context, url string, logger *zap.Logger, options ...Option
 	return s, nil
 }
 
-// prefixParam is the URL parameter that sets the key prefix; go-redis
-// refuses parameters it does not know, so Open takes it out first.
-const prefixParam = "key_prefix"
+// The URL parameters Open reads itself: go-redis refuses parameters it does
+// not know, so Open takes them out first.
+const (
+	prefixParam = "key_prefix"   // the key prefix, like WithPrefix
+	maxParam    = "max_messages" // messages kept per room, like WithMaxMessages
+)
 
-// cutPrefixParam returns rawURL without its key_prefix parameter, and the
-// prefix (DefaultPrefix when absent).
-func cutPrefixParam(rawURL string) (string, string, error) {
+// urlParams are the settings cutParams found on a Redis URL.
+type urlParams struct {
+	prefix string
+	max    int64 // 0: not given
+}
+
+// cutParams returns rawURL without the parameters Open reads itself, and
+// their values (prefix DefaultPrefix when absent).
+func cutParams(rawURL string) (string, urlParams, error) {
+	p := urlParams{prefix: DefaultPrefix}
 	u, err := neturl.Parse(rawURL)
 	if err != nil {
-		return "", "", err
+		return "", p, err
 	}
 	q := u.Query()
-	if !q.Has(prefixParam) {
-		return rawURL, DefaultPrefix, nil
+	if !q.Has(prefixParam) && !q.Has(maxParam) {
+		return rawURL, p, nil
 	}
-	prefix := q.Get(prefixParam)
-	q.Del(prefixParam)
+	if q.Has(prefixParam) {
+		p.prefix = q.Get(prefixParam)
+		q.Del(prefixParam)
+	}
+	if q.Has(maxParam) {
+		n, err := strconv.ParseInt(q.Get(maxParam), 10, 64)
+		if err != nil || n < 1 {
+			return "", p, fmt.Errorf("%s=%q: want a whole number of messages, at least 1", maxParam, q.Get(maxParam))
+		}
+		p.max = n
+		q.Del(maxParam)
+	}
 	u.RawQuery = q.Encode()
-	return u.String(), prefix, nil
+	return u.String(), p, nil
 }
 
 // setDefaults fills in what the URL did not set.

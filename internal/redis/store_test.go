@@ -34,7 +34,8 @@ func TestConformance(t *testing.T) {
 }
 
 func TestOpenBadURL(t *testing.T) {
-	for _, url := range []string{"", "http://127.0.0.1:6379", "redis://127.0.0.1:6379/notadb"} {
+	for _, url := range []string{"", "http://127.0.0.1:6379", "redis://127.0.0.1:6379/notadb",
+		"redis://127.0.0.1:6379/0?max_messages=0", "redis://127.0.0.1:6379/0?max_messages=ten"} {
 		if s, err := Open(context.Background(), url, nil); err == nil {
 			s.Close()
 			t.Errorf("Open(%q) succeeded", url)
@@ -49,18 +50,72 @@ func TestPrefixFromURL(t *testing.T) {
 	if strings.Contains(url, "?") {
 		sep = "&"
 	}
-	s, err := Open(context.Background(), url+sep+"key_prefix="+neturl.QueryEscape(prefix)+"&dial_timeout=2s", nil)
+	s, err := Open(context.Background(), url+sep+"key_prefix="+neturl.QueryEscape(prefix)+"&dial_timeout=2s&max_messages=7", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if s.prefix != prefix || s.opts.DialTimeout != 2*time.Second {
-		t.Errorf("prefix %q, dial timeout %v; want %q, 2s", s.prefix, s.opts.DialTimeout, prefix)
+	if s.prefix != prefix || s.opts.DialTimeout != 2*time.Second || s.max != 7 {
+		t.Errorf("prefix %q, dial timeout %v, max %d; want %q, 2s, 7", s.prefix, s.opts.DialTimeout, s.max, prefix)
 	}
 	chattest.NewUser(t, s, "alice", 0)
 	if n, err := s.client.Exists(context.Background(), prefix+"users").Result(); err != nil || n != 1 {
 		t.Errorf("no %susers key after CreateUser: %d, %v", prefix, n, err)
 	}
+}
+
+func TestCutParams(t *testing.T) {
+	for _, tc := range []struct {
+		in, url, prefix string
+		max             int64
+		bad             bool
+	}{
+		{in: "redis://h:6379/0", url: "redis://h:6379/0", prefix: DefaultPrefix},
+		{in: "redis://h:6379/0?dial_timeout=2s", url: "redis://h:6379/0?dial_timeout=2s", prefix: DefaultPrefix},
+		{in: "redis://h:6379/0?key_prefix=demo%3A", url: "redis://h:6379/0", prefix: "demo:"},
+		{in: "redis://h:6379/0?key_prefix=", url: "redis://h:6379/0", prefix: ""},
+		{in: "redis://h/0?max_messages=500&dial_timeout=2s", url: "redis://h/0?dial_timeout=2s", prefix: DefaultPrefix, max: 500},
+		{in: "redis://u:p@h/1?key_prefix=a&max_messages=1", url: "redis://u:p@h/1", prefix: "a", max: 1},
+		{in: "redis://h/0?max_messages=0", bad: true},
+		{in: "redis://h/0?max_messages=-5", bad: true},
+		{in: "redis://h/0?max_messages=1e4", bad: true},
+		{in: "redis://h/0?max_messages=", bad: true},
+		{in: "redis://h/0?max_messages=99999999999999999999", bad: true},
+		{in: "redis://h/%zz", bad: true},
+	} {
+		url, p, err := cutParams(tc.in)
+		if tc.bad {
+			if err == nil {
+				t.Errorf("cutParams(%q) = %q, %+v; want an error", tc.in, url, p)
+			}
+			continue
+		}
+		if err != nil || url != tc.url || p.prefix != tc.prefix || p.max != tc.max {
+			t.Errorf("cutParams(%q) = %q, %+v, %v; want %q, prefix %q, max %d", tc.in, url, p, err, tc.url, tc.prefix, tc.max)
+		}
+	}
+}
+
+// FuzzCutParams: never panics; what it hands to go-redis carries neither
+// of its own parameters, and a retention it accepts is at least 1.
+func FuzzCutParams(f *testing.F) {
+	for _, s := range []string{"redis://h:6379/0?key_prefix=a&max_messages=5", "redis://h/0?max_messages=x", "rediss://u:p@h/0?dial_timeout=1s"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		url, p, err := cutParams(in)
+		if err != nil {
+			return
+		}
+		if orig, err := neturl.Parse(in); err == nil && orig.Query().Has(maxParam) != (p.max >= 1) {
+			t.Fatalf("cutParams(%q): max %d", in, p.max)
+		}
+		if u, err := neturl.Parse(url); err == nil {
+			if q := u.Query(); q.Has(prefixParam) || q.Has(maxParam) {
+				t.Fatalf("cutParams(%q) = %q: a parameter of its own is left in", in, url)
+			}
+		}
+	})
 }
 
 func TestOpenUnreachable(t *testing.T) {

@@ -695,6 +695,11 @@ func TestOriginCheck(t *testing.T) {
 	if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("foreign origin: %v %v", resp, err)
 	}
+	// The origin is checked first: a foreign page cannot tell a valid token from a bad one.
+	_, resp, err = s.dialRaw(http.Header{"Origin": {"https://evil.example"}, "Authorization": {"Bearer garbage"}}, nil)
+	if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("foreign origin with a bad token: %v %v", resp, err)
+	}
 	for _, origin := range []string{"http://" + s.m.Addr(), "https://class.example"} {
 		c, _, err := alice.dial(http.Header{"Origin": {origin}})
 		if err != nil {

@@ -237,10 +237,10 @@ func TestAbuseSparesBystanders(t *testing.T) {
 	}
 	const unknown = "6f1f3c39-1d6e-4d8f-9d0c-3c0b8c1f0000"
 	for _, tc := range []struct{ name, frame, code, ref string }{
-		{"text is a number", `{"type":"send","room":"` + own.ID + `","text":5,"client_msg_id":"w1"}`, chat.EInvalid, ""},
-		{"room is a list", `{"type":"send","room":["` + own.ID + `"],"text":"x"}`, chat.EInvalid, ""},
-		{"after is a string", `{"type":"resume","room":"` + own.ID + `","after":"7"}`, chat.EInvalid, ""},
-		{"client_msg_id is an object", `{"type":"send","room":"` + own.ID + `","text":"x","client_msg_id":{}}`, chat.EInvalid, ""},
+		{"text is a number", `{"type":"send","room":"` + own.ID + `","text":5,"client_msg_id":"w1"}`, chat.EInvalid, "w1"},
+		{"room is a list", `{"type":"send","room":["` + own.ID + `"],"text":"x"}`, chat.EInvalid, "send"},
+		{"after is a string", `{"type":"resume","room":"` + own.ID + `","after":"7"}`, chat.EInvalid, "resume"},
+		{"client_msg_id is an object", `{"type":"send","room":"` + own.ID + `","text":"x","client_msg_id":{}}`, chat.EInvalid, "send"},
 		{"type is null", `{"type":null}`, chat.EInvalid, ""},
 		{"after is negative", `{"type":"resume","room":"` + own.ID + `","after":-1}`, chat.EInvalid, "resume"},
 		{"room missing", `{"type":"send","text":"x","client_msg_id":"w2"}`, chat.EInvalid, "w2"},

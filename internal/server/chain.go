@@ -102,7 +102,12 @@ func checkText(text string, max int) error {
 		if r == '\n' || r == '\t' || r == '\r' {
 			continue
 		}
-		if unicode.IsControl(r) || r == utf8.RuneError {
+		if r == utf8.RuneError {
+			// Also what JSON decoding makes of an unpaired surrogate (\ud800),
+			// which no UTF-8 text can hold.
+			return chat.Errorf(chat.EInvalid, "text contains U+FFFD (a replacement character, or an unpaired surrogate escape)")
+		}
+		if unicode.IsControl(r) {
 			return chat.Errorf(chat.EInvalid, "text contains control character %U", r)
 		}
 	}

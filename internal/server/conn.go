@@ -790,7 +790,7 @@ func (c *conn) catchUp(room string) error {
 			c.mu.Unlock()
 			return nil
 		}
-		after := st.last
+		after, asked := st.last, st.cause == causeResume && tries == 0
 		c.mu.Unlock()
 
 		// Recent messages come from the ring of what this node published;
@@ -805,6 +805,9 @@ func (c *conn) catchUp(room string) error {
 		if fromRing {
 			n = len(ring)
 		}
+		if err == nil && n == 0 && asked && after > 0 {
+			err = c.checkResumePoint(room, after)
+		}
 
 		c.mu.Lock()
 		if st = c.rooms[room]; st == nil || c.closing {
@@ -815,6 +818,12 @@ func (c *conn) catchUp(room string) error {
 			// A resume moved the starting point while the store was read.
 			c.mu.Unlock()
 			continue
+		}
+		// Live events that overflowed the waiting bound during the read were
+		// dropped (overflowLocked) and must be read too: no finishing yet.
+		_, overflowed := c.work[room]
+		if overflowed {
+			delete(c.work, room)
 		}
 		if err != nil {
 			if c.ctx.Err() == nil {
@@ -863,7 +872,7 @@ func (c *conn) catchUp(room string) error {
 		}
 		c.srv.metrics.catchUpRead(fromRing, n)
 		finished := false
-		if n < maxPageSize {
+		if n < maxPageSize && !overflowed {
 			c.flushPendingLocked(st)
 			if len(st.pending) > 0 && tries >= maxGapTries {
 				c.log.Warn("giving up on a gap", zap.String("user", c.user.ID), zap.String("room", room),
@@ -884,7 +893,7 @@ func (c *conn) catchUp(room string) error {
 		if finished {
 			return nil
 		}
-		if n < maxPageSize {
+		if n < maxPageSize && !overflowed {
 			// Events overtook a message that is not readable yet: wait a little.
 			select {
 			case <-time.After(gapGrace):
@@ -893,6 +902,18 @@ func (c *conn) catchUp(room string) error {
 			}
 		}
 	}
+}
+
+// checkResumePoint refuses a resume from past the room's last message:
+// every live message up to that seq would count as delivered and be
+// skipped. It runs only when nothing follows after, so an up-to-date
+// client's resume costs one more read of one message.
+func (c *conn) checkResumePoint(room string, after int64) error {
+	msgs, err := c.srv.history(c.ctx, c.user.ID, room, after-1, 1)
+	if err != nil || len(msgs) > 0 {
+		return err
+	}
+	return chat.Errorf(chat.EInvalid, "after %d is past the room's last message", after)
 }
 
 // pageEntryLocked encodes one message read from the store. The live event
@@ -965,8 +986,10 @@ func (c *conn) handleFrame(data []byte) bool {
 const maxObjectsPerFrame = 100
 
 // decodeFrames parses the JSON objects of one inbound text frame (one or
-// more, separated by whitespace such as '\n'). It returns the objects
-// before the first bad one, and an EInvalid error describing it.
+// more, separated by whitespace such as '\n'). An object with a field of
+// the wrong type is read whole, so it is returned with bad set and the
+// objects after it still count. Malformed JSON ends the frame: it returns
+// the objects before it and an EInvalid error describing it.
 func decodeFrames(data []byte) ([]inFrame, error) {
 	if !utf8.Valid(data) {
 		return nil, chat.Errorf(chat.EInvalid, "frame is not valid UTF-8")
@@ -979,17 +1002,45 @@ func decodeFrames(data []byte) ([]inFrame, error) {
 		if err == io.EOF {
 			return out, nil
 		}
-		if err != nil {
+		te, wrongType := errors.AsType[*json.UnmarshalTypeError](err)
+		if err != nil && !wrongType {
 			return out, chat.Errorf(chat.EInvalid, "malformed frame: %v", err)
 		}
 		if len(out) == maxObjectsPerFrame {
 			return out, chat.Errorf(chat.EInvalid, "more than %d objects in one frame", maxObjectsPerFrame)
 		}
+		if wrongType {
+			if te.Field != "" {
+				f.bad = chat.Errorf(chat.EInvalid, "malformed frame: %s must be a %s, not %s", te.Field, jsonKind(te.Type.Kind().String()), withArticle(te.Value))
+			} else {
+				f.bad = chat.Errorf(chat.EInvalid, "malformed frame: a JSON object expected, not %s", withArticle(te.Value))
+			}
+		}
 		out = append(out, f)
 	}
 }
 
+// withArticle puts "a" or "an" before a JSON value's kind.
+func withArticle(kind string) string {
+	if strings.HasPrefix(kind, "a") || strings.HasPrefix(kind, "o") {
+		return "an " + kind
+	}
+	return "a " + kind
+}
+
+// jsonKind names a Go kind of inFrame's fields as JSON does.
+func jsonKind(goKind string) string {
+	if goKind == "string" {
+		return "string"
+	}
+	return "number"
+}
+
 func (c *conn) handle(f *inFrame) bool {
+	if f.bad != nil {
+		c.send(encodeErr(f.bad, f.ref()))
+		return true
+	}
 	if err := f.check(); err != nil {
 		c.send(encodeErr(err, f.ref()))
 		return true

@@ -31,6 +31,8 @@ type inFrame struct {
 	ClientMsgID string `json:"client_msg_id"`
 	After       int64  `json:"after"`
 	Token       string `json:"token"`
+
+	bad error // a field had the wrong type (decodeFrames): refused with this error
 }
 
 // check refuses a frame of an unknown type or with a field out of range,

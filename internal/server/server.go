@@ -324,6 +324,12 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 // authenticates at the upgrade; one without, or with ?auth=frame (a page
 // tab with its own identity), authenticates with its first frame.
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
+	// The origin first, as for REST: a foreign page learns nothing, not
+	// even whether a token is valid.
+	if !s.checkOrigin(r) {
+		s.writeError(w, r, chat.Errorf(chat.EForbidden, "origin %q is not allowed", r.Header.Get("Origin")))
+		return
+	}
 	byFrame := r.URL.Query().Get("auth") == "frame" || requestToken(r) == ""
 	var u chat.User
 	if !byFrame {
@@ -332,10 +338,6 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 			s.writeError(w, r, err)
 			return
 		}
-	}
-	if !s.checkOrigin(r) {
-		s.writeError(w, r, chat.Errorf(chat.EForbidden, "origin %q is not allowed", r.Header.Get("Origin")))
-		return
 	}
 	if byFrame {
 		if s.authPending.Add(1) > maxUnauthenticated {
@@ -408,7 +410,7 @@ func (s *Server) awaitAuth(ws *websocket.Conn) (chat.User, bool) {
 		return fail(CloseUnauthorized, "first frame must be {\"type\":\"auth\",\"token\":…}")
 	}
 	frames, err := decodeFrames(data)
-	if mt != websocket.TextMessage || err != nil || len(frames) != 1 || frames[0].Type != typeAuth {
+	if mt != websocket.TextMessage || err != nil || len(frames) != 1 || frames[0].bad != nil || frames[0].Type != typeAuth {
 		return fail(CloseUnauthorized, "first frame must be {\"type\":\"auth\",\"token\":…}")
 	}
 	ctx, cancel := context.WithTimeout(s.bgCtx, s.limits.AuthWait)

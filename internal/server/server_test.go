@@ -290,6 +290,12 @@ func FuzzDecodeFrames(f *testing.F) {
 			t.Fatal("invalid UTF-8 accepted")
 		}
 		for _, fr := range frames {
+			if fr.bad != nil {
+				if chat.ErrorCode(fr.bad) != chat.EInvalid {
+					t.Fatalf("%+v: wrong type refused with %v", fr, fr.bad)
+				}
+				continue
+			}
 			// Every decoded object round-trips: nothing is lost or invented.
 			again, err := decodeFrames(mustJSON(fr))
 			if err != nil || len(again) != 1 || again[0] != fr {
@@ -462,5 +468,40 @@ func TestResumeStoreFailure(t *testing.T) {
 				t.Fatalf("read %q, %v; want an error frame for the resume", data, err)
 			}
 		})
+	}
+}
+
+// An object with a field of the wrong type is refused alone, with its own
+// ref; the objects after it in the same text frame still count. Malformed
+// JSON ends the frame.
+func TestDecodeFramesGoesOnAfterAWrongType(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want string // per object: type, or "bad:" and the error, then the frame's error
+	}{
+		{`{"type":"send","text":"one","client_msg_id":"x1"}{"type":"send","text":2,"client_msg_id":"x2"}{"type":"send","text":"three","client_msg_id":"x3"}`,
+			"send | bad x2: malformed frame: text must be a string, not a number | send | <nil>"},
+		{`{"type":"resume","room":"r","after":"7"}` + "\n" + `{"type":"ping"}`,
+			"bad resume: malformed frame: after must be a number, not a string | ping | <nil>"},
+		{`[1] {"type":"ping"}`, "bad : malformed frame: a JSON object expected, not an array | ping | <nil>"},
+		{`{"type":"ping"} garbage {"type":"ping"}`, "ping | invalid: malformed frame: invalid character 'g' looking for beginning of value"},
+	} {
+		frames, err := decodeFrames([]byte(tc.in))
+		var got []string
+		for _, f := range frames {
+			if f.bad != nil {
+				got = append(got, "bad "+f.ref()+": "+chat.ErrorMessage(f.bad))
+			} else {
+				got = append(got, f.Type)
+			}
+		}
+		if err != nil {
+			got = append(got, chat.ErrorCode(err)+": "+chat.ErrorMessage(err))
+		} else {
+			got = append(got, "<nil>")
+		}
+		if g := strings.Join(got, " | "); g != tc.want {
+			t.Errorf("%s:\n got %s\nwant %s", tc.in, g, tc.want)
+		}
 	}
 }

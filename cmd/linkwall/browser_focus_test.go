@@ -38,21 +38,35 @@ func TestBrowserKeepsFocus(t *testing.T) {
 			return a === document.body ? "body" : a.className + (a.dataset.room ? " " + a.dataset.room : ""); })()`)
 	}
 	// Focus in the chat list survives a message that redraws it.
-	alice.do(chromedp.Focus(chromedp.CSS(fmt.Sprintf(`.room-item[data-room=%q]`, other))))
+	alice.focus(fmt.Sprintf(`.room-item[data-room=%q]`, other))
 	carol.send(t, other, "another")
 	alice.waitFor("the new message in the list", fmt.Sprintf(`document.querySelector('.room-item[data-room=%q] .room-last').textContent.endsWith("another")`, other))
 	if got := focused(); got != "room-item "+other {
 		t.Errorf("after a message redrew the chat list, focus is on %q, want the room it was on", got)
 	}
 
+	// Enter on a bare hyperlink opens the log-in dialog, which stays open:
+	// the key must not also follow the link and press the dialog's button.
+	alice.focus(`.messages a[data-platform="taobao"]`)
+	alice.do(chromedp.KeyEvent(kb.Enter))
+	alice.waitFor("the log-in dialog", `!!document.querySelector(".interstitial-login")`)
+	time.Sleep(300 * time.Millisecond)
+	if !eval[bool](alice, `!!document.querySelector(".interstitial-login")`) {
+		t.Error("the log-in dialog that Enter opened closed by itself")
+	}
+	alice.do(chromedp.KeyEvent(kb.Escape))
+	alice.waitFor("the log-in dialog to close", `!document.querySelector(".modal")`)
+
 	// The era dialog by keyboard: focus starts on an era, and comes back to
 	// the era button, which the new era redrew.
-	alice.do(chromedp.Focus(chromedp.CSS(".conv-head .era-btn")), chromedp.KeyEvent(kb.Enter))
+	alice.focus(".conv-head .era-btn")
+	alice.do(chromedp.KeyEvent(kb.Enter))
 	alice.waitFor("the era dialog", `!!document.querySelector(".timeline")`)
 	if got := focused(); got != "tl-btn" {
 		t.Errorf("the era dialog opened with focus on %q, want the first era in its body", got)
 	}
-	alice.do(chromedp.Focus(chromedp.CSS(`.tl-btn[data-era="walled"]`)), chromedp.KeyEvent(kb.Enter))
+	alice.focus(`.tl-btn[data-era="walled"]`)
+	alice.do(chromedp.KeyEvent(kb.Enter))
 	alice.waitFor("the walled era", `!document.querySelector(".modal") && document.querySelector(".conv-head .era-btn").dataset.era === "walled"`)
 	time.Sleep(300 * time.Millisecond) // the room frame and the reload may redraw again
 	if got := focused(); got != "btn era-btn" {
@@ -60,14 +74,16 @@ func TestBrowserKeepsFocus(t *testing.T) {
 	}
 
 	// LinkBot's language button redraws the header.
-	alice.do(chromedp.Focus(chromedp.CSS(".conv-head .room-lang-btn")), chromedp.KeyEvent(kb.Enter))
+	alice.focus(".conv-head .room-lang-btn")
+	alice.do(chromedp.KeyEvent(kb.Enter))
 	alice.waitFor("LinkBot answering in Chinese", `document.querySelector(".conv-sub").textContent.includes("Chinese")`)
 	if got := focused(); got != "room-lang-btn" {
 		t.Errorf("after switching LinkBot's language, focus is on %q, want its button", got)
 	}
 
 	// The page's language redraws the whole page.
-	alice.do(chromedp.Focus(chromedp.CSS(".side-head .lang-btn")), chromedp.KeyEvent(kb.Enter))
+	alice.focus(".side-head .lang-btn")
+	alice.do(chromedp.KeyEvent(kb.Enter))
 	alice.waitFor("the Chinese page", `document.documentElement.lang === "zh-CN"`)
 	if got := focused(); got != "btn lang-btn" {
 		t.Errorf("after switching the page's language, focus is on %q, want the language button", got)
@@ -77,7 +93,7 @@ func TestBrowserKeepsFocus(t *testing.T) {
 
 	// Someone else changes the era: the messages are redrawn, and focus
 	// stays in the message it was in.
-	alice.do(chromedp.Focus(chromedp.CSS(`.messages [data-platform="douyin"][role=button]`)))
+	alice.focus(`.messages [data-platform="douyin"][role=button]`)
 	carol.send(t, room, "/era open-api")
 	alice.waitOutcomes(1, map[string]string{"douyin": "card"})
 	if got := eval[string](alice, `(document.activeElement.closest(".msg") || {dataset: {}}).dataset.seq || document.activeElement.className`); got != "1" {
@@ -144,4 +160,12 @@ func TestBrowserServerErrorsInChinese(t *testing.T) {
 		document.querySelector(".composer").requestSubmit();
 	}`))
 	alice.waitFor("the rate-limit toast", `(document.getElementById("toast") || {}).textContent?.includes("发送太频繁")`)
+}
+
+// focus moves the keyboard focus to the element css selects in one step
+// inside the page: chromedp.Focus looks the node up first, and a redraw in
+// between loses it.
+func (u *user) focus(css string) {
+	u.t.Helper()
+	u.waitFor("focus on "+css, fmt.Sprintf(`(() => { const e = document.querySelector(%q); if (!e) return false; e.focus(); return document.activeElement === e; })()`, css))
 }

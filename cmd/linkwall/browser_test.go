@@ -812,6 +812,10 @@ func TestBrowserReconnect(t *testing.T) {
 		t.Fatalf("close server: %v", err)
 	}
 	alice.waitFor("the reconnecting banner", `!document.getElementById("banner").hidden && document.body.dataset.ws === "down"`)
+	// The banner has a row of its own: the header below it stays readable.
+	if gap := eval[float64](alice, `document.querySelector(".conv-head").getBoundingClientRect().top - document.getElementById("banner").getBoundingClientRect().bottom`); gap < 0 {
+		t.Errorf("the banner covers %.0f px of the chat's header", -gap)
+	}
 	alice.do(
 		chromedp.SetValue(chromedp.CSS(".composer-input"), "typed offline"),
 		chromedp.SendKeys(chromedp.CSS(".composer-input"), kb.Enter),

@@ -1043,6 +1043,12 @@ function previewDialog() {
   run();
 }
 
+
+// counted is n with its noun, singular for one ("1 message", "3 messages").
+function counted(n, oneKey, manyKey) {
+  n = n || 0;
+  return n === 1 ? t(oneKey) : t(manyKey, { n: new Intl.NumberFormat(locale()).format(n) });
+}
 async function trafficDialog() {
   const room = S.rooms.get(S.current);
   if (!room) return;
@@ -1109,7 +1115,7 @@ async function trafficDialog() {
     className: "traffic-modal",
     returnFocus: sameInHeader,
     body: [
-      h("p", { class: "muted", text: `${t("trafficIntro")} ${t("statsSummary", { links: nf.format(stats.links || 0), messages: nf.format(stats.messages || 0) })}` }),
+      h("p", { class: "muted", text: `${t("trafficIntro")} ${t("statsSummary", { links: counted(stats.links, "statsLinkOne", "statsLinks"), messages: counted(stats.messages, "statsMessageOne", "statsMessages") })}` }),
       h("p", { class: "muted era-note", text: [t("shownUnder", { name: eraName(room.era) }),
         stats.samples ? t("samplesNote", { n: nf.format(stats.samples) }) : ""].join(" ").trim() }),
       h("div", { class: "table-wrap" }, table),

@@ -7,6 +7,27 @@ import { t } from "./i18n.js";
 
 let current = null;
 
+// The key held down, if any. A dialog opened by a key press must not take
+// the rest of that press: the same Enter would press the button that
+// receives focus (a button acts on Enter's keypress and Space's keyup).
+let keyHeld = null;
+document.addEventListener("keydown", (e) => { keyHeld = e.key; }, true);
+document.addEventListener("keyup", () => { keyHeld = null; }, true);
+
+function swallowRestOfPress(el, key) {
+  const stop = (e) => {
+    if (e.key === key) e.preventDefault();
+  };
+  const end = (e) => {
+    if (e.key !== key) return;
+    stop(e);
+    el.removeEventListener("keypress", stop, true);
+    el.removeEventListener("keyup", end, true);
+  };
+  el.addEventListener("keypress", stop, true);
+  el.addEventListener("keyup", end, true);
+}
+
 const FOCUSABLE = 'a[href], button:not([disabled]), input:not([disabled]), select, textarea, [tabindex="0"]';
 
 /**
@@ -40,6 +61,7 @@ export function openModal({ title, body, className, onClose, returnFocus }) {
       trap(e, dialog);
     }
   });
+  if (keyHeld === "Enter" || keyHeld === " ") swallowRestOfPress(backdrop, keyHeld);
   document.body.appendChild(backdrop);
   current = { backdrop, previous, onClose, returnFocus };
   const first = dialog.querySelector("[autofocus]") || dialog.querySelector(".modal-body").querySelector(FOCUSABLE) || dialog.querySelector(FOCUSABLE);

@@ -56,7 +56,13 @@ function candidates(link) {
 
 /** segments splits text into plain runs and runs that show link i. */
 export function segments(text, links) {
-  const lower = text.toLowerCase();
+  // Lower-cased for the search, but only where that keeps the length:
+  // positions found in it cut the original text ("İ" lower-cases to two
+  // UTF-16 units, which would shift every link after it).
+  const lower = Array.from(text, (ch) => {
+    const l = ch.toLowerCase();
+    return l.length === ch.length ? l : ch;
+  }).join("");
   const claimed = []; // [start, end, index]
   const overlaps = (s, e) => claimed.some(([a, b]) => s < b && e > a);
   let cursor = 0;

@@ -310,12 +310,15 @@ func (s *Server) publishRoom(ctx context.Context, r *chat.Room) {
 }
 
 // publish hands ev to the broker. A failure is logged, not returned: the
-// message is durable already and members get it when they resume.
+// message is durable already and members get it when they resume. The
+// store has the change already, so the publish outlives the request or
+// connection that made it (a client that leaves right after must not keep
+// other nodes' members from hearing of it); the broker bounds its own wait.
 func (s *Server) publish(ctx context.Context, ev chat.Event) {
 	if len(ev.Members) == 0 {
 		return
 	}
-	if err := s.broker.Publish(ctx, ev); err != nil {
+	if err := s.broker.Publish(context.WithoutCancel(ctx), ev); err != nil {
 		s.log.Warn("publish failed; members will get it on resume",
 			zap.String("room", ev.Room), zap.Int64("seq", ev.Seq), zap.Error(err))
 	}

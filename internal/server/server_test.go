@@ -505,3 +505,27 @@ func TestDecodeFramesGoesOnAfterAWrongType(t *testing.T) {
 		}
 	}
 }
+
+// ctxBroker records whether the context of each publish was already done.
+type ctxBroker struct{ done []bool }
+
+func (b *ctxBroker) Publish(ctx context.Context, _ chat.Event) error {
+	b.done = append(b.done, ctx.Err() != nil)
+	return nil
+}
+
+// A change already stored is published even when the request or the
+// connection that made it has gone: other nodes' members must hear of it.
+func TestPublishOutlivesItsRequest(t *testing.T) {
+	b := &ctxBroker{}
+	s, err := New(Config{Store: nopStore{}, Bot: bot.New(nil, nil), Broker: b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	s.publishRoom(ctx, &chat.Room{ID: "r", Members: []string{"u"}})
+	if len(b.done) != 1 || b.done[0] {
+		t.Fatalf("publishes with a done context: %v, want one with a live context", b.done)
+	}
+}

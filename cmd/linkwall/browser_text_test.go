@@ -2,14 +2,17 @@ package main
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 )
 
 // TestBrowserLinkPlacementAndCounts: a link is drawn over exactly its own
 // characters even after letters whose lower case is longer ("İ"), and the
-// traffic panel counts in the singular where there is one.
+// traffic panel counts in the singular where there is one, and every copy
+// of an address shows the outcome the bot decided for it.
 func TestBrowserLinkPlacementAndCounts(t *testing.T) {
 	requireChromium(t)
 	ctx, cancel := context.WithTimeout(context.Background(), browserTimeout)
@@ -35,6 +38,19 @@ func TestBrowserLinkPlacementAndCounts(t *testing.T) {
 	summary := eval[string](alice, `document.querySelector(".traffic-modal p.muted").textContent`)
 	if want := "2 links in 1 message"; !containsWord(summary, want) {
 		t.Errorf("traffic panel says %q, want it to say %q", summary, want)
+	}
+	alice.do(chromedp.KeyEvent(kb.Escape))
+	alice.waitFor("the traffic panel to close", `!document.querySelector(".modal")`)
+
+	// The bot decides an address once; every copy of it in the text shows
+	// that outcome, and a longer address that begins with it keeps its own.
+	twice := "看 https://v.douyin.com/iRNBho6/ 再看 https://v.douyin.com/iRNBho6/, 还有 https://v.douyin.com/iRNBho6/more"
+	carol.send(t, room, twice)
+	alice.waitFor("the second message", `document.querySelectorAll(".messages .msg:not(.msg-system) .msg-text").length >= 2`)
+	got := eval[[]string](alice, `[...document.querySelectorAll('.messages [data-seq] [data-platform="douyin"]')].map(e => e.dataset.outcome + " " + e.textContent)`)
+	want := []string{"blocked https://v.douyin.com/iRNBho6/", "blocked https://v.douyin.com/iRNBho6/", "blocked https://v.douyin.com/iRNBho6/more"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("the Douyin addresses show as %q, want %q", got, want)
 	}
 }
 

@@ -54,6 +54,10 @@ function candidates(link) {
   return [...out].sort((a, b) => b.length - a.length);
 }
 
+// URL_CHAR matches a character that would make an address longer (not
+// punctuation that usually ends a sentence after one).
+const URL_CHAR = /[A-Za-z0-9\-_~/?#=&%@+]/;
+
 /** segments splits text into plain runs and runs that show link i. */
 export function segments(text, links) {
   // Lower-cased for the search, but only where that keeps the length:
@@ -83,6 +87,17 @@ export function segments(text, links) {
       cursor = best[1];
     }
   });
+  // The bot decides each address once: later copies of it in the text show
+  // the same outcome (a blocked link pasted twice stays blocked). Only whole
+  // copies, after every link has its place, so a longer address that begins
+  // with a shorter one keeps its own.
+  for (const [s, e, i] of [...claimed]) {
+    const same = lower.slice(s, e);
+    for (let at = lower.indexOf(same, e); at >= 0; at = lower.indexOf(same, at + same.length)) {
+      const end = at + same.length;
+      if (!overlaps(at, end) && !URL_CHAR.test(text.charAt(end))) claimed.push([at, end, i]);
+    }
+  }
   claimed.sort((a, b) => a[0] - b[0]);
   const out = [];
   let pos = 0;

@@ -936,14 +936,17 @@ func (c *conn) pageEntryLocked(st *roomState, m *chat.Message) []byte {
 // readLoop reads the client's frames until the connection ends.
 func (c *conn) readLoop() {
 	defer c.closeWith(websocket.CloseNormalClosure, "")
-	c.ws.SetReadLimit(c.srv.limits.MaxFrameBytes)
+	// The frame limit is enforced here, not by gorilla's SetReadLimit: past
+	// it, gorilla writes a close frame from this goroutine, which could land
+	// inside a frame a direct write has begun. The writer closes instead.
+	c.ws.SetReadLimit(0)
 	wait := c.srv.limits.PongWait
 	_ = c.ws.SetReadDeadline(time.Now().Add(wait))
 	c.ws.SetPongHandler(func(string) error {
 		return c.ws.SetReadDeadline(time.Now().Add(wait))
 	})
 	for {
-		mt, data, err := c.ws.ReadMessage()
+		mt, data, err := c.readMessage()
 		if err != nil {
 			var ne net.Error
 			if errors.Is(err, websocket.ErrReadLimit) {
@@ -964,6 +967,21 @@ func (c *conn) readLoop() {
 			return
 		}
 	}
+}
+
+// readMessage is websocket.Conn.ReadMessage bounded by the frame limit:
+// a message past it is not read further and ends in ErrReadLimit.
+func (c *conn) readMessage() (int, []byte, error) {
+	mt, r, err := c.ws.NextReader()
+	if err != nil {
+		return mt, nil, err
+	}
+	max := c.srv.limits.MaxFrameBytes
+	data, err := io.ReadAll(io.LimitReader(r, max+1))
+	if err == nil && int64(len(data)) > max {
+		err = websocket.ErrReadLimit
+	}
+	return mt, data, err
 }
 
 // handleFrame runs every JSON object of one text frame. It reports false

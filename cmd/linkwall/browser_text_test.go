@@ -42,6 +42,17 @@ func TestBrowserLinkPlacementAndCounts(t *testing.T) {
 	alice.do(chromedp.KeyEvent(kb.Escape))
 	alice.waitFor("the traffic panel to close", `!document.querySelector(".modal")`)
 
+	// The composer counts characters as the server does: 40 emoji and 3,970
+	// letters are cut to 4,000 characters, not to 4,000 UTF-16 units.
+	kept := eval[[]int](alice, `(() => { const el = document.querySelector(".composer-input");
+		el.value = "😀".repeat(40) + "x".repeat(3970); el.dispatchEvent(new Event("input"));
+		const n = [...el.value].length, emoji = [...el.value].filter(c => c === "😀").length;
+		el.value = ""; el.dispatchEvent(new Event("input"));
+		return [n, emoji, el.maxLength]; })()`)
+	if kept[0] != 4000 || kept[1] != 40 || kept[2] < 8000 {
+		t.Errorf("the composer keeps %d characters, %d of them emoji, maxlength %d; want 4000 with all 40 emoji, and room for 4000 emoji", kept[0], kept[1], kept[2])
+	}
+
 	// The bot decides an address once; every copy of it in the text shows
 	// that outcome, and a longer address that begins with it keeps its own.
 	twice := "看 https://v.douyin.com/iRNBho6/ 再看 https://v.douyin.com/iRNBho6/, 还有 https://v.douyin.com/iRNBho6/more"

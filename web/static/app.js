@@ -15,6 +15,21 @@ const SEPARATOR_GAP_MS = 5 * 60 * 1000; // a time separator after this much sile
 // (internal/server/limits.go); the server enforces its own anyway.
 const MAX_TEXT = 4000;
 const MAX_NAME = 32;
+
+// charLimit bounds a text field to max characters as the server counts
+// them (code points). The maxlength attribute counts UTF-16 units, so an
+// emoji would count twice: it is only the outer bound, and an input
+// handler cuts what is longer.
+function charLimit(max) {
+  return {
+    maxlength: String(2 * max),
+    oninput: (e) => {
+      const el = e.target;
+      const chars = [...el.value];
+      if (chars.length > max) el.value = chars.slice(0, max).join("");
+    },
+  };
+}
 // PREVIEW_SAMPLE is what the preview starts with: the README tour's links.
 const PREVIEW_SAMPLE = "【淘宝】https://m.tb.cn/h.UXpq2Xr 看看这个，抖音 https://v.douyin.com/iRNBho6/ 京东 https://item.jd.com/100012043978.html";
 const REFUSED_BEFORE_PROBE = 3; // failed handshakes in a row before checking the session
@@ -237,7 +252,7 @@ function showJoin() {
     name: "name",
     type: "text",
     autocomplete: "nickname",
-    maxlength: String(MAX_NAME),
+    ...charLimit(MAX_NAME),
     placeholder: t("joinPlaceholder"),
     required: true,
   });
@@ -437,7 +452,7 @@ function renderConversation() {
   const input = h("textarea", {
     class: "composer-input",
     rows: "1",
-    maxlength: String(MAX_TEXT),
+    ...charLimit(MAX_TEXT),
     placeholder: t("typeMessage"),
     "aria-label": t("typeMessage"),
   });
@@ -960,7 +975,7 @@ function eraDialog() {
 // message as that era and chat kind would show it.
 function previewDialog() {
   const kinds = ["direct", "group"];
-  const input = h("textarea", { id: "preview-text", rows: "3", maxlength: String(MAX_TEXT), autofocus: true });
+  const input = h("textarea", { id: "preview-text", rows: "3", ...charLimit(MAX_TEXT), autofocus: true });
   input.value = PREVIEW_SAMPLE;
   const grid = h("div", { class: "preview-grid", "aria-live": "polite" });
   const shown = h("div", { class: "preview-msg" });
@@ -1162,7 +1177,7 @@ async function newChatDialog() {
 async function newGroupDialog() {
   await refreshUsers(true);
   const others = [...S.users.values()].filter((u) => u.id !== S.me.id && !u.bot);
-  const name = h("input", { id: "group-name", type: "text", maxlength: String(MAX_NAME), required: true, autofocus: true });
+  const name = h("input", { id: "group-name", type: "text", ...charLimit(MAX_NAME), required: true, autofocus: true });
   const err = h("p", { class: "form-error", role: "alert" });
   const boxes = others.map((u) => h("li", null, h("label", { class: "check" },
     h("input", { type: "checkbox", value: u.id, name: "member" }),

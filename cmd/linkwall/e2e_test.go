@@ -15,6 +15,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -1229,5 +1231,43 @@ func TestConnectionsPerUserBounded(t *testing.T) {
 			t.Fatalf("after closing one connection: closed with %d", code)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestRoomQuotaUnderConcurrentCreation: many people adding the same person
+// to new groups at once cannot put them past the room limit.
+func TestRoomQuotaUnderConcurrentCreation(t *testing.T) {
+	const limit = 3
+	s := startTestServer(t, t.TempDir(), serverOpts{limits: server.Limits{
+		SendRate: 5000, SendBurst: 5000, SessionBurst: 1000, MaxRoomsPerUser: limit,
+	}})
+	bob := s.newUser("bob")
+	var crowd []*member
+	for i := range 24 {
+		crowd = append(crowd, s.newUser(fmt.Sprint("u", i)))
+	}
+	var wg sync.WaitGroup
+	var created atomic.Int32
+	for _, m := range crowd {
+		wg.Go(func() {
+			body, _ := json.Marshal(map[string]any{"kind": "group", "name": "g", "members": []string{bob.ID}})
+			req, _ := http.NewRequest(http.MethodPost, s.url("/api/v1/rooms"), bytes.NewReader(body))
+			req.Header.Set("Authorization", "Bearer "+m.token)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusCreated {
+				created.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	var rooms struct{ Rooms []chat.Room }
+	bob.do("GET", "/api/v1/rooms", nil, http.StatusOK, &rooms)
+	if len(rooms.Rooms) != limit || created.Load() != limit {
+		t.Fatalf("%d creations succeeded and Bob is in %d rooms, want %d of each", created.Load(), len(rooms.Rooms), limit)
 	}
 }

@@ -90,12 +90,16 @@ func (s *Server) createRoom(w http.ResponseWriter, r *http.Request, u chat.User)
 		s.writeError(w, r, err)
 		return
 	}
+	// The room quota is read, then the room stored: two creations that
+	// both passed the check would put someone past it. One at a time on
+	// this node (a creation is one small commit).
+	s.createMu.Lock()
 	room, err := s.newRoom(r, u, req)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
+	var stored chat.Room
+	if err == nil {
+		stored, err = s.store.CreateRoom(r.Context(), room)
 	}
-	stored, err := s.store.CreateRoom(r.Context(), room)
+	s.createMu.Unlock()
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -94,6 +94,8 @@ type Server struct {
 
 	authPending atomic.Int32 // sockets waiting for their auth frame
 
+	createMu sync.Mutex // room creations, one at a time: the room quota's check, then the write
+
 	mu      sync.Mutex
 	closed  bool
 	walking map[string]bool // rooms running a walkthrough

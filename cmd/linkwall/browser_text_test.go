@@ -11,8 +11,10 @@ import (
 
 // TestBrowserLinkPlacementAndCounts: a link is drawn over exactly its own
 // characters even after letters whose lower case is longer ("İ"), and the
-// traffic panel counts in the singular where there is one, and every copy
-// of an address shows the outcome the bot decided for it.
+// traffic panel counts in the singular where there is one, an open "Why?"
+// panel survives a language switch, the composer counts characters as the
+// server does, and every copy of an address shows the outcome the bot
+// decided for it.
 func TestBrowserLinkPlacementAndCounts(t *testing.T) {
 	requireChromium(t)
 	ctx, cancel := context.WithTimeout(context.Background(), browserTimeout)
@@ -33,6 +35,18 @@ func TestBrowserLinkPlacementAndCounts(t *testing.T) {
 	if got := eval[string](alice, `document.querySelector('.messages a[data-platform="taobao"]').textContent`); got != "https://m.tb.cn/h.UXpq2Xr" {
 		t.Errorf("the Taobao link is drawn over %q, want its address", got)
 	}
+
+	// An open "Why?" panel stays open when the page changes language.
+	alice.do(chromedp.Click(chromedp.CSS(`.messages [data-seq="1"] .why[data-why-for="https://m.tb.cn/h.UXpq2Xr"]`)))
+	alice.waitFor("the Why panel", `!!document.querySelector('.messages .why[aria-expanded="true"]')`)
+	alice.do(chromedp.Click(chromedp.CSS(".side-head .lang-btn")))
+	alice.waitFor("the Chinese page", `document.documentElement.lang === "zh-CN"`)
+	open := eval[[]string](alice, `[...document.querySelectorAll('.messages .why[aria-expanded="true"]')].map(b => b.dataset.whyFor + (document.getElementById(b.getAttribute("aria-controls")).hidden ? " hidden" : " shown"))`)
+	if strings.Join(open, "|") != "https://m.tb.cn/h.UXpq2Xr shown" {
+		t.Errorf("after switching the language the open Why panels are %q, want the Taobao link's, shown", open)
+	}
+	alice.do(chromedp.Click(chromedp.CSS(".side-head .lang-btn")))
+	alice.waitFor("the English page", `document.documentElement.lang === "en"`)
 
 	alice.do(chromedp.Click(chromedp.CSS(".conv-head .traffic-btn")), chromedp.WaitVisible(chromedp.CSS(".traffic-modal .pv")))
 	summary := eval[string](alice, `document.querySelector(".traffic-modal p.muted").textContent`)

@@ -216,8 +216,10 @@ function langToggle() {
 function toggleLang() {
   setLang(getLang() === "zh" ? "en" : "zh");
   closeModal();
+  const why = S.el.messages ? openWhyPanels(S.el.messages) : [];
   if (S.me) renderChat();
   else showJoin();
+  if (S.el.messages) reopenWhyPanels(S.el.messages, why);
   if (!banner.hidden) banner.textContent = t(banner.dataset.key || "reconnecting");
   root.querySelector(".lang-btn")?.focus(); // the page was redrawn under the button
 }
@@ -575,15 +577,39 @@ function renderMessages() {
 function sameInMessage(box, old) {
   const FOCUSABLE = 'a[href], button, [tabindex="0"]';
   const msg = old.closest(".msg");
-  const key = !msg ? "" : msg.dataset.seq ? `[data-seq="${CSS.escape(msg.dataset.seq)}"]` : `[data-client-msg-id="${CSS.escape(msg.dataset.clientMsgId || "")}"]`;
+  const key = msg ? msgKey(msg) : "";
   const now = key && box.querySelector(`.msg${key}`);
   if (!now) return box;
   return now.querySelectorAll(FOCUSABLE)[[...msg.querySelectorAll(FOCUSABLE)].indexOf(old)] || box;
 }
 
+// msgKey is the selector of a message element: by seq, or by client id
+// while it is pending.
+function msgKey(msg) {
+  return msg.dataset.seq ? `[data-seq="${CSS.escape(msg.dataset.seq)}"]` : `[data-client-msg-id="${CSS.escape(msg.dataset.clientMsgId || "")}"]`;
+}
+
+// openWhyPanels and reopenWhyPanels keep open "Why?" panels open across a
+// redraw (a language switch; an era change, after which the panel explains
+// the new outcome).
+function openWhyPanels(box) {
+  return [...box.querySelectorAll('.why[aria-expanded="true"]')].map((b) => {
+    const msg = b.closest(".msg");
+    return msg ? `.msg${msgKey(msg)} .why[data-why-for="${CSS.escape(b.dataset.whyFor || "")}"]` : "";
+  }).filter(Boolean);
+}
+
+function reopenWhyPanels(box, selectors) {
+  for (const sel of selectors) {
+    const b = box.querySelector(sel);
+    if (b && b.getAttribute("aria-expanded") !== "true") b.click();
+  }
+}
+
 function drawMessages(box, room) {
   const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 80;
   const keep = box.scrollTop;
+  const why = openWhyPanels(box);
   clear(box);
   const ctx = ctxFor(room);
   const msgs = sortedMessages(room.id);
@@ -609,6 +635,7 @@ function drawMessages(box, room) {
   if (!msgs.length && !pend.length) {
     box.appendChild(h("div", { class: "conv-hint", text: roomState(room.id).loaded ? t("noMessages") : "…" }));
   }
+  reopenWhyPanels(box, why);
   box.scrollTop = atBottom || !keep ? box.scrollHeight : keep;
   // data-loaded tells tests (and styles) that the history is in.
   box.dataset.loaded = String(roomState(room.id).loaded);

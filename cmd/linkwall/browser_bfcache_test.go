@@ -20,11 +20,7 @@ func TestBrowserBackForwardCache(t *testing.T) {
 	base := startServer(t, ctx)
 	browser := newBrowser(t, ctx)
 
-	alice := newUser(t, browser, base, "Alice")
-	alice.join()
-	aliceID := eval[string](alice, `fetch("/api/v1/me").then(r => r.json()).then(j => j.user.id)`)
-	carol := newWSUser(t, base, "Carol")
-	room := carol.group(t, "Class 5", aliceID)
+	alice, carol, room := aliceWithCarol(t, browser, base, "Class 5")
 	carol.dial(t)
 	defer carol.close()
 	carol.send(t, room, "before")

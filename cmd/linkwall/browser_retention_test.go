@@ -28,11 +28,7 @@ func TestBrowserResumeAfterRetention(t *testing.T) {
 	site := "http://" + addr
 
 	browser := newBrowser(t, ctx)
-	alice := newUser(t, browser, site, "Alice")
-	alice.join()
-	aliceID := eval[string](alice, `fetch("/api/v1/me").then(r => r.json()).then(j => j.user.id)`)
-	carol := newWSUser(t, site, "Carol")
-	room := carol.group(t, "Archive", aliceID)
+	alice, carol, room := aliceWithCarol(t, browser, site, "Archive")
 	carol.dial(t)
 	const sent = 120 // past the retention and its trim batch
 	for i := 1; i <= sent; i++ {

@@ -203,6 +203,23 @@ func (u *user) join() {
 	u.waitFor("the socket's hello", `document.body.dataset.ws === "up"`)
 }
 
+// userID is the id of the person signed in on the page.
+func (u *user) userID() string {
+	u.t.Helper()
+	return eval[string](u, `fetch("/api/v1/me").then(r => r.json()).then(j => j.user.id)`)
+}
+
+// aliceWithCarol is the usual cast of a browser test: Alice joined in a
+// tab at base, and Carol over the API with a new group of the two named
+// group. Carol is not connected yet.
+func aliceWithCarol(t *testing.T, browser context.Context, base, group string) (alice *user, carol *wsUser, room string) {
+	t.Helper()
+	alice = newUser(t, browser, base, "Alice")
+	alice.join()
+	carol = newWSUser(t, base, "Carol")
+	return alice, carol, carol.group(t, group, alice.userID())
+}
+
 // openRoom opens a room by deep link and waits for its history.
 func (u *user) openRoom(id string) {
 	u.t.Helper()
@@ -305,7 +322,7 @@ func TestBrowser(t *testing.T) {
 	alice := newUser(t, browser, base, "Alice")
 	alice.join()
 
-	bobID := eval[string](bob, `fetch("/api/v1/me").then(r => r.json()).then(j => j.user.id)`)
+	bobID := bob.userID()
 	var groupRoom string // the group of Alice and Bob, made by the "group" subtest
 
 	t.Run("direct", func(t *testing.T) {
@@ -588,7 +605,7 @@ func TestBrowser(t *testing.T) {
 			group = `<b>G<img src=x onerror=alert(3)>` // 32 runes: the name cap
 			text  = `<script>alert(4)</script><svg onload=alert(5)>`
 		)
-		aliceID := eval[string](alice, `fetch("/api/v1/me").then(r => r.json()).then(j => j.user.id)`)
+		aliceID := alice.userID()
 		mallory := newWSUser(t, base, name)
 		room := mallory.group(t, group, aliceID)
 		mallory.dial(t)
@@ -708,7 +725,7 @@ func takeScreenshots(t *testing.T, browser context.Context, base string) {
 	bob.join()
 	alice := newUser(t, browser, base, "Alice")
 	alice.join()
-	bobID := eval[string](bob, `fetch("/api/v1/me").then(r => r.json()).then(j => j.user.id)`)
+	bobID := bob.userID()
 
 	alice.do(
 		chromedp.Click(chromedp.CSS(".side-actions .new-chat")),
@@ -795,7 +812,7 @@ func TestBrowserReconnect(t *testing.T) {
 	browser := newBrowser(t, ctx)
 	alice := newUser(t, browser, base, "Alice")
 	alice.join()
-	aliceID := eval[string](alice, `fetch("/api/v1/me").then(r => r.json()).then(j => j.user.id)`)
+	aliceID := alice.userID()
 
 	carol := newWSUser(t, base, "Carol")
 	room := carol.group(t, "Night shift", aliceID)

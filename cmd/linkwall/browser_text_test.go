@@ -22,11 +22,7 @@ func TestBrowserLinkPlacementAndCounts(t *testing.T) {
 	base := startServer(t, ctx)
 	browser := newBrowser(t, ctx)
 
-	alice := newUser(t, browser, base, "Alice")
-	alice.join()
-	aliceID := eval[string](alice, `fetch("/api/v1/me").then(r => r.json()).then(j => j.user.id)`)
-	carol := newWSUser(t, base, "Carol")
-	room := carol.group(t, "İzmir trip", aliceID)
+	alice, carol, room := aliceWithCarol(t, browser, base, "İzmir trip")
 	carol.dial(t)
 	defer carol.close()
 	carol.send(t, room, "İİİİİİ İstanbul https://m.tb.cn/h.UXpq2Xr and https://item.jd.com/100012043978.html")

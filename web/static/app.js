@@ -1086,10 +1086,10 @@ function previewDialog() {
 }
 
 
-// counted is n with its noun, singular for one ("1 message", "3 messages").
-function counted(n, oneKey, manyKey) {
+// counted is n, formatted by nf, with its noun, singular for one ("1 message", "3 messages").
+function counted(nf, n, oneKey, manyKey) {
   n = n || 0;
-  return n === 1 ? t(oneKey) : t(manyKey, { n: new Intl.NumberFormat(locale()).format(n) });
+  return n === 1 ? t(oneKey) : t(manyKey, { n: nf.format(n) });
 }
 async function trafficDialog() {
   const room = S.rooms.get(S.current);
@@ -1157,7 +1157,7 @@ async function trafficDialog() {
     className: "traffic-modal",
     returnFocus: sameInHeader,
     body: [
-      h("p", { class: "muted", text: `${t("trafficIntro")} ${t("statsSummary", { links: counted(stats.links, "statsLinkOne", "statsLinks"), messages: counted(stats.messages, "statsMessageOne", "statsMessages") })}` }),
+      h("p", { class: "muted", text: `${t("trafficIntro")} ${t("statsSummary", { links: counted(nf, stats.links, "statsLinkOne", "statsLinks"), messages: counted(nf, stats.messages, "statsMessageOne", "statsMessages") })}` }),
       h("p", { class: "muted era-note", text: [t("shownUnder", { name: eraName(room.era) }),
         stats.samples ? t("samplesNote", { n: nf.format(stats.samples) }) : ""].join(" ").trim() }),
       h("div", { class: "table-wrap" }, table),

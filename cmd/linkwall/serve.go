@@ -337,8 +337,9 @@ func (m *Main) Addr() string {
 	return m.ln.Addr().String()
 }
 
-// Close shuts down gracefully: stop accepting, finish requests, close
-// WebSockets with 1001 Going Away, then flush and close the store.
+// Close shuts down gracefully: close WebSockets with 1001 Going Away, stop
+// accepting, finish requests, wait for the sockets' last messages, then
+// flush and close the store.
 func (m *Main) Close() error {
 	m.close.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), shutdownWait)
@@ -346,6 +347,9 @@ func (m *Main) Close() error {
 		var errs []error
 		if m.stop != nil {
 			m.stop()
+		}
+		if m.server != nil {
+			m.server.GoAway()
 		}
 		if m.http != nil {
 			errs = append(errs, m.http.Shutdown(ctx))

@@ -195,15 +195,24 @@ func (s *Server) Handler() http.Handler { return s.handler }
 // Hub returns the hub, so a multi-node Broker can deliver events.
 func (s *Server) Hub() *Hub { return s.hub }
 
-// Shutdown closes every WebSocket with 1001 Going Away, stops
-// walkthroughs and waits for connections to finish their current message
-// (or for ctx). Call it after http.Server.Shutdown has stopped new requests.
-func (s *Server) Shutdown(ctx context.Context) error {
+// GoAway refuses new WebSockets, closes every open one with 1001 Going
+// Away and stops walkthroughs, without waiting for anything. Call it
+// before http.Server.Shutdown: a slow HTTP request must not keep the
+// WebSocket clients from hearing that they should reconnect.
+func (s *Server) GoAway() {
 	s.mu.Lock()
 	s.closed = true
 	s.mu.Unlock()
 	s.bgCancel()
 	s.hub.closeAll(websocket.CloseGoingAway, "server shutting down")
+}
+
+// Shutdown does what GoAway does (if it has not been done) and waits for
+// connections to finish their current message (or for ctx). Call it after
+// http.Server.Shutdown has stopped new requests: then it ends the work
+// contexts, which requests in flight may still use.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.GoAway()
 	done := make(chan struct{})
 	go func() {
 		s.wg.Wait()

@@ -155,12 +155,27 @@ func (s *Server) appendAndPublish(ctx context.Context, room *chat.Room, m chat.M
 		return chat.Message{}, false, err
 	}
 	if dup {
+		if !fromStore {
+			s.republish(ctx, room, &stored)
+		}
 		return stored, true, nil
 	}
 	if !fromStore {
 		s.publishMessage(ctx, room, &stored)
 	}
 	return stored, false, nil
+}
+
+// republish sends a stored message that a resend matched to its room's
+// members again, but for the sender, whom the caller answers. Its first
+// try may have been stored without being published: the store's client
+// gave up on a timeout the store did not see, the publish failed, or the
+// node died in between; without a later message in the room, its members
+// would never notice. Connections that have it drop the copy by its seq.
+// With the SQLite store this cannot happen: it publishes whatever it
+// makes durable.
+func (s *Server) republish(ctx context.Context, room *chat.Room, m *chat.Message) {
+	s.publish(ctx, chat.Event{Room: room.ID, Seq: m.Seq, Members: without(room.Members, m.Sender.ID), Payload: encodeMessage(m)})
 }
 
 // withDefaults fills in what a new message lacks: API v1 never sends

@@ -294,6 +294,9 @@ func (s *Server) publishFrame(ctx context.Context, room *chat.Room, m *chat.Mess
 	}
 	if s.seq != nil {
 		p := published{evs: evs, entry: ringEntry{seq: m.Seq, sender: m.Sender.ID, payload: payload}}
+		if !m.System && !m.Sender.Bot { // as render decides
+			p.entry.era = m.Era
+		}
 		if sender {
 			p.entry.senderPayload = evs[len(evs)-1].Payload
 		}
@@ -319,7 +322,7 @@ func without(ids []string, id string) []string {
 // publishRoom tells every member about a created or changed room.
 func (s *Server) publishRoom(ctx context.Context, r *chat.Room) {
 	if s.seq != nil {
-		s.seq.forgetRing(r.ID) // its messages may be under another era now
+		s.seq.forgetRing(r.ID, r.Era) // its messages may be under another era now
 	}
 	s.publish(ctx, chat.Event{Room: r.ID, Members: r.Members, Payload: encodeRoom(r)})
 }

@@ -62,8 +62,12 @@ type roomSeq struct {
 	// contiguous and ascending, for catch-ups and resumes.
 	ring      []ringEntry
 	ringBytes int
-	id        string
-	elem      *list.Element // in sequencer.lru
+	// era is the room's era as of its last change (forgetRing), "" if
+	// none was seen: a message rendered under another one, in flight when
+	// the era changed, stays out of the ring.
+	era  string
+	id   string
+	elem *list.Element // in sequencer.lru
 }
 
 // ringEntry is one published message as its recipients got it.
@@ -72,6 +76,7 @@ type ringEntry struct {
 	sender        string
 	payload       []byte // what every member but the sender got
 	senderPayload []byte // the sender's copy (with client_msg_id)
+	era           string // the era its links were decided under; "" if they stay as posted
 }
 
 func (e *ringEntry) size() int { return len(e.payload) + len(e.senderPayload) + len(e.sender) + 64 }
@@ -163,6 +168,12 @@ func (q *sequencer) publishVia(room string, p published, fo *fanout) {
 // it in the ring.
 func (q *sequencer) readyLocked(rs *roomSeq, p published) {
 	rs.ready = append(rs.ready, p.evs)
+	if p.entry.era != "" && rs.era != "" && p.entry.era != rs.era {
+		// Decided before the era changed: history shows it under the new
+		// era, so the ring starts again after it, as after a hole.
+		q.dropRingLocked(rs)
+		return
+	}
 	if n := len(rs.ring); n > 0 && rs.ring[n-1].seq != p.entry.seq-1 {
 		q.dropRingLocked(rs) // a hole was skipped: the ring starts again
 	}
@@ -225,16 +236,16 @@ func (q *sequencer) recent(room string, after int64, limit int) ([]ringEntry, bo
 	return slices.Clone(out), true
 }
 
-// forgetRing empties a room's ring: its messages were encoded under an
-// era that changed, and history is rendered under the current one.
-func (q *sequencer) forgetRing(room string) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if rs := q.rooms[room]; rs != nil {
-		rs.mu.Lock()
-		q.dropRingLocked(rs)
-		rs.mu.Unlock()
-	}
+// forgetRing empties a room's ring: its messages may have been encoded
+// under an era other than era, the room's now, and history is rendered
+// under the current one. Messages still on their way under another era
+// are kept out of the ring as they arrive.
+func (q *sequencer) forgetRing(room, era string) {
+	rs := q.room(room)
+	rs.mu.Lock()
+	q.dropRingLocked(rs)
+	rs.era = era
+	rs.mu.Unlock()
 }
 
 // advanceLocked moves the early events that now continue the sequence to ready.

@@ -178,12 +178,28 @@ func TestSequencerRing(t *testing.T) {
 	}
 
 	// An era change empties the ring: history is rendered under the new era.
-	s.seq.forgetRing("r")
+	s.seq.forgetRing("r", "new")
 	if _, covered := s.seq.recent("r", maxRingEvents+18, 100); covered {
 		t.Error("the ring still covers after forgetRing")
 	}
 	if n := s.seq.ringBytes.Load(); n != 0 {
 		t.Errorf("ringBytes = %d after the only ring was emptied", n)
+	}
+
+	// A message decided under the old era and published after the change
+	// stays out of the ring; the ring goes on from the next one. LinkBot's
+	// messages (no era: they stay as posted) go in.
+	next := int64(maxRingEvents + 21)
+	for i, era := range []string{"old", "new", "", "new"} {
+		p := seqEvents("r", next+int64(i))
+		p.entry.era = era
+		s.seq.publish("r", p)
+	}
+	if _, covered := s.seq.recent("r", next-1, 100); covered {
+		t.Error("the ring serves the message decided under the old era")
+	}
+	if got, covered := s.seq.recent("r", next, 100); !covered || !slices.Equal(seqs(got), []int64{next + 1, next + 2, next + 3}) {
+		t.Errorf("after the old-era message: %v, %v; want the three after it", seqs(got), covered)
 	}
 }
 

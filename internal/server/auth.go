@@ -150,8 +150,9 @@ func (s *Server) deleteSession(w http.ResponseWriter, r *http.Request, u chat.Us
 			return
 		}
 	}
-	// A session is a user here, so the user's sockets end with it.
-	s.hub.closeUser(u.ID, CloseUnauthorized, "signed out")
+	// A session is a user here, so the user's sockets end with it, on
+	// every node.
+	s.publish(r.Context(), chat.Event{Members: []string{u.ID}, Payload: signedOut})
 	http.SetCookie(w, &http.Cookie{
 		Name: sessionCookie, Value: "", Path: "/", MaxAge: -1,
 		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil,

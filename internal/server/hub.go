@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"hash/maphash"
 	"sync"
@@ -54,6 +55,12 @@ func (h *Hub) Deliver(ev chat.Event) {
 // deliverVia is Deliver from a fan-out that writes what it delivers when
 // it is done (fo.flush), or from anywhere else with a nil fo.
 func (h *Hub) deliverVia(ev chat.Event, fo *fanout) {
+	if ev.Room == "" && bytes.Equal(ev.Payload, signedOut) {
+		for _, uid := range ev.Members {
+			h.closeUser(uid, CloseUnauthorized, "signed out")
+		}
+		return
+	}
 	if ev.Seq == 0 && ev.Room != "" && h.roomChanged != nil {
 		h.roomChanged(ev.Room)
 	}
@@ -154,6 +161,10 @@ func (h *Hub) closeAll(code int, text string) {
 		sh.mu.RUnlock()
 	}
 }
+
+// signedOut is the payload of the event, in no room, that ends its
+// members' sockets on every node: they signed out (DELETE /api/v1/session).
+var signedOut = []byte(`{"type":"signed_out"}`)
 
 // closeUser closes every connection of one user (after logout).
 func (h *Hub) closeUser(userID string, code int, text string) {

@@ -378,17 +378,17 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return // the upgrader has answered
 	}
 	if !byFrame {
-		s.startConn(ws, u)
+		s.startConn(ws, u, requestToken(r))
 		return
 	}
 	byFrame = false // the goroutine releases the pending slot
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		u, ok := s.awaitAuth(ws)
+		u, tok, ok := s.awaitAuth(ws)
 		s.authPending.Add(-1)
 		if ok {
-			s.startConn(ws, u)
+			s.startConn(ws, u, tok)
 		}
 	}()
 }
@@ -396,13 +396,14 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 // awaitAuth reads the first frame of a connection that authenticates by
 // frame: exactly {"type":"auth","token":"…"} within AuthWait. Otherwise it
 // closes the socket with CloseUnauthorized (or 1001 when the server shuts
-// down, 1013 when the store is down) and reports false.
-func (s *Server) awaitAuth(ws *websocket.Conn) (chat.User, bool) {
-	fail := func(code int, reason string) (chat.User, bool) {
+// down, 1013 when the store is down) and reports false. It returns the
+// user and the token.
+func (s *Server) awaitAuth(ws *websocket.Conn) (chat.User, string, bool) {
+	fail := func(code int, reason string) (chat.User, string, bool) {
 		msg := websocket.FormatCloseMessage(code, reason)
 		_ = ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(writeWait))
 		_ = ws.Close()
-		return chat.User{}, false
+		return chat.User{}, "", false
 	}
 	ws.SetReadLimit(maxAuthFrameBytes)
 	_ = ws.SetReadDeadline(time.Now().Add(s.limits.AuthWait))
@@ -436,12 +437,12 @@ func (s *Server) awaitAuth(ws *websocket.Conn) (chat.User, bool) {
 		return fail(websocket.CloseTryAgainLater, "store unavailable")
 	}
 	_ = ws.SetReadDeadline(time.Time{})
-	return u, true
+	return u, frames[0].Token, true
 }
 
-// startConn registers an authenticated socket, queues its hello and starts
-// its reader and writer.
-func (s *Server) startConn(ws *websocket.Conn, u chat.User) {
+// startConn registers a socket authenticated with token tok, queues its
+// hello and starts its reader and writer.
+func (s *Server) startConn(ws *websocket.Conn, u chat.User, tok string) {
 	c := newConn(s, ws, u)
 	if !s.hub.add(c) {
 		c.cancel()
@@ -450,12 +451,24 @@ func (s *Server) startConn(ws *websocket.Conn, u chat.User) {
 		_ = ws.Close()
 		return
 	}
-	rooms, err := s.store.Rooms(c.ctx, u.ID)
-	if err != nil {
-		s.log.Error("listing rooms for a connection", zap.Error(err))
+	// The session again, now that a sign-out would find this socket in the
+	// hub: one that ended between the first check and hub.add closed the
+	// user's sockets without this one.
+	_, authErr := s.userByToken(c.ctx, tok)
+	var rooms []chat.Room
+	err := authErr
+	if err == nil {
+		rooms, err = s.store.Rooms(c.ctx, u.ID)
+	}
+	switch {
+	case authErr != nil && chat.ErrorCode(authErr) == chat.EUnauthorized:
+		c.start(nil, nil)
+		c.closeWith(CloseUnauthorized, "signed out")
+	case err != nil:
+		s.log.Error("starting a connection", zap.Error(err))
 		c.start(encodeErr(chat.Errorf(chat.EUnavailable, "cannot list rooms; reconnect later"), typeHello), nil)
 		c.closeWith(closeCode(chat.EUnavailable), "store unavailable")
-	} else {
+	default:
 		c.start(encodeHello(u, rooms), rooms)
 	}
 	s.mu.Lock()

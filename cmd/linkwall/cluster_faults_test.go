@@ -2,14 +2,18 @@ package main
 
 import (
 	"context"
+	"errors"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/linkwall/linkwall/internal/chat"
 	"github.com/linkwall/linkwall/internal/redis/redistest"
+	"github.com/linkwall/linkwall/internal/server"
 )
 
 // A send whose store call timed out on a stalled Redis is stored all the
@@ -68,5 +72,33 @@ return 1`, nil).Err()
 	f = wb.until(t, "the next message", func(f clusterFrame) bool { return f.Type == "message" })
 	if f.Message == nil || f.Message.Seq != 3 {
 		t.Fatalf("after seq 2 bob got %+v, want seq 3", f.Message)
+	}
+}
+
+// Signing out on one node ends the user's sockets on every node.
+func TestClusterSignOutEndsSocketsOnEveryNode(t *testing.T) {
+	redisURL := clusterRedisURL(t)
+	a, b := startClusterNode(t, redisURL), startClusterNode(t, redisURL)
+	alice := newClusterUser(t, "http://"+a.Addr(), "alice")
+	ws, _, err := websocket.DefaultDialer.Dial("ws://"+b.Addr()+"/ws", http.Header{"Authorization": {"Bearer " + alice.token}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	_ = ws.SetReadDeadline(time.Now().Add(clusterWait))
+	if _, data, err := ws.ReadMessage(); err != nil || !strings.Contains(string(data), `"type":"hello"`) {
+		t.Fatalf("first frame on node b: %q, %v", data, err)
+	}
+	callAPI(t, "http://"+a.Addr(), alice.token, "DELETE", "/api/v1/session", nil, http.StatusNoContent, nil)
+	for {
+		_, data, err := ws.ReadMessage()
+		if err == nil {
+			continue // anything queued before the sign-out
+		}
+		var ce *websocket.CloseError
+		if !errors.As(err, &ce) || ce.Code != server.CloseUnauthorized {
+			t.Fatalf("node b's socket after signing out on node a: %q, %v; want close %d", data, err, server.CloseUnauthorized)
+		}
+		return
 	}
 }

@@ -317,7 +317,9 @@ func (l *loader) boolean(m map[string]*yaml.Node, key, what string) (val, set bo
 	if !ok {
 		return false, false
 	}
-	if v.Kind != yaml.ScalarNode || v.Decode(&val) != nil {
+	// true or false only: YAML 1.1's yes/no/on/off and null are typos
+	// here more often than meant.
+	if v.Kind != yaml.ScalarNode || v.ShortTag() != "!!bool" || v.Decode(&val) != nil {
 		l.errf(v, "%s: %s must be true or false", what, key)
 		return false, false
 	}
@@ -430,7 +432,9 @@ func (l *loader) load(root *yaml.Node) {
 	}
 	if v, ok := top["default_era"]; ok {
 		i, found := l.p.eraIx[v.Value]
-		if !found {
+		if v.Kind != yaml.ScalarNode {
+			l.errf(v, "default_era must be an era's id")
+		} else if !found {
 			l.errf(v, "default_era: unknown era %q", v.Value)
 		}
 		l.p.defaultEra = i

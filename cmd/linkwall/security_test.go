@@ -473,3 +473,30 @@ func TestShutdownEndsUnauthenticatedSockets(t *testing.T) {
 		t.Fatalf("unauthenticated socket closed with %d, want 1001", code)
 	}
 }
+
+// Request headers are bounded: far past maxHeaderBytes the server answers
+// 431 without reading further; well under it the request is served.
+func TestHeaderSizeLimit(t *testing.T) {
+	s := newTestServer(t, t.TempDir())
+	for _, tc := range []struct {
+		size int
+		want int
+	}{
+		{maxHeaderBytes / 2, http.StatusOK},
+		{maxHeaderBytes * 2, http.StatusRequestHeaderFieldsTooLarge},
+	} {
+		req, err := http.NewRequest("GET", s.url("/healthz"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("X-Pad", strings.Repeat("a", tc.size))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("a %d-byte header: status %d, want %d", tc.size, resp.StatusCode, tc.want)
+		}
+	}
+}

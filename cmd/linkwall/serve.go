@@ -49,6 +49,10 @@ const (
 	readTimeout = 30 * time.Second
 	// idleTimeout closes keep-alive connections that carry no request.
 	idleTimeout = 2 * time.Minute
+	// maxHeaderBytes bounds a request's headers (net/http's default is
+	// 1 MiB). The page's own requests carry a cookie and a token of under
+	// 200 bytes; 32 KiB leaves room for proxies' headers.
+	maxHeaderBytes = 32 << 10
 )
 
 // runServe implements `linkwall serve`: it runs until ctx ends (SIGINT or
@@ -301,6 +305,7 @@ func (m *Main) Run(ctx context.Context) error {
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          zap.NewStdLog(m.Logger.Named("http")),
 	}
 	m.wg.Add(1)

@@ -41,7 +41,7 @@ func hashToken(tok string) []byte {
 // requestToken returns the bearer token or the session cookie's value.
 func requestToken(r *http.Request) string {
 	if a := r.Header.Get("Authorization"); a != "" {
-		if tok, ok := strings.CutPrefix(a, "Bearer "); ok {
+		if scheme, tok, ok := strings.Cut(a, " "); ok && strings.EqualFold(scheme, "Bearer") {
 			return strings.TrimSpace(tok)
 		}
 		return ""

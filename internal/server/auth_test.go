@@ -66,7 +66,10 @@ func TestSessionLookupByHash(t *testing.T) {
 		lookedUp bool
 	}{
 		{"Bearer abc", true},
+		{"bearer abc", true}, // the scheme is case-insensitive (RFC 9110, 11.1)
+		{"BEARER  abc", true},
 		{"Bearer " + strings.Repeat("a", maxTokenLen+1), false}, // never hashed
+		{"Bearerabc", false},
 		{"Basic YWxhZGRpbjpvcGVu", false},
 		{"", false},
 	} {
@@ -83,7 +86,7 @@ func TestSessionLookupByHash(t *testing.T) {
 			t.Fatalf("%q: looked up %d times", tc.header, len(st.keys))
 		}
 		if tc.lookedUp {
-			tok := strings.TrimPrefix(tc.header, "Bearer ")
+			tok := strings.TrimSpace(tc.header[len("Bearer "):])
 			if sum := sha256.Sum256([]byte(tok)); string(st.keys[0]) != string(sum[:]) {
 				t.Errorf("%q: looked up %x, want the token's SHA-256", tc.header, st.keys[0])
 			}

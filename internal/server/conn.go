@@ -1047,12 +1047,13 @@ func withArticle(kind string) string {
 	return "a " + kind
 }
 
-// jsonKind names a Go kind of inFrame's fields as JSON does.
+// jsonKind names a Go kind of inFrame's fields as JSON does; the integer
+// fields take whole numbers only ("after": 1.5 is a number, but not one).
 func jsonKind(goKind string) string {
 	if goKind == "string" {
 		return "string"
 	}
-	return "number"
+	return "whole number"
 }
 
 func (c *conn) handle(f *inFrame) bool {

@@ -482,7 +482,9 @@ func TestDecodeFramesGoesOnAfterAWrongType(t *testing.T) {
 		{`{"type":"send","text":"one","client_msg_id":"x1"}{"type":"send","text":2,"client_msg_id":"x2"}{"type":"send","text":"three","client_msg_id":"x3"}`,
 			"send | bad x2: malformed frame: text must be a string, not a number | send | <nil>"},
 		{`{"type":"resume","room":"r","after":"7"}` + "\n" + `{"type":"ping"}`,
-			"bad resume: malformed frame: after must be a number, not a string | ping | <nil>"},
+			"bad resume: malformed frame: after must be a whole number, not a string | ping | <nil>"},
+		{`{"type":"resume","room":"r","after":1.5}`, "bad resume: malformed frame: after must be a whole number, not a number 1.5 | <nil>"},
+		{`{"type":"resume","room":"r","after":99999999999999999999}`, "bad resume: malformed frame: after must be a whole number, not a number 99999999999999999999 | <nil>"},
 		{`[1] {"type":"ping"}`, "bad : malformed frame: a JSON object expected, not an array | ping | <nil>"},
 		{`{"type":"ping"} garbage {"type":"ping"}`, "ping | invalid: malformed frame: invalid character 'g' looking for beginning of value"},
 	} {

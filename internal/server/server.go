@@ -484,7 +484,7 @@ func (s *Server) startConn(ws *websocket.Conn, u chat.User, tok string) {
 	go func() {
 		defer s.wg.Done()
 		c.readLoop()
-		c.cancel() // after the reader's last message: sends in flight complete
+		c.cancel() // after the reader's last message: sends in flight are still stored (appendAsync)
 	}()
 }
 

@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/gorilla/websocket"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -934,6 +935,31 @@ func TestRateLimit(t *testing.T) {
 	alice.do("PUT", "/api/v1/rooms/"+room.ID+"/era", map[string]string{"era": "walled"}, http.StatusTooManyRequests, nil)
 	alice.do("POST", "/api/v1/rooms", map[string]any{"kind": "group", "name": "g", "members": []string{bob.ID}}, http.StatusTooManyRequests, nil)
 	bob.do("PUT", "/api/v1/rooms/"+room.ID+"/lang", map[string]string{"lang": "zh"}, http.StatusOK, nil)
+}
+
+// TestResumeRateLimit: a connection may resume as many rooms at once as a
+// user may be in; past that, resumes (each a store read, even of an
+// unknown room) are refused until the limit refills.
+func TestResumeRateLimit(t *testing.T) {
+	s := startTestServer(t, t.TempDir(), serverOpts{limits: server.Limits{SendRate: 5000, SendBurst: 5000, MaxRoomsPerUser: 3}})
+	a := s.newUser("alice").connect()
+	const n = 60
+	var frame bytes.Buffer
+	for range n {
+		fmt.Fprintf(&frame, `{"type":"resume","room":%q,"after":0}`+"\n", uuid.NewString())
+	}
+	if err := a.ws.WriteMessage(websocket.TextMessage, frame.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	codes := map[string]int{}
+	for range n {
+		codes[a.errorFrame("resume").Code]++
+	}
+	// The burst is 3; at 100/s the limit gives back one more every 10 ms,
+	// which a slow machine may take for a few of the 60.
+	if codes[chat.ENotFound] < 3 || codes[chat.ERateLimited] < n/2 || codes[chat.ENotFound]+codes[chat.ERateLimited] != n {
+		t.Fatalf("answers to %d resumes of unknown rooms: %v; want 3 or a few more not_found, the rest rate_limited", n, codes)
+	}
 }
 
 // TestRoomQuotaCountsEveryMember: nobody can be put in more rooms than the

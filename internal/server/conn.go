@@ -17,6 +17,7 @@ import (
 
 	"github.com/gorilla/websocket"
 	"go.uber.org/zap"
+	"golang.org/x/time/rate"
 
 	"github.com/linkwall/linkwall/internal/chat"
 )
@@ -115,6 +116,7 @@ type conn struct {
 
 	strikes  int           // rate-limited sends in a row; reader goroutine only
 	inflight chan struct{} // sends queued for the store; made by the reader on its first send
+	resumes  *rate.Limiter // made by the reader on its first resume
 }
 
 // roomState is what one connection knows about one room's sequence.
@@ -1069,6 +1071,14 @@ func (c *conn) handle(f *inFrame) bool {
 	case typeSend:
 		return c.handleSend(f)
 	case typeResume:
+		if c.resumes == nil {
+			c.resumes = rate.NewLimiter(resumeRate, c.srv.limits.MaxRoomsPerUser)
+		}
+		if !c.resumes.Allow() {
+			c.srv.metrics.rateLimited.Inc()
+			c.send(encodeErr(chat.Errorf(chat.ERateLimited, "more than %g resumes per second; slow down", float64(resumeRate)), typeResume))
+			return true
+		}
 		if _, err := c.srv.memberRoom(c.ctx, c.user.ID, f.Room); err != nil {
 			c.send(encodeErr(err, typeResume))
 			return true

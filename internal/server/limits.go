@@ -64,6 +64,11 @@ const (
 	// chat kind (10 requests) each time the text changes.
 	previewRate  rate.Limit = 20
 	previewBurst int        = 60
+	// resumeRate limits resumes per connection once its burst, as many as
+	// the rooms a user may be in (MaxRoomsPerUser), is spent: a page
+	// resumes every room at once after connecting, and each resume costs
+	// a store read, even of a room that does not exist.
+	resumeRate rate.Limit = 100
 )
 
 // WebSocket timing. The writer pings every 9/10 of pongWait; a peer that

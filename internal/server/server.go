@@ -238,8 +238,10 @@ func (s *Server) routes() http.Handler {
 	api("GET /api/v1/me", s.me)
 	api("GET /api/v1/users", s.listUsers)
 	api("GET /api/v1/rooms", s.listRooms)
-	// Calls that store, fan out to a room or re-decide its history draw on
-	// the user's send budget, so they cannot flood a room past it.
+	// Calls that store, fan out to a room or re-decide its whole history
+	// (stats) draw on the user's send budget, so they cannot flood a room
+	// past it. A history page is bounded (maxPageSize) and the page reads
+	// history page by page, so it does not.
 	budgeted := func(pattern string, h func(http.ResponseWriter, *http.Request, chat.User)) {
 		api(pattern, s.sendBudget(h))
 	}

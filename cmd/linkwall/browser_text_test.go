@@ -13,7 +13,7 @@ import (
 // characters even after letters whose lower case is longer ("İ"), and the
 // traffic panel counts in the singular where there is one, an open "Why?"
 // panel survives a language switch, the composer counts characters as the
-// server does, and every copy of an address shows the outcome the bot
+// server does and keeps a text over the limit whole, unsent, and every copy of an address shows the outcome the bot
 // decided for it.
 func TestBrowserLinkPlacementAndCounts(t *testing.T) {
 	requireChromium(t)
@@ -52,15 +52,23 @@ func TestBrowserLinkPlacementAndCounts(t *testing.T) {
 	alice.do(chromedp.KeyEvent(kb.Escape))
 	alice.waitFor("the traffic panel to close", `!document.querySelector(".modal")`)
 
-	// The composer counts characters as the server does: 40 emoji and 3,970
-	// letters are cut to 4,000 characters, not to 4,000 UTF-16 units.
-	kept := eval[[]int](alice, `(() => { const el = document.querySelector(".composer-input");
-		el.value = "😀".repeat(40) + "x".repeat(3970); el.dispatchEvent(new Event("input"));
-		const n = [...el.value].length, emoji = [...el.value].filter(c => c === "😀").length;
+	// The composer counts characters as the server does (an emoji is one)
+	// and never cuts a paste short: a text over 4,000 keeps its end (here a
+	// link), says by how much it is over, and is not sent until shortened.
+	over := eval[[]string](alice, `(() => { const el = document.querySelector(".composer-input");
+		el.focus();
+		el.value = "😀".repeat(40) + "x".repeat(3950) + " https://m.tb.cn/h.UXpq2Xr"; el.dispatchEvent(new Event("input"));
+		const msgs = document.querySelectorAll(".messages .msg").length;
+		document.querySelector(".send-btn").click();
+		const counter = document.querySelector(".composer .char-count");
+		const out = [String([...el.value].length), el.getAttribute("aria-invalid"), counter ? counter.textContent : "",
+			String(document.querySelectorAll(".messages .msg").length - msgs)];
+		el.value = "😀".repeat(40) + "x".repeat(3960); el.dispatchEvent(new Event("input"));
+		out.push(el.getAttribute("aria-invalid"), String(!!document.querySelector(".composer .char-count")));
 		el.value = ""; el.dispatchEvent(new Event("input"));
-		return [n, emoji, el.maxLength]; })()`)
-	if kept[0] != 4000 || kept[1] != 40 || kept[2] < 8000 {
-		t.Errorf("the composer keeps %d characters, %d of them emoji, maxlength %d; want 4000 with all 40 emoji, and room for 4000 emoji", kept[0], kept[1], kept[2])
+		return out; })()`)
+	if want := []string{"4016", "true", "Too long: 4,016 of 4,000 characters. Shorten it to send it.", "0", "false", "false"}; strings.Join(over, "|") != strings.Join(want, "|") {
+		t.Errorf("a 4,016-character text in the composer: kept, invalid, counter, messages added, then at 4,000 invalid and counter shown = %q; want %q", over, want)
 	}
 
 	// The bot decides an address once; every copy of it in the text shows

@@ -30,6 +30,39 @@ function charLimit(max) {
     },
   };
 }
+// textLimit is charLimit for message texts, which are not cut: a paste
+// cut short would lose its end silently, often a link. A text over max
+// characters gets a counter after its field ("4,030 / 4,000") and is
+// marked invalid; tooLong says whether it may be sent.
+function textLimit(max) {
+  return { dataset: { max: String(max) }, oninput: (e) => showTextLength(e.target) };
+}
+
+function showTextLength(el) {
+  const max = Number(el.dataset.max);
+  const n = [...el.value].length;
+  const over = n > max;
+  el.setAttribute("aria-invalid", String(over));
+  let counter = el.nextElementSibling;
+  if (!counter || !counter.classList.contains("char-count")) counter = null;
+  if (!over) {
+    if (counter) counter.remove();
+    el.removeAttribute("aria-describedby");
+    return;
+  }
+  if (!counter) {
+    counter = h("p", { class: "char-count form-error", role: "alert", id: `${el.id || el.className}-count` });
+    el.after(counter);
+  }
+  const nf = new Intl.NumberFormat(getLang() === "zh" ? "zh-CN" : "en");
+  counter.textContent = t("textTooLong", { n: nf.format(n), max: nf.format(max) });
+  el.setAttribute("aria-describedby", counter.id);
+}
+
+function tooLong(el) {
+  return [...el.value].length > Number(el.dataset.max);
+}
+
 // PREVIEW_SAMPLE is what the preview starts with: the README tour's links.
 const PREVIEW_SAMPLE = "【淘宝】https://m.tb.cn/h.UXpq2Xr 看看这个，抖音 https://v.douyin.com/iRNBho6/ 京东 https://item.jd.com/100012043978.html";
 const REFUSED_BEFORE_PROBE = 3; // failed handshakes in a row before checking the session
@@ -454,7 +487,7 @@ function renderConversation() {
   const input = h("textarea", {
     class: "composer-input",
     rows: "1",
-    ...charLimit(MAX_TEXT),
+    ...textLimit(MAX_TEXT),
     placeholder: t("typeMessage"),
     "aria-label": t("typeMessage"),
   });
@@ -492,6 +525,7 @@ function renderConversation() {
   if (draft) {
     input.value = draft;
     grow();
+    showTextLength(input);
   }
 }
 
@@ -854,8 +888,14 @@ function sendFromComposer() {
   if (!input || !S.current) return;
   const text = input.value.trim();
   if (!text) return;
+  if (tooLong(input)) {
+    showTextLength(input);
+    input.focus();
+    return;
+  }
   input.value = "";
   input.style.height = "";
+  showTextLength(input);
   S.drafts.delete(S.current);
   const p = {
     pending: true,
@@ -1002,7 +1042,7 @@ function eraDialog() {
 // message as that era and chat kind would show it.
 function previewDialog() {
   const kinds = ["direct", "group"];
-  const input = h("textarea", { id: "preview-text", rows: "3", ...charLimit(MAX_TEXT), autofocus: true });
+  const input = h("textarea", { id: "preview-text", rows: "3", ...textLimit(MAX_TEXT), autofocus: true });
   input.value = PREVIEW_SAMPLE;
   const grid = h("div", { class: "preview-grid", "aria-live": "polite" });
   const shown = h("div", { class: "preview-msg" });
@@ -1045,8 +1085,9 @@ function previewDialog() {
 
   const run = async () => {
     const mine = ++gen;
-    if (!input.value.trim()) {
+    if (!input.value.trim() || tooLong(input)) {
       // Cleared to paste another text: nothing to preview, and no error.
+      // Too long: the counter under the field says so.
       results = new Map();
       clear(grid);
       clear(shown);

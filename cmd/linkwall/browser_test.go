@@ -505,6 +505,10 @@ func TestBrowser(t *testing.T) {
 		alice.do(chromedp.Click(chromedp.CSS(`.preview-cell[data-era="open-api"][data-kind="direct"]`)))
 		alice.waitFor("the open-api message", `!!document.querySelector('.preview-msg .msg .card-wrap') && document.querySelector('.preview-cell[data-era="open-api"][data-kind="direct"]').getAttribute("aria-pressed") === "true"`)
 		alice.shot("desktop-en-preview")
+		// The open-api rule has no date: it never held, since its era is hypothetical.
+		if got := eval[string](alice, `document.querySelector('.preview-msg .why-panel .why-since').textContent`); got != "never: a hypothetical era" {
+			t.Errorf("Why? under the hypothetical era says since %q, want %q", got, "never: a hypothetical era")
+		}
 		alice.do(chromedp.KeyEvent(kb.Escape))
 		alice.waitFor("the dialog closed", `!document.querySelector(".modal")`)
 		if got := eval[int](alice, `document.querySelectorAll(".room-item").length`); got != rooms {

@@ -575,7 +575,7 @@ function renderHeader() {
     void bar.offsetWidth; // restart the animation
     bar.classList.add("flash");
   }
-  if (era && !era.hypothetical) bar.append(h("span", { class: "era-date", text: era.from ? t("eraFrom", { date: era.from }) : t("eraAlways") }));
+  if (era && !era.hypothetical) bar.append(h("span", { class: "era-date", text: era.from ? t("eraFrom", { date: era.from }) : eraBefore(era) }));
   if (era && era.hypothetical) bar.append(h("span", { class: "tag tag-hypo", text: t("hypothetical") }));
   document.title = `${roomTitle(room)} · ${t("appName")}`;
 }
@@ -588,12 +588,20 @@ function sameInHeader(old) {
   return head.querySelector([...old.classList].map((c) => `.${CSS.escape(c)}`).join(""));
 }
 
+// eraBefore labels an era without a start date (the first): until the
+// next dated era of the policy, whatever its date.
+function eraBefore(era) {
+  const next = S.eras.slice(S.eras.indexOf(era) + 1).find((e) => e.from && !e.hypothetical);
+  return next ? t("eraAlways", { date: next.from }) : t("sinceAlways");
+}
+
 function ctxFor(room) {
   return {
     meID: S.me.id,
     meName: S.me.name,
     group: room.kind === "group",
     platformName,
+    hypothetical: (id) => !!(S.eras.find((e) => e.id === id) || {}).hypothetical,
     onLink: linkInterstitial,
     onRetry: retrySend,
   };
@@ -1028,7 +1036,7 @@ function eraDialog() {
         },
       },
       h("span", { class: "tl-dot", "aria-hidden": "true" }),
-      h("span", { class: "tl-date", text: era.hypothetical ? t("hypothetical") : era.from ? era.from : t("eraAlways") }),
+      h("span", { class: "tl-date", text: era.hypothetical ? t("hypothetical") : era.from ? era.from : eraBefore(era) }),
       h("span", { class: "tl-name" }, h("span", { text: name }),
         cur ? h("span", { class: "tag tag-current", text: t("current") }) : null,
         era.hypothetical ? h("span", { class: "tag tag-hypo", text: t("hypothetical") }) : null),
@@ -1056,7 +1064,7 @@ function previewDialog() {
     if (!res) return;
     shown.append(
       h("p", { class: "muted preview-caption", text: `${eraName(pick.era)} · ${t(pick.kind)}` }),
-      messageElement({ seq: 0, text: input.value, links: res.links || [], links_truncated: res.truncated, sender: { id: S.me.id, name: S.me.name }, sent_at: new Date().toISOString() },
+      messageElement({ seq: 0, text: input.value, era: pick.era, links: res.links || [], links_truncated: res.truncated, sender: { id: S.me.id, name: S.me.name }, sent_at: new Date().toISOString() },
         { ...ctxFor({ kind: pick.kind }), onLink: () => {}, onRetry: () => {} }));
     for (const b of grid.querySelectorAll(".preview-cell")) b.setAttribute("aria-pressed", String(b.dataset.era === pick.era && b.dataset.kind === pick.kind));
   };

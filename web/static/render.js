@@ -215,7 +215,7 @@ function whyButton(link, panel) {
 
 let panelSeq = 0;
 
-function whyPanel(link, ctx) {
+function whyPanel(link, ctx, era) {
   const reason = getLang() === "zh" ? link.reason_zh || link.reason : link.reason || link.reason_zh;
   const platform = ctx.platformName(link.platform) || t("otherSite");
   const row = (k, v, cls) => [h("dt", { text: t(k) }), h("dd", { class: cls, text: v })];
@@ -227,7 +227,9 @@ function whyPanel(link, ctx) {
     h("dl", null,
       row("rule", link.rule || "—", "why-rule"),
       row("reason", reason || "—", "why-reason"),
-      row("since", link.since || t("sinceAlways"), "why-since"),
+      // A rule without a date holds in every era it is in; in a
+      // hypothetical era that is never.
+      row("since", link.since || (ctx.hypothetical && ctx.hypothetical(era) ? t("sinceHypothetical") : t("sinceAlways")), "why-since"),
       link.source ? row("source", link.source, "why-source") : null));
 }
 
@@ -265,7 +267,7 @@ export function messageElement(msg, ctx) {
   const whyRow = h("div", { class: "why-row" });
   let blocked = false;
   links.forEach((link, i) => {
-    const panel = whyPanel(link, ctx);
+    const panel = whyPanel(link, ctx, msg.era);
     panels.appendChild(panel);
     if (link.outcome === "card") {
       extras.appendChild(h("div", { class: "card-wrap" }, cardElement(link, ctx), whyButton(link, panel)));

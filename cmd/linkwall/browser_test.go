@@ -576,6 +576,32 @@ func TestBrowser(t *testing.T) {
 			const p = document.querySelector(".conv-sub").getBoundingClientRect(); return [r.width, r.right, p.right, r.bottom, p.bottom]; })()`); r[0] == 0 || r[1] > r[2]+1 || r[3] > r[4]+1 {
 			t.Errorf("LinkBot language button at %v (width, right, header right, bottom, header bottom): cut off on a phone", r)
 		}
+		// The traffic table fits a 375px phone without scrolling sideways.
+		// The traffic table fits a 375px phone without scrolling sideways,
+		// in both languages.
+		alice.do(chromedp.EmulateViewport(375, 667))
+		for _, lang := range []string{"en", "zh-CN"} {
+			if eval[string](alice, `document.documentElement.lang`) != lang {
+				alice.do(chromedp.Evaluate[chromedp.Void](`history.back()`))
+				alice.waitFor("the list screen", `getComputedStyle(document.querySelector(".sidebar")).display !== "none"`)
+				alice.do(chromedp.Click(chromedp.CSS(".side-head .lang-btn")))
+				alice.waitFor("the page in "+lang, fmt.Sprintf(`document.documentElement.lang === %q`, lang))
+				alice.openRoom(groupRoom)
+			}
+			alice.do(chromedp.Click(chromedp.CSS(".conv-head .traffic-btn")), chromedp.WaitVisible(chromedp.CSS(".traffic-modal .pv")))
+			w := eval[[]float64](alice, `(() => { const el = document.querySelector(".traffic-modal .table-wrap"); return [el.scrollWidth, el.clientWidth]; })()`)
+			if w[0] > w[1] {
+				t.Errorf("the traffic table (%s) is %gpx wide in %gpx on a 375px phone", lang, w[0], w[1])
+			}
+			alice.do(chromedp.KeyEvent(kb.Escape))
+			alice.waitFor("the traffic panel closed", `!document.querySelector(".modal")`)
+		}
+		alice.do(chromedp.Evaluate[chromedp.Void](`history.back()`))
+		alice.waitFor("the list screen", `getComputedStyle(document.querySelector(".sidebar")).display !== "none"`)
+		alice.do(chromedp.Click(chromedp.CSS(".side-head .lang-btn")))
+		alice.waitFor("the page in English", `document.documentElement.lang === "en"`)
+		alice.do(chromedp.EmulateViewport(390, 844))
+		alice.openRoom(groupRoom)
 		alice.do(chromedp.Click(chromedp.CSS(".conv-head .back-btn")))
 		alice.waitFor("back to the list", `location.hash === "#/" && getComputedStyle(document.querySelector(".sidebar")).display !== "none"`)
 		// The Preview grid fits the phone: both chat kinds in view.

@@ -14,7 +14,7 @@ import (
 // traffic panel counts in the singular where there is one, an open "Why?"
 // panel survives a language switch, the composer counts characters as the
 // server does and keeps a text over the limit whole, unsent, and every copy of an address shows the outcome the bot
-// decided for it.
+// decided for it, and a link to an unknown chat leaves none on screen.
 func TestBrowserLinkPlacementAndCounts(t *testing.T) {
 	requireChromium(t)
 	ctx, cancel := context.WithTimeout(context.Background(), browserTimeout)
@@ -80,6 +80,14 @@ func TestBrowserLinkPlacementAndCounts(t *testing.T) {
 	want := []string{"blocked https://v.douyin.com/iRNBho6/", "blocked https://v.douyin.com/iRNBho6/", "blocked https://v.douyin.com/iRNBho6/more"}
 	if strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Errorf("the Douyin addresses show as %q, want %q", got, want)
+	}
+
+	// A link to a chat that does not exist closes the open one and clears
+	// the address, so that it never names one room while showing another.
+	alice.do(chromedp.Evaluate[chromedp.Void](`location.hash = "#/rooms/00000000-0000-4000-8000-000000000001"`))
+	alice.waitFor("the unknown room's link handled", `location.hash === "" && !!document.querySelector(".conv-empty")`)
+	if got := eval[string](alice, `document.getElementById("toast").textContent`); got != "That chat does not exist, or you are not in it." {
+		t.Errorf("after a link to an unknown chat the toast says %q", got)
 	}
 }
 

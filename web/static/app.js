@@ -746,6 +746,15 @@ async function route() {
     upsertRoom(room);
     openRoom(id);
   } catch (err) {
+    if (err instanceof APIError && (err.code === "not_found" || err.code === "forbidden" || err.code === "invalid")) {
+      // A link to a chat that is gone or someone else's: the address must
+      // not name one room while another is on screen.
+      if (S.wanted === id) S.wanted = null;
+      history.replaceState(null, "", location.pathname + location.search);
+      if (S.current) closeRoom();
+      toast(t("roomUnavailable"));
+      return;
+    }
     fail(err);
   }
 }

@@ -61,7 +61,9 @@ func (c *wsClient) hello(want *member) {
 }
 
 func TestWSAuthByFrame(t *testing.T) {
-	const wait = 300 * time.Millisecond
+	// Long enough that a loaded CI machine reads a bad first frame well
+	// before it: "at once" is told apart by the close reason, not by time.
+	const wait = 2 * time.Second
 	s := startTestServer(t, t.TempDir(), serverOpts{limits: server.Limits{AuthWait: wait}})
 	alice, bob := s.newUser("alice"), s.newUser("bob")
 	room := alice.direct(bob, http.StatusCreated)
@@ -114,11 +116,10 @@ func TestWSAuthByFrame(t *testing.T) {
 		"malformed auth frame": map[string]any{"type": "auth", "token": 7},
 	} {
 		t.Run(name+": 4001 at once", func(t *testing.T) {
-			start := time.Now()
 			c := dial(t, "?auth=frame", nil)
 			c.write(first)
-			if ce := c.closeError(); ce.Code != server.CloseUnauthorized || time.Since(start) >= wait {
-				t.Fatalf("closed with %d %q after %v, want %d before the deadline", ce.Code, ce.Text, time.Since(start), server.CloseUnauthorized)
+			if ce := c.closeError(); ce.Code != server.CloseUnauthorized || ce.Text == "" || ce.Text == "no auth frame in time" {
+				t.Fatalf("closed with %d %q, want %d for the frame, not the deadline", ce.Code, ce.Text, server.CloseUnauthorized)
 			}
 		})
 	}

@@ -735,6 +735,11 @@ func TestBrowser(t *testing.T) {
 		dan.do(chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(".sidebar")))
 		dan.do(chromedp.Click(chromedp.CSS(".side-head .logout-btn")), chromedp.WaitVisible(chromedp.ID("join-name")))
 		dan.do(chromedp.Reload(), chromedp.WaitVisible(chromedp.ID("join-name")))
+		// Signed out, the page has no session to look up: no request that
+		// could only answer 401 (and log an error in the console).
+		if n := eval[int](dan, `performance.getEntriesByType("resource").filter((e) => new URL(e.name).pathname.startsWith("/api/")).length`); n != 0 {
+			t.Errorf("the join screen after signing out made %d API requests, want none", n)
+		}
 		if got := eval[int](dan, `fetch("/api/v1/me").then(r => r.status)`); got != http.StatusUnauthorized {
 			t.Errorf("after logout GET /api/v1/me = %d, want 401", got)
 		}

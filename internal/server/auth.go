@@ -17,6 +17,11 @@ import (
 const (
 	// sessionCookie carries the session token for the browser page.
 	sessionCookie = "linkwall_session"
+	// signedInCookie tells the page, whose scripts cannot read the HttpOnly
+	// session cookie, that there is a session to look up: a first visit
+	// goes to the join screen without a request that can only fail. It is
+	// not a credential.
+	signedInCookie = "linkwall_signed_in"
 	// tokenBytes of crypto/rand make a token nobody can guess.
 	tokenBytes = 32
 	// maxTokenLen bounds what is hashed for a lookup.
@@ -135,6 +140,10 @@ func (s *Server) createSession(w http.ResponseWriter, r *http.Request) {
 		Name: sessionCookie, Value: tok, Path: "/",
 		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil,
 	})
+	http.SetCookie(w, &http.Cookie{
+		Name: signedInCookie, Value: "1", Path: "/",
+		SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil,
+	})
 	writeJSON(w, http.StatusCreated, sessionResponse{Token: tok, User: u})
 }
 
@@ -156,6 +165,10 @@ func (s *Server) deleteSession(w http.ResponseWriter, r *http.Request, u chat.Us
 	http.SetCookie(w, &http.Cookie{
 		Name: sessionCookie, Value: "", Path: "/", MaxAge: -1,
 		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil,
+	})
+	http.SetCookie(w, &http.Cookie{
+		Name: signedInCookie, Value: "", Path: "/", MaxAge: -1,
+		SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil,
 	})
 	w.Header().Set("Cache-Control", "no-store") // as writeJSON sets it on every other API response
 	w.WriteHeader(http.StatusNoContent)

@@ -2,7 +2,7 @@
 // explanations, traffic panel and the classroom walkthrough, over API v1.
 // All data from the server is rendered as text (see dom.js).
 
-import { api, allMessages, APIError } from "./api.js";
+import { api, allMessages, APIError, tabToken } from "./api.js";
 import { Socket, TOO_MANY_CONNECTIONS } from "./ws.js";
 import { h, clear, isWebURL } from "./dom.js";
 import { icon } from "./icons.js";
@@ -1316,7 +1316,16 @@ async function runWalkthrough() {
 
 // ---------- start ----------
 
+// SIGNED_IN_COOKIE is set beside the HttpOnly session cookie, which
+// scripts cannot see: without either it or a tab's own token there is no
+// session to look up.
+const SIGNED_IN_COOKIE = "linkwall_signed_in=";
+
 async function boot() {
+  if (!tabToken() && !document.cookie.split(";").some((c) => c.trim().startsWith(SIGNED_IN_COOKIE))) {
+    showJoin(); // a first visit: no /api/v1/me request that can only answer 401
+    return;
+  }
   try {
     const { user } = await api.me();
     await startChat(user);

@@ -20,7 +20,7 @@ import (
 )
 
 const usage = `usage:
-  linkwall serve   [--addr HOST:PORT] [--data DIR] [--era ID] [--policy FILE] [--redis URL]
+  linkwall serve   [--addr HOST:PORT] [--data DIR] [--era ID|DATE] [--policy FILE] [--redis URL]
   linkwall preview [--chat direct|group] [--era ID|DATE] [--policy FILE] [--json] TEXT...
   linkwall policy check FILE
   linkwall healthcheck [URL]        exit 0 if URL (default http://127.0.0.1:8080/readyz) answers 200

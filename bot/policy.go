@@ -50,6 +50,10 @@ type Era struct {
 	Hypothetical bool   `json:"hypothetical"`
 	Summary      string `json:"summary"`
 	SummaryZh    string `json:"summary_zh"`
+	// Rules lists the rules given for some eras only (eras: in the policy)
+	// that hold in this one: a rule without a since date holds "always"
+	// unless it is one of these, and in a hypothetical era these never did.
+	Rules []string `json:"rules,omitempty"`
 }
 
 // Card providers a platform can use.
@@ -149,7 +153,13 @@ func (p *Policy) Counts() (platforms, eras, rules int) {
 }
 
 // Eras returns the eras in timeline order.
-func (p *Policy) Eras() []Era { return slices.Clone(p.eras) }
+func (p *Policy) Eras() []Era {
+	out := slices.Clone(p.eras)
+	for i := range out {
+		out[i].Rules = slices.Clone(out[i].Rules)
+	}
+	return out
+}
 
 // DefaultEra returns the id of the era used when none is given.
 func (p *Policy) DefaultEra() string { return p.eras[p.defaultEra].ID }
@@ -672,6 +682,7 @@ func (l *loader) loadRules(n *yaml.Node) {
 					l.errf(m["eras"], "%s: era %q is before the rule's since date %s", what, id, r.since)
 				}
 				r.eras[i] = true
+				p.eras[i].Rules = append(p.eras[i].Rules, r.id)
 			}
 		} else {
 			for i := first; i < len(r.eras); i++ {

@@ -505,9 +505,18 @@ func TestBrowser(t *testing.T) {
 		alice.do(chromedp.Click(chromedp.CSS(`.preview-cell[data-era="open-api"][data-kind="direct"]`)))
 		alice.waitFor("the open-api message", `!!document.querySelector('.preview-msg .msg .card-wrap') && document.querySelector('.preview-cell[data-era="open-api"][data-kind="direct"]').getAttribute("aria-pressed") === "true"`)
 		alice.shot("desktop-en-preview")
-		// The open-api rule has no date: it never held, since its era is hypothetical.
-		if got := eval[string](alice, `document.querySelector('.preview-msg .why-panel .why-since').textContent`); got != "never: a hypothetical era" {
-			t.Errorf("Why? under the hypothetical era says since %q, want %q", got, "never: a hypothetical era")
+		// Under the hypothetical era the open-api rule never held; a rule
+		// that holds in every era (JD's card) has always held.
+		alice.do(
+			chromedp.Evaluate[chromedp.Void](`document.getElementById("preview-text").value = ""`),
+			chromedp.SendKeys(chromedp.ID("preview-text"), "抖音 https://v.douyin.com/iRNBho6/ 京东 https://item.jd.com/100012043978.html"),
+		)
+		alice.waitFor("the two-link grid", `document.querySelectorAll('.preview-cell[data-era="open-api"][data-kind="direct"] .pv-chip').length === 2`)
+		alice.do(chromedp.Click(chromedp.CSS(`.preview-cell[data-era="open-api"][data-kind="direct"]`)))
+		alice.waitFor("the two-link message", `document.querySelectorAll('.preview-msg .why-panel').length === 2`)
+		since := eval[[]string](alice, `[...document.querySelectorAll('.preview-msg .why-panel')].map((p) => p.querySelector(".why-rule").textContent + ": " + p.querySelector(".why-since").textContent)`)
+		if want := []string{"open-api-card: never: a hypothetical era", "api-card: always"}; strings.Join(since, "|") != strings.Join(want, "|") {
+			t.Errorf("Why? under the hypothetical era says %q, want %q", since, want)
 		}
 		alice.do(chromedp.KeyEvent(kb.Escape))
 		alice.waitFor("the dialog closed", `!document.querySelector(".modal")`)

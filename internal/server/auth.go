@@ -147,6 +147,22 @@ func (s *Server) createSession(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, sessionResponse{Token: tok, User: u})
 }
 
+// markSignedIn sets signedInCookie on the page for a browser that has a
+// session cookie without it (one made before the page read it), so that
+// the page looks its session up instead of asking for a name again.
+func markSignedIn(w http.ResponseWriter, r *http.Request) {
+	if _, err := r.Cookie(sessionCookie); err != nil {
+		return
+	}
+	if _, err := r.Cookie(signedInCookie); err == nil {
+		return
+	}
+	http.SetCookie(w, &http.Cookie{
+		Name: signedInCookie, Value: "1", Path: "/",
+		SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil,
+	})
+}
+
 // sessionDeleter is implemented by stores that can revoke a session.
 type sessionDeleter interface {
 	DeleteSession(ctx context.Context, tokenHash []byte) error

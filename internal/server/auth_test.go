@@ -129,3 +129,32 @@ func TestSignOutNotCached(t *testing.T) {
 		t.Fatalf("status %d, Cache-Control %q; want 204 and no-store", w.Code, w.Header().Get("Cache-Control"))
 	}
 }
+
+// The page gets the readable signed-in cookie whenever the browser has a
+// session cookie without it (a session from before the page read it), so
+// that it looks the session up instead of asking for a name again.
+func TestPageMarksSessionCookie(t *testing.T) {
+	s := newTestServer(t, Limits{})
+	for _, tc := range []struct {
+		cookies string
+		want    bool
+	}{
+		{"", false},
+		{"linkwall_session=abc", true},
+		{"linkwall_session=abc; linkwall_signed_in=1", false},
+	} {
+		r := httptest.NewRequest("GET", "/", nil)
+		if tc.cookies != "" {
+			r.Header.Set("Cookie", tc.cookies)
+		}
+		w := httptest.NewRecorder()
+		s.Handler().ServeHTTP(w, r)
+		got := false
+		for _, c := range w.Result().Cookies() {
+			got = got || (c.Name == signedInCookie && c.Value == "1" && !c.HttpOnly)
+		}
+		if got != tc.want || w.Code != http.StatusOK {
+			t.Errorf("GET / with cookies %q: %d, sets %s: %v, want %v", tc.cookies, w.Code, signedInCookie, got, tc.want)
+		}
+	}
+}

@@ -166,16 +166,17 @@ func (s *Server) appendAndPublish(ctx context.Context, room *chat.Room, m chat.M
 	return stored, false, nil
 }
 
-// republish sends a stored message that a resend matched to its room's
-// members again, but for the sender, whom the caller answers. Its first
-// try may have been stored without being published: the store's client
-// gave up on a timeout the store did not see, the publish failed, or the
-// node died in between; without a later message in the room, its members
-// would never notice. Connections that have it drop the copy by its seq.
-// With the SQLite store this cannot happen: it publishes whatever it
-// makes durable.
+// republish publishes a stored message that a resend matched once more,
+// to every member, the sender's other connections included. Its first try
+// may have been stored without being published: the store's client gave
+// up on a timeout the store did not see, the publish failed, or the node
+// died in between; without a later message in the room, its members would
+// never notice. Connections that have it drop the copy by its seq (the
+// resending one may get its acknowledgement twice, which the protocol
+// allows for a resend). With the SQLite store this cannot happen: it
+// publishes whatever it makes durable.
 func (s *Server) republish(ctx context.Context, room *chat.Room, m *chat.Message) {
-	s.publish(ctx, chat.Event{Room: room.ID, Seq: m.Seq, Members: without(room.Members, m.Sender.ID), Payload: encodeMessage(m)})
+	s.publishMessage(ctx, room, m)
 }
 
 // withDefaults fills in what a new message lacks: API v1 never sends
@@ -361,6 +362,10 @@ func (s *Server) botSample(ctx context.Context, room *chat.Room, text string, ki
 
 // moveRoomEra stores a room's new era and tells its members (a room frame).
 func (s *Server) moveRoomEra(ctx context.Context, roomID, eraID string) (chat.Room, error) {
+	// One change at a time: two at once could leave the room's cached
+	// entry and its ring's era stamp at the one stored first.
+	s.eraMu.Lock()
+	defer s.eraMu.Unlock()
 	updated, err := s.store.SetRoomEra(ctx, roomID, eraID)
 	if err != nil {
 		return chat.Room{}, err

@@ -95,6 +95,7 @@ type Server struct {
 	authPending atomic.Int32 // sockets waiting for their auth frame
 
 	createMu sync.Mutex // room creations, one at a time: the room quota's check, then the write
+	eraMu    sync.Mutex // era changes, one at a time: the store, then the cache and the ring's stamp
 
 	mu      sync.Mutex
 	closed  bool
@@ -272,6 +273,9 @@ func (s *Server) routes() http.Handler {
 			w.Header().Set("Allow", "GET, HEAD")
 			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		default:
+			if r.URL.Path == "/" {
+				markSignedIn(w, r)
+			}
 			files.ServeHTTP(w, r)
 		}
 	})

@@ -40,7 +40,7 @@ function textLimit(max) {
 
 function showTextLength(el) {
   const max = Number(el.dataset.max);
-  const n = [...el.value].length;
+  const n = [...el.value.trim()].length; // as it is sent
   const over = n > max;
   el.setAttribute("aria-invalid", String(over));
   let counter = el.nextElementSibling;
@@ -51,7 +51,8 @@ function showTextLength(el) {
     return;
   }
   if (!counter) {
-    counter = h("p", { class: "char-count form-error", role: "alert", id: `${el.id || el.className}-count` });
+    // role=status, not alert: it changes with every key while over.
+    counter = h("p", { class: "char-count form-error", role: "status", id: `${el.id || el.className}-count` });
     el.after(counter);
   }
   const nf = new Intl.NumberFormat(getLang() === "zh" ? "zh-CN" : "en");
@@ -60,7 +61,7 @@ function showTextLength(el) {
 }
 
 function tooLong(el) {
-  return [...el.value].length > Number(el.dataset.max);
+  return [...el.value.trim()].length > Number(el.dataset.max);
 }
 
 // PREVIEW_SAMPLE is what the preview starts with: the README tour's links.
@@ -601,7 +602,12 @@ function ctxFor(room) {
     meName: S.me.name,
     group: room.kind === "group",
     platformName,
-    hypothetical: (id) => !!(S.eras.find((e) => e.id === id) || {}).hypothetical,
+    // neverHeld: the rule holds in era id only by the policy's eras: list,
+    // and that era is hypothetical.
+    neverHeld: (rule, id) => {
+      const era = S.eras.find((e) => e.id === id);
+      return !!era && era.hypothetical && (era.rules || []).includes(rule);
+    },
     onLink: linkInterstitial,
     onRetry: retrySend,
   };
@@ -748,7 +754,10 @@ async function route() {
   } catch (err) {
     if (err instanceof APIError && (err.code === "not_found" || err.code === "forbidden" || err.code === "invalid")) {
       // A link to a chat that is gone or someone else's: the address must
-      // not name one room while another is on screen.
+      // not name one room while another is on screen. Unless the person
+      // has gone elsewhere while it was looked up.
+      const now = /^#\/rooms\/([^/?#]+)/.exec(location.hash);
+      if (!now || decodeURIComponent(now[1]) !== id) return;
       if (S.wanted === id) S.wanted = null;
       history.replaceState(null, "", location.pathname + location.search);
       if (S.current) closeRoom();

@@ -227,9 +227,9 @@ function whyPanel(link, ctx, era) {
     h("dl", null,
       row("rule", link.rule || "—", "why-rule"),
       row("reason", reason || "—", "why-reason"),
-      // A rule without a date holds in every era it is in; in a
-      // hypothetical era that is never.
-      row("since", link.since || (ctx.hypothetical && ctx.hypothetical(era) ? t("sinceHypothetical") : t("sinceAlways")), "why-since"),
+      // A rule without a date has always held, unless the policy gives it
+      // for a hypothetical era only: then it never did.
+      row("since", link.since || (ctx.neverHeld && ctx.neverHeld(link.rule, era) ? t("sinceHypothetical") : t("sinceAlways")), "why-since"),
       link.source ? row("source", link.source, "why-source") : null));
 }
 

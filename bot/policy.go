@@ -51,8 +51,8 @@ type Era struct {
 	Summary      string `json:"summary"`
 	SummaryZh    string `json:"summary_zh"`
 	// Rules lists the rules given for some eras only (eras: in the policy)
-	// that hold in this one: a rule without a since date holds "always"
-	// unless it is one of these, and in a hypothetical era these never did.
+	// that hold in this one. A rule without a since date has always held,
+	// unless it is listed in hypothetical eras only: then it never did.
 	Rules []string `json:"rules,omitempty"`
 }
 

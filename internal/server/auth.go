@@ -136,15 +136,38 @@ func (s *Server) createSession(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	setSessionCookies(w, r, tok)
+	writeJSON(w, http.StatusCreated, sessionResponse{Token: tok, User: u})
+}
+
+// setSessionCookies sets the session cookie to tok and signedInCookie
+// beside it, or clears both when tok is "".
+func setSessionCookies(w http.ResponseWriter, r *http.Request, tok string) {
 	http.SetCookie(w, &http.Cookie{
-		Name: sessionCookie, Value: tok, Path: "/",
+		Name: sessionCookie, Value: tok, Path: "/", MaxAge: clearIfEmpty(tok),
 		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil,
 	})
+	setSignedInCookie(w, r, tok != "")
+}
+
+func setSignedInCookie(w http.ResponseWriter, r *http.Request, on bool) {
+	v := ""
+	if on {
+		v = "1"
+	}
 	http.SetCookie(w, &http.Cookie{
-		Name: signedInCookie, Value: "1", Path: "/",
+		Name: signedInCookie, Value: v, Path: "/", MaxAge: clearIfEmpty(v),
 		SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil,
 	})
-	writeJSON(w, http.StatusCreated, sessionResponse{Token: tok, User: u})
+}
+
+// clearIfEmpty is a cookie's MaxAge: -1 (delete it now) for an empty
+// value, 0 (a session cookie) otherwise.
+func clearIfEmpty(v string) int {
+	if v == "" {
+		return -1
+	}
+	return 0
 }
 
 // markSignedIn sets signedInCookie on the page for a browser that has a
@@ -157,10 +180,7 @@ func markSignedIn(w http.ResponseWriter, r *http.Request) {
 	if _, err := r.Cookie(signedInCookie); err == nil {
 		return
 	}
-	http.SetCookie(w, &http.Cookie{
-		Name: signedInCookie, Value: "1", Path: "/",
-		SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil,
-	})
+	setSignedInCookie(w, r, true)
 }
 
 // sessionDeleter is implemented by stores that can revoke a session.
@@ -178,14 +198,7 @@ func (s *Server) deleteSession(w http.ResponseWriter, r *http.Request, u chat.Us
 	// A session is a user here, so the user's sockets end with it, on
 	// every node.
 	s.publish(r.Context(), chat.Event{Members: []string{u.ID}, Payload: signedOut})
-	http.SetCookie(w, &http.Cookie{
-		Name: sessionCookie, Value: "", Path: "/", MaxAge: -1,
-		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil,
-	})
-	http.SetCookie(w, &http.Cookie{
-		Name: signedInCookie, Value: "", Path: "/", MaxAge: -1,
-		SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil,
-	})
+	setSessionCookies(w, r, "")
 	w.Header().Set("Cache-Control", "no-store") // as writeJSON sets it on every other API response
 	w.WriteHeader(http.StatusNoContent)
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"hash/maphash"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/linkwall/linkwall/internal/chat"
@@ -24,6 +25,10 @@ type Hub struct {
 	// roomChanged is told of every room event (creation, era, lang), from
 	// this node or another, before it is delivered.
 	roomChanged func(roomID string)
+	// signOuts counts the sign-outs delivered here. A socket whose session
+	// was checked before one of them may have been registered after it
+	// closed the user's sockets: startConn then checks the session again.
+	signOuts atomic.Uint64
 }
 
 type hubShard struct {
@@ -56,6 +61,7 @@ func (h *Hub) Deliver(ev chat.Event) {
 // it is done (fo.flush), or from anywhere else with a nil fo.
 func (h *Hub) deliverVia(ev chat.Event, fo *fanout) {
 	if ev.Room == "" && bytes.Equal(ev.Payload, signedOut) {
+		h.signOuts.Add(1) // before closeUser takes the shards' locks: see startConn
 		for _, uid := range ev.Members {
 			h.closeUser(uid, CloseUnauthorized, "signed out")
 		}

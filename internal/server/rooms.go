@@ -154,29 +154,18 @@ func (s *Server) appendAndPublish(ctx context.Context, room *chat.Room, m chat.M
 	if err != nil {
 		return chat.Message{}, false, err
 	}
-	if dup {
-		if !fromStore {
-			s.republish(ctx, room, &stored)
-		}
-		return stored, true, nil
-	}
 	if !fromStore {
+		// A duplicate is published again too: its first try may have been
+		// stored without being published (the store's client gave up on a
+		// timeout the store did not see, the publish failed, or the node
+		// died in between), and without a later message in the room its
+		// members would never notice. Connections that have it drop the
+		// copy by its seq; the resending one may get its acknowledgement
+		// twice, which the protocol allows for a resend. The SQLite store
+		// (fromStore) publishes whatever it makes durable.
 		s.publishMessage(ctx, room, &stored)
 	}
-	return stored, false, nil
-}
-
-// republish publishes a stored message that a resend matched once more,
-// to every member, the sender's other connections included. Its first try
-// may have been stored without being published: the store's client gave
-// up on a timeout the store did not see, the publish failed, or the node
-// died in between; without a later message in the room, its members would
-// never notice. Connections that have it drop the copy by its seq (the
-// resending one may get its acknowledgement twice, which the protocol
-// allows for a resend). With the SQLite store this cannot happen: it
-// publishes whatever it makes durable.
-func (s *Server) republish(ctx context.Context, room *chat.Room, m *chat.Message) {
-	s.publishMessage(ctx, room, m)
+	return stored, dup, nil
 }
 
 // withDefaults fills in what a new message lacks: API v1 never sends

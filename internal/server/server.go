@@ -348,6 +348,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	byFrame := r.URL.Query().Get("auth") == "frame" || requestToken(r) == ""
+	signOuts := s.hub.signOuts.Load() // before the session is checked
 	var u chat.User
 	if !byFrame {
 		var err error
@@ -384,7 +385,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return // the upgrader has answered
 	}
 	if !byFrame {
-		s.startConn(ws, u, requestToken(r))
+		s.startConn(ws, u, requestToken(r), signOuts)
 		return
 	}
 	byFrame = false // the goroutine releases the pending slot
@@ -394,7 +395,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		u, tok, ok := s.awaitAuth(ws)
 		s.authPending.Add(-1)
 		if ok {
-			s.startConn(ws, u, tok)
+			s.startConn(ws, u, tok, signOuts)
 		}
 	}()
 }
@@ -447,8 +448,9 @@ func (s *Server) awaitAuth(ws *websocket.Conn) (chat.User, string, bool) {
 }
 
 // startConn registers a socket authenticated with token tok, queues its
-// hello and starts its reader and writer.
-func (s *Server) startConn(ws *websocket.Conn, u chat.User, tok string) {
+// hello and starts its reader and writer. signOuts is the hub's count of
+// sign-outs from before tok was checked.
+func (s *Server) startConn(ws *websocket.Conn, u chat.User, tok string, signOuts uint64) {
 	c := newConn(s, ws, u)
 	if !s.hub.add(c) {
 		c.cancel()
@@ -457,17 +459,20 @@ func (s *Server) startConn(ws *websocket.Conn, u chat.User, tok string) {
 		_ = ws.Close()
 		return
 	}
-	// The session again, now that a sign-out would find this socket in the
-	// hub: one that ended between the first check and hub.add closed the
-	// user's sockets without this one.
-	_, authErr := s.userByToken(c.ctx, tok)
+	// A sign-out delivered between the session's check and hub.add closed
+	// the user's sockets without this one: check the session again. Any
+	// later one finds this socket in the hub. (Sign-outs are rare, so this
+	// is rarely a second read.)
+	var err error
+	if s.hub.signOuts.Load() != signOuts {
+		_, err = s.userByToken(c.ctx, tok)
+	}
 	var rooms []chat.Room
-	err := authErr
 	if err == nil {
 		rooms, err = s.store.Rooms(c.ctx, u.ID)
 	}
 	switch {
-	case authErr != nil && chat.ErrorCode(authErr) == chat.EUnauthorized:
+	case chat.ErrorCode(err) == chat.EUnauthorized:
 		c.start(nil, nil)
 		c.closeWith(CloseUnauthorized, "signed out")
 	case err != nil:

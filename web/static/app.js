@@ -33,11 +33,13 @@ function charLimit(max) {
 // textLimit is charLimit for message texts, which are not cut: a paste
 // cut short would lose its end silently, often a link. A text over max
 // characters gets a counter after its field ("4,030 / 4,000") and is
-// marked invalid; tooLong says whether it may be sent.
+// marked invalid.
 function textLimit(max) {
   return { dataset: { max: String(max) }, oninput: (e) => showTextLength(e.target) };
 }
 
+// showTextLength shows or hides el's counter and reports whether its text
+// is too long to send.
 function showTextLength(el) {
   const max = Number(el.dataset.max);
   const n = [...el.value.trim()].length; // as it is sent
@@ -48,7 +50,7 @@ function showTextLength(el) {
   if (!over) {
     if (counter) counter.remove();
     el.removeAttribute("aria-describedby");
-    return;
+    return false;
   }
   if (!counter) {
     // role=status, not alert: it changes with every key while over.
@@ -58,10 +60,7 @@ function showTextLength(el) {
   const nf = new Intl.NumberFormat(getLang() === "zh" ? "zh-CN" : "en");
   counter.textContent = t("textTooLong", { n: nf.format(n), max: nf.format(max) });
   el.setAttribute("aria-describedby", counter.id);
-}
-
-function tooLong(el) {
-  return [...el.value.trim()].length > Number(el.dataset.max);
+  return true;
 }
 
 // PREVIEW_SAMPLE is what the preview starts with: the README tour's links.
@@ -602,11 +601,10 @@ function ctxFor(room) {
     meName: S.me.name,
     group: room.kind === "group",
     platformName,
-    // neverHeld: the rule holds in era id only by the policy's eras: list,
-    // and that era is hypothetical.
-    neverHeld: (rule, id) => {
-      const era = S.eras.find((e) => e.id === id);
-      return !!era && era.hypothetical && (era.rules || []).includes(rule);
+    // neverHeld: the policy gives the rule for hypothetical eras only.
+    neverHeld: (rule) => {
+      const eras = S.eras.filter((e) => (e.rules || []).includes(rule));
+      return eras.length > 0 && eras.every((e) => e.hypothetical);
     },
     onLink: linkInterstitial,
     onRetry: retrySend,
@@ -914,8 +912,7 @@ function sendFromComposer() {
   if (!input || !S.current) return;
   const text = input.value.trim();
   if (!text) return;
-  if (tooLong(input)) {
-    showTextLength(input);
+  if (showTextLength(input)) {
     input.focus();
     return;
   }
@@ -1082,7 +1079,7 @@ function previewDialog() {
     if (!res) return;
     shown.append(
       h("p", { class: "muted preview-caption", text: `${eraName(pick.era)} · ${t(pick.kind)}` }),
-      messageElement({ seq: 0, text: input.value, era: pick.era, links: res.links || [], links_truncated: res.truncated, sender: { id: S.me.id, name: S.me.name }, sent_at: new Date().toISOString() },
+      messageElement({ seq: 0, text: input.value, links: res.links || [], links_truncated: res.truncated, sender: { id: S.me.id, name: S.me.name }, sent_at: new Date().toISOString() },
         { ...ctxFor({ kind: pick.kind }), onLink: () => {}, onRetry: () => {} }));
     for (const b of grid.querySelectorAll(".preview-cell")) b.setAttribute("aria-pressed", String(b.dataset.era === pick.era && b.dataset.kind === pick.kind));
   };
@@ -1111,7 +1108,7 @@ function previewDialog() {
 
   const run = async () => {
     const mine = ++gen;
-    if (!input.value.trim() || tooLong(input)) {
+    if (!input.value.trim() || showTextLength(input)) {
       // Cleared to paste another text: nothing to preview, and no error.
       // Too long: the counter under the field says so.
       results = new Map();

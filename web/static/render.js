@@ -215,7 +215,7 @@ function whyButton(link, panel) {
 
 let panelSeq = 0;
 
-function whyPanel(link, ctx, era) {
+function whyPanel(link, ctx) {
   const reason = getLang() === "zh" ? link.reason_zh || link.reason : link.reason || link.reason_zh;
   const platform = ctx.platformName(link.platform) || t("otherSite");
   const row = (k, v, cls) => [h("dt", { text: t(k) }), h("dd", { class: cls, text: v })];
@@ -228,8 +228,8 @@ function whyPanel(link, ctx, era) {
       row("rule", link.rule || "—", "why-rule"),
       row("reason", reason || "—", "why-reason"),
       // A rule without a date has always held, unless the policy gives it
-      // for a hypothetical era only: then it never did.
-      row("since", link.since || (ctx.neverHeld && ctx.neverHeld(link.rule, era) ? t("sinceHypothetical") : t("sinceAlways")), "why-since"),
+      // for hypothetical eras only: then it never did.
+      row("since", link.since || (ctx.neverHeld && ctx.neverHeld(link.rule) ? t("sinceHypothetical") : t("sinceAlways")), "why-since"),
       link.source ? row("source", link.source, "why-source") : null));
 }
 
@@ -267,7 +267,7 @@ export function messageElement(msg, ctx) {
   const whyRow = h("div", { class: "why-row" });
   let blocked = false;
   links.forEach((link, i) => {
-    const panel = whyPanel(link, ctx, msg.era);
+    const panel = whyPanel(link, ctx);
     panels.appendChild(panel);
     if (link.outcome === "card") {
       extras.appendChild(h("div", { class: "card-wrap" }, cardElement(link, ctx), whyButton(link, panel)));

@@ -171,14 +171,16 @@ type frame struct {
 	Type        string          `json:"type"`
 	Raw         json.RawMessage `json:"message"`
 	ClientMsgID string          `json:"client_msg_id"`
-	Room        *chat.Room      `json:"room"`
+	RawRoom     json.RawMessage `json:"room"`
 	User        *chat.User      `json:"user"`
 	Rooms       []chat.Room     `json:"rooms"`
 	Code        string          `json:"code"`
 	Ref         string          `json:"ref"`
 
-	Msg  *chat.Message `json:"-"` // Raw, for "message"
-	Text string        `json:"-"` // Raw, for "error"
+	Msg    *chat.Message `json:"-"` // Raw, for "message"
+	Text   string        `json:"-"` // Raw, for "error"
+	Room   *chat.Room    `json:"-"` // RawRoom, for "room"
+	RoomID string        `json:"-"` // RawRoom, for "error": the refused send's or resume's room
 }
 
 // wsClient is a real WebSocket client; a goroutine reads frames into a channel.
@@ -248,8 +250,20 @@ func (c *wsClient) start() {
 						c.err = err
 						return
 					}
+				case "room":
+					f.Room = new(chat.Room)
+					if err := json.Unmarshal(f.RawRoom, f.Room); err != nil {
+						c.err = err
+						return
+					}
 				case "error":
 					_ = json.Unmarshal(f.Raw, &f.Text)
+					if f.RawRoom != nil {
+						if err := json.Unmarshal(f.RawRoom, &f.RoomID); err != nil {
+							c.err = fmt.Errorf("error frame's room %s: %w", f.RawRoom, err)
+							return
+						}
+					}
 				}
 				c.frames <- f
 			}
@@ -945,15 +959,22 @@ func TestResumeRateLimit(t *testing.T) {
 	a := s.newUser("alice").connect()
 	const n = 60
 	var frame bytes.Buffer
-	for range n {
-		fmt.Fprintf(&frame, `{"type":"resume","room":%q,"after":0}`+"\n", uuid.NewString())
+	rooms := make([]string, n)
+	for i := range rooms {
+		rooms[i] = uuid.NewString()
+		fmt.Fprintf(&frame, `{"type":"resume","room":%q,"after":0}`+"\n", rooms[i])
 	}
 	if err := a.ws.WriteMessage(websocket.TextMessage, frame.Bytes()); err != nil {
 		t.Fatal(err)
 	}
 	codes := map[string]int{}
-	for range n {
-		codes[a.errorFrame("resume").Code]++
+	for i := range n {
+		// Each refusal names its room, so a client knows which to ask again.
+		f := a.errorFrame("resume")
+		if f.RoomID != rooms[i] {
+			t.Fatalf("refusal %d names room %q, want %q", i, f.RoomID, rooms[i])
+		}
+		codes[f.Code]++
 	}
 	// The burst is 3; at 100/s the limit gives back one more every 10 ms,
 	// which a slow machine may take for a few of the 60.

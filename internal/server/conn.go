@@ -840,7 +840,7 @@ func (c *conn) catchUp(room string) error {
 				c.mu.Unlock()
 				return nil
 			}
-			c.enqueueLocked(encodeErr(err, typeResume))
+			c.enqueueLocked(encodeRoomErr(err, typeResume, room))
 			st.resuming, st.gapSince = false, time.Time{}
 			c.releaseLocked(room, st)
 			c.mu.Unlock()
@@ -1060,11 +1060,11 @@ func jsonKind(goKind string) string {
 
 func (c *conn) handle(f *inFrame) bool {
 	if f.bad != nil {
-		c.send(encodeErr(f.bad, f.ref()))
+		c.send(f.errFrame(f.bad))
 		return true
 	}
 	if err := f.check(); err != nil {
-		c.send(encodeErr(err, f.ref()))
+		c.send(f.errFrame(err))
 		return true
 	}
 	switch f.Type {
@@ -1076,11 +1076,11 @@ func (c *conn) handle(f *inFrame) bool {
 		}
 		if !c.resumes.Allow() {
 			c.srv.metrics.rateLimited.Inc()
-			c.send(encodeErr(chat.Errorf(chat.ERateLimited, "more than %g resumes per second; slow down", float64(resumeRate)), typeResume))
+			c.send(f.errFrame(chat.Errorf(chat.ERateLimited, "more than %g resumes per second; slow down", float64(resumeRate))))
 			return true
 		}
 		if _, err := c.srv.memberRoom(c.ctx, c.user.ID, f.Room); err != nil {
-			c.send(encodeErr(err, typeResume))
+			c.send(f.errFrame(err))
 			return true
 		}
 		c.resume(f.Room, f.After)
@@ -1088,6 +1088,16 @@ func (c *conn) handle(f *inFrame) bool {
 		c.send(pongPayload)
 	}
 	return true
+}
+
+// errFrame is the error frame refusing f: with its ref and, for a send or
+// a resume, its room.
+func (f *inFrame) errFrame(err error) []byte {
+	switch f.Type {
+	case typeSend, typeResume:
+		return encodeRoomErr(err, f.ref(), f.Room)
+	}
+	return encodeErr(err, f.ref())
 }
 
 // ref is what an error frame about f refers to: the client_msg_id of a
@@ -1137,7 +1147,7 @@ func (c *conn) handleSend(f *inFrame) bool {
 		if chat.ErrorCode(err) == chat.ERateLimited {
 			c.strikes++
 			if c.strikes >= c.srv.limits.RateStrikes {
-				c.send(encodeErr(err, ref))
+				c.send(f.errFrame(err))
 				c.closeWith(CloseRateLimited, "rate limit exceeded")
 				return false
 			}
@@ -1145,7 +1155,7 @@ func (c *conn) handleSend(f *inFrame) bool {
 		if !isChatError(err) && c.ctx.Err() == nil {
 			c.log.Error("send failed", zap.String("user", c.user.ID), zap.String("room", f.Room), zap.Error(err))
 		}
-		c.send(encodeErr(err, ref))
+		c.send(f.errFrame(err))
 		return true
 	}
 	c.strikes = 0
@@ -1172,7 +1182,7 @@ func (c *conn) sent(ref, room, clientMsgID string) func(chat.Message, bool, erro
 			if !isChatError(err) && c.srv.ctx.Err() == nil {
 				c.log.Error("send failed", zap.String("user", c.user.ID), zap.String("room", room), zap.Error(err))
 			}
-			c.send(encodeErr(err, ref))
+			c.send(encodeRoomErr(err, ref, room))
 		case dup:
 			c.ackDuplicate(&m, clientMsgID)
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"math"
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/linkwall/linkwall/bot"
 	"github.com/linkwall/linkwall/internal/chat"
@@ -87,6 +88,7 @@ type errorFrame struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
 	Ref     string `json:"ref,omitempty"`
+	Room    string `json:"room,omitempty"` // the refused send's or resume's room, so a client knows which to retry
 }
 
 // encodeMessage returns the message frame of m without client_msg_id: the
@@ -165,6 +167,18 @@ func encodeError(code, msg, ref string) []byte {
 
 func encodeErr(err error, ref string) []byte {
 	return encodeError(chat.ErrorCode(err), chat.ErrorMessage(err), ref)
+}
+
+// encodeRoomErr is encodeErr for a refused send or resume of room. The
+// room is echoed only if it could be a room ID (no longer than any ID,
+// valid UTF-8), so an error frame never carries more than the client's
+// own bounded input back.
+func encodeRoomErr(err error, ref, room string) []byte {
+	if len(room) > maxRoomID || !utf8.ValidString(room) {
+		room = ""
+	}
+	b, _ := json.Marshal(errorFrame{Type: typeError, Code: chat.ErrorCode(err), Message: chat.ErrorMessage(err), Ref: ref, Room: room})
+	return b
 }
 
 var pongPayload = []byte(`{"type":"pong"}`)

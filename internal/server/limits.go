@@ -47,6 +47,8 @@ const (
 const (
 	// maxClientMsgID bounds client_msg_id, which the store indexes.
 	maxClientMsgID = 64
+	// maxRoomID bounds a room ID a client names: longer ones are no room.
+	maxRoomID = 64
 	// maxBodyBytes bounds every REST request body.
 	maxBodyBytes = 64 << 10
 	// defaultPageSize and maxPageSize bound GET …/messages and each page a

@@ -76,7 +76,7 @@ func (s *Server) room(ctx context.Context, id string) (chat.Room, error) {
 // memberRoom returns the room if userID is a member: ENotFound for a room
 // that does not exist, EForbidden for one the user is not in.
 func (s *Server) memberRoom(ctx context.Context, userID, roomID string) (chat.Room, error) {
-	if roomID == "" || len(roomID) > 64 {
+	if roomID == "" || len(roomID) > maxRoomID {
 		return chat.Room{}, chat.Errorf(chat.ENotFound, "no such room")
 	}
 	r, err := s.room(ctx, roomID)

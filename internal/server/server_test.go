@@ -258,7 +258,7 @@ var chatCodes = map[string]bool{
 // panic; at most maxObjectsPerFrame objects; invalid UTF-8 yields nothing;
 // a frame the check accepts has a known type and in-range fields; anything
 // refused carries a chat code (invalid, the only one decoding uses) and an
-// error frame that is valid JSON with a bounded ref.
+// error frame that is valid JSON with a bounded ref and room.
 func FuzzDecodeFrames(f *testing.F) {
 	for _, seed := range []string{
 		`{"type":"send","room":"r","text":"hi","client_msg_id":"1"}`,
@@ -266,6 +266,7 @@ func FuzzDecodeFrames(f *testing.F) {
 		`{"type":"send","room":5}`,
 		`{"type":"resume","room":"r","after":"x"}`,
 		`{"type":"resume","room":"r","after":-1}`,
+		`{"type":"resume","room":"` + strings.Repeat("r", maxRoomID+1) + `","after":-1}`,
 		`{"type":"auth","token":"abc"}`,
 		`{"type":"send","room":"r","text":"x","client_msg_id":"` + strings.Repeat("i", maxClientMsgID+1) + `"}`,
 		`{"type":"` + strings.Repeat("t", 40) + `"}`,
@@ -307,8 +308,13 @@ func FuzzDecodeFrames(f *testing.F) {
 					t.Fatalf("%+v refused with code %q", fr, code)
 				}
 				var ef errorFrame
-				if json.Unmarshal(encodeErr(err, fr.ref()), &ef) != nil || ef.Type != typeError || len(ef.Ref) > maxClientMsgID || !utf8.ValidString(ef.Ref) {
+				if json.Unmarshal(fr.errFrame(err), &ef) != nil || ef.Type != typeError || len(ef.Ref) > maxClientMsgID || !utf8.ValidString(ef.Ref) {
 					t.Fatalf("%+v: bad error frame %+v", fr, ef)
+				}
+				// The room is echoed when it could be an ID, and only then.
+				echo := (fr.Type == typeSend || fr.Type == typeResume) && len(fr.Room) <= maxRoomID && utf8.ValidString(fr.Room)
+				if (echo && ef.Room != fr.Room) || (!echo && ef.Room != "") {
+					t.Fatalf("%+v: error frame names room %q", fr, ef.Room)
 				}
 				continue
 			}

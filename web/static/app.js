@@ -69,6 +69,7 @@ const REFUSED_BEFORE_PROBE = 3; // failed handshakes in a row before checking th
 const RELOAD_DEBOUNCE_MS = 120; // era changes in quick succession (walkthrough) reload once
 const DEFAULT_MAU = 1.25e9; // the article's monthly active users
 const DEFAULT_SHARE = 1; // the article's share rate, in percent
+const RESUME_RETRY_MS = 1000; // a resume refused by the rate limit (100/s after a burst) is asked again after this
 
 const S = {
   me: null,
@@ -899,6 +900,14 @@ function onMessage(m, clientID) {
 }
 
 function onError(f) {
+  // A resume the server's limit refused is asked again shortly, quietly:
+  // the room's history is still missing, and nothing else would fetch it.
+  if (f.ref === "resume" && f.code === "rate_limited" && S.rooms.has(f.room)) {
+    setTimeout(() => {
+      if (S.helloSeen && roomState(f.room).loaded) S.socket.send({ type: "resume", room: f.room, after: resumePoint(f.room) });
+    }, RESUME_RETRY_MS);
+    return;
+  }
   const p = f.ref && S.pending.get(f.ref);
   if (p) {
     p.failed = true;

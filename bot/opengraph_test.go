@@ -343,7 +343,7 @@ eras:`, 1)
 		!strings.Contains(l.ReasonZh, "预览无法加载") || strings.Contains(l.Reason, "10.9.9.9") {
 		t.Errorf("unreachable link: %+v", l)
 	}
-	if l := res.Links[2]; l.Outcome != CardView || l.Card == nil || l.Card.Price != "¥5999.00" {
+	if l := res.Links[2]; l.Outcome != CardView || l.Card == nil || l.Card.Price != "¥1499.00" {
 		t.Errorf("jd link: %+v", l)
 	}
 

@@ -77,7 +77,7 @@ func TestPreviewTable(t *testing.T) {
 		"1  blocked  taobao    rival-blocked  https://m.tb.cn/h.5FgH2Jk?tk=AbCd1234",
 		"2  card     jd        api-card       https://item.jd.com/100012043978.html",
 		"如需浏览，请长按网址复制后使用浏览器访问",
-		"card: Apple iPhone 13",
+		"card: 飞天茅台 53度 500ml",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)

@@ -57,7 +57,7 @@ func (s *Server) blockedNotice(lang string) string {
 	if lang == "zh" {
 		return "如需浏览，请长按网址复制后使用浏览器访问"
 	}
-	return "To view this link, copy the address and open it in a browser."
+	return "To browse, press and hold the address to copy it, then open it in a browser."
 }
 
 // command answers a message starting with '/'.

@@ -92,6 +92,16 @@ func TestEmbeddedCatalogue(t *testing.T) {
 	if _, err := loadCatalogue([]byte("itemz: []")); err == nil {
 		t.Error("accepted an unknown field")
 	}
+	for image, ok := range map[string]bool{
+		"/cards/x.svg": true, "https://img.example/x.jpg": true, "": true,
+		"//evil.example/x.svg": false, `/\evil.example/x.svg`: false, "javascript:alert(1)": false,
+		"cards/x.svg": false, "ftp://example/x.png": false, "https:///x.png": false,
+	} {
+		_, err := loadCatalogue([]byte(`items: [{platform: jd, id: "1", title: t, site_name: s, image: "` + image + `"}]`))
+		if (err == nil) != ok {
+			t.Errorf("image %q: error %v, want accepted=%v", image, err, ok)
+		}
+	}
 }
 
 func TestItemID(t *testing.T) {

@@ -55,6 +55,9 @@ func loadCatalogue(data []byte) (*catalogue, error) {
 		if it.Platform == "" || it.ID == "" || it.Title == "" || it.SiteName == "" {
 			return nil, fmt.Errorf("catalogue: item %q of %q lacks platform, id, title or site_name", it.ID, it.Platform)
 		}
+		if err := checkPicture(it.Image); err != nil {
+			return nil, fmt.Errorf("catalogue: item %q of %q: %w", it.ID, it.Platform, err)
+		}
 		if c.items[it.Platform] == nil {
 			c.items[it.Platform] = map[string]Card{}
 		}
@@ -167,3 +170,21 @@ func isTimeout(err error) bool {
 }
 
 var errNoProvider = errors.New("no card provider for this site")
+
+// checkPicture accepts a catalogue picture: none, an absolute http(s) URL,
+// or a path on the server that serves the page (linkwall's own pictures).
+func checkPicture(s string) error {
+	if s == "" {
+		return nil
+	}
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		return fmt.Errorf("image %q: %w", s, err)
+	case u.Scheme == "" && u.Host == "" && strings.HasPrefix(s, "/") && !strings.HasPrefix(s, "//") && !strings.Contains(s, `\`):
+		return nil
+	case (u.Scheme == "http" || u.Scheme == "https") && u.Host != "":
+		return nil
+	}
+	return fmt.Errorf("image %q is neither an http(s) URL nor a path starting with /", s)
+}

@@ -2,6 +2,7 @@ package web
 
 import (
 	"io/fs"
+	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -162,6 +163,30 @@ func TestI18nTablesComplete(t *testing.T) {
 					t.Errorf("%s asks for the string %q, which the table lacks", name, m[1]+o)
 				}
 			}
+		}
+	}
+}
+
+// The demo catalogue's pictures are served from here: every path the
+// catalogue names must exist, or its cards would fall back to the tile.
+func TestCataloguePicturesExist(t *testing.T) {
+	data, err := os.ReadFile("../bot/catalogue.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths := regexp.MustCompile(`(?m)^\s*image:\s*"(/[^"]*)"`).FindAllSubmatch(data, -1)
+	if len(paths) == 0 {
+		t.Fatal("the catalogue names no picture of its own")
+	}
+	for _, m := range paths {
+		name := strings.TrimPrefix(string(m[1]), "/")
+		b, err := fs.ReadFile(Files(), name)
+		if err != nil {
+			t.Errorf("catalogue picture %s: %v", m[1], err)
+			continue
+		}
+		if !strings.HasPrefix(string(b), "<svg ") || strings.Contains(string(b), "<script") {
+			t.Errorf("catalogue picture %s is not a plain SVG", m[1])
 		}
 	}
 }

@@ -352,6 +352,8 @@ func TestBrowser(t *testing.T) {
 		want := map[string]string{"taobao": "hyperlink", "douyin": "hyperlink", "jd": "card"}
 		bob.waitOutcomes(seq, want)
 		alice.waitOutcomes(seq, want)
+		// The JD card shows the catalogue's picture, served by linkwall itself.
+		alice.waitFor("the JD card's picture", fmt.Sprintf(`(document.querySelector('.messages [data-seq="%d"] .card-img.has-img') || {style: {}}).style.backgroundImage.includes("/cards/moutai.svg")`, seq))
 		alice.shot("desktop-en-direct")
 
 		// A hyperlink to a rival opens the log-in interstitial, with a safe "Open anyway".
@@ -673,15 +675,19 @@ func TestBrowser(t *testing.T) {
 			const msg = (image) => ({ seq: 1, sender: { id: "jd", name: "JD" }, text: "", sent_at: new Date().toISOString(),
 				links: [{ url: "https://item.jd.com/1.html", kind: "url", platform: "jd", outcome: "card", card: { title: "T", image, site_name: "JD" } }] });
 			const good = m.messageElement(msg(location.origin + "/favicon.svg"), ctx);
-			const bad = m.messageElement(msg("javascript:alert(1)"), ctx);
-			for (let i = 0; i < 60 && !good.querySelector(".card-img.has-img"); i++) await new Promise((r) => setTimeout(r, 50));
+			const own = m.messageElement(msg("/cards/moutai.svg"), ctx); // the demo catalogue's, served here
+			// Protocol-relative addresses would load this very picture if taken for paths.
+			const bads = ["javascript:alert(1)", "//" + location.host + "/favicon.svg", "/\\" + location.host + "/favicon.svg"].map((u) => m.messageElement(msg(u), ctx));
+			for (let i = 0; i < 60 && !(good.querySelector(".card-img.has-img") && own.querySelector(".card-img.has-img")); i++) await new Promise((r) => setTimeout(r, 50));
+			await new Promise((r) => setTimeout(r, 200)); // as long again for any bad one to load
 			const tile = (el) => el.querySelector(".card-img");
 			return [tile(good).classList.contains("has-img"), tile(good).style.backgroundImage.includes("/favicon.svg"),
-				tile(bad).classList.contains("has-img") || tile(bad).style.backgroundImage !== "",
-				good.querySelectorAll("img").length + bad.querySelectorAll("img").length > 0];
+				tile(own).classList.contains("has-img") && tile(own).style.backgroundImage.includes(location.origin + "/cards/moutai.svg"),
+				bads.some((b) => tile(b).classList.contains("has-img") || tile(b).style.backgroundImage !== ""),
+				[good, own, ...bads].some((el) => el.querySelectorAll("img").length > 0)];
 		})`)
-		if want := []bool{true, true, false, false}; !slices.Equal(got, want) {
-			t.Errorf("card pictures: [http(s) shown, as background, javascript: used, <img> made] = %v, want %v", got, want)
+		if want := []bool{true, true, true, false, false}; !slices.Equal(got, want) {
+			t.Errorf("card pictures: [http(s) shown, as background, own path shown, javascript: or another host's path used, <img> made] = %v, want %v", got, want)
 		}
 	})
 

@@ -44,6 +44,18 @@ export function clear(el) {
   return el;
 }
 
+/**
+ * pictureURL is the address of a card's picture, normalised (quotes
+ * percent-encoded), or null: an absolute http(s) URL, or a path on this
+ * server (the demo catalogue's own pictures).
+ */
+export function pictureURL(s) {
+  if (typeof s === "string" && s.startsWith("/") && !s.startsWith("//") && !s.startsWith("/\\")) {
+    return new URL(s, location.origin).href;
+  }
+  return isWebURL(s) ? new URL(s).href : null;
+}
+
 /** isWebURL reports whether s is an absolute http(s) URL. */
 export function isWebURL(s) {
   if (typeof s !== "string") return false;

@@ -2,7 +2,7 @@
 // outcomes, cards and "Why?" explanations. Every piece of message data is
 // set with textContent or as an attribute value, never parsed as HTML.
 
-import { h, isWebURL } from "./dom.js";
+import { h, isWebURL, pictureURL } from "./dom.js";
 import { icon } from "./icons.js";
 import { t, getLang, locale } from "./i18n.js";
 
@@ -161,8 +161,8 @@ function linkElement(link, text, ctx, msg) {
 function cardPicture(link, c, ctx) {
   const tile = h("div", { class: `card-img card-img-none pf-${link.platform || "other"}`, "aria-hidden": "true" },
     h("span", { text: Array.from(ctx.platformName(link.platform) || "?")[0] }));
-  if (!isWebURL(c.image)) return tile;
-  const href = new URL(c.image).href; // normalised: quotes are percent-encoded
+  const href = pictureURL(c.image);
+  if (!href) return tile;
   const probe = new Image();
   probe.referrerPolicy = "no-referrer";
   probe.addEventListener("load", () => {

@@ -355,6 +355,11 @@ func TestBrowser(t *testing.T) {
 		// The JD card shows the catalogue's picture, served by linkwall itself.
 		alice.waitFor("the JD card's picture", fmt.Sprintf(`(document.querySelector('.messages [data-seq="%d"] .card-img.has-img') || {style: {}}).style.backgroundImage.includes("/cards/moutai.svg")`, seq))
 		alice.shot("desktop-en-direct")
+		// Small text is readable off a projector: WCAG AA, 4.5:1 against the
+		// background it is drawn on (ancestors' backgrounds composited).
+		if low := eval[[]string](alice, contrastJS+`([".time-sep time", ".send-btn", ".card-foot", ".conv-sub", ".room-time", ".room-last", ".why", ".why-chip", ".era-date", ".card-price"])`); len(low) > 0 {
+			t.Errorf("text below 4.5:1 contrast or missing: %v", low)
+		}
 
 		// A hyperlink to a rival opens the log-in interstitial, with a safe "Open anyway".
 		alice.do(
@@ -1079,3 +1084,26 @@ func TestBrowserTwoTabs(t *testing.T) {
 	reply := bob.send("got it")
 	alice.waitFor("bob's reply in alice's tab", fmt.Sprintf(`!!document.querySelector('.messages [data-seq="%d"]:not(.msg-own)')`, reply))
 }
+
+// contrastJS is a function of CSS selectors that returns, for each one whose
+// first match has text contrast under 4.5:1 (or that matches nothing), the
+// selector and its ratio.
+const contrastJS = `((sels) => {
+	const rgba = (c) => { const m = c.match(/[\d.]+/g).map(Number); return { r: m[0], g: m[1], b: m[2], a: m.length > 3 ? m[3] : 1 }; };
+	const over = (f, b) => ({ r: f.r * f.a + b.r * (1 - f.a), g: f.g * f.a + b.g * (1 - f.a), b: f.b * f.a + b.b * (1 - f.a) });
+	const lum = (c) => [c.r, c.g, c.b].map((v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; })
+		.reduce((s, v, i) => s + v * [0.2126, 0.7152, 0.0722][i], 0);
+	const out = [];
+	for (const sel of sels) {
+		const el = document.querySelector(sel);
+		if (!el) { out.push(sel + " missing"); continue; }
+		const chain = [];
+		for (let e = el; e; e = e.parentElement) chain.unshift(e);
+		const bg = chain.reduce((acc, e) => over(rgba(getComputedStyle(e).backgroundColor), acc), { r: 255, g: 255, b: 255 });
+		const fg = over(rgba(getComputedStyle(el).color), bg);
+		const [a, b] = [lum(fg), lum(bg)];
+		const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+		if (ratio < 4.5) out.push(sel + " " + ratio.toFixed(2));
+	}
+	return out;
+})`

@@ -634,12 +634,23 @@ func TestBrowser(t *testing.T) {
 		alice.t, bob.t = t, t
 		before := alice.roomID()
 		def := eval[string](alice, `fetch("/api/v1/eras").then(r => r.json()).then(j => j.default)`)
-		alice.do(chromedp.Click(chromedp.CSS(".side-actions .walkthrough-btn")))
+		// The dialog offers the open chat (everyone in it sees the
+		// walkthrough) or a new group of one; this plays it in a new group.
+		alice.openRoom(groupRoom)
+		before = groupRoom
+		alice.do(chromedp.Evaluate[chromedp.Void](`document.querySelector(".side-actions .walkthrough-btn").click()`)) // hidden beside an open room on a phone
+		alice.waitFor("the walkthrough dialog, the open chat first", `!!document.querySelector('.walkthrough-form input[value="here"]:checked') && !!document.querySelector('.walkthrough-form input[value="new"]')`)
+		alice.do(chromedp.Evaluate[chromedp.Void](`document.querySelector('.walkthrough-form input[value="new"]').click(); document.querySelector(".walkthrough-form button[type=submit]").click()`))
 		alice.waitFor("the walkthrough group", fmt.Sprintf(`location.hash.startsWith("#/rooms/") && location.hash !== "#/rooms/%s" && document.querySelector(".conv-name").textContent.startsWith("Walkthrough")`, before))
 		// LinkBot steps through every era, posting the sample links as a
 		// one-to-one chat and a group show them, then returns the room to
 		// the era it started in.
 		alice.waitFor("every era's sample links", fmt.Sprintf(`document.querySelector(".era-bar").dataset.era === %q && [...document.querySelectorAll(".messages .msg-bot")].some((m) => m.textContent.includes("Walkthrough done")) && document.querySelectorAll('.messages .msg-bot .why-chip, .messages .msg-bot .card-wrap').length >= 10 && document.querySelector(".messages").dataset.loaded === "true"`, def))
+		// Samples of the other eras say which era they show; the share
+		// token's chip says it is one.
+		alice.waitFor("the samples' era labels and token chips", `document.querySelectorAll(".messages .msg-bot .sample-era").length === 8 &&
+			[...document.querySelectorAll(".messages .msg-bot .sample-era")].filter((e) => e.textContent.includes("Walled garden")).length === 2 &&
+			[...document.querySelectorAll(".messages .msg-bot .why-chip-name")].filter((e) => e.textContent === "Taobao · share token").length >= 2`)
 		alice.shot("desktop-en-walkthrough")
 	})
 

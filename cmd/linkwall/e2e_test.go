@@ -867,7 +867,26 @@ func TestLinkBotCommands(t *testing.T) {
 	if st.Links != 3+10*len(eras) || st.Samples != 10*len(eras) {
 		t.Errorf("stats after the walkthrough: %d links, %d from samples; want %d and %d", st.Links, st.Samples, 3+10*len(eras), 10*len(eras))
 	}
-	alice.do("POST", "/api/v1/rooms/"+room.ID+"/walkthrough", nil, http.StatusAccepted, nil)
+	// A class may ask for a longer pause between eras: whole seconds, 1 to 60.
+	for _, bad := range []any{0, 61, 1.5, "ten", 18446744075} { // the last one wraps to 1.29 s as nanoseconds
+		var e struct{ Error struct{ Code string } }
+		alice.do("POST", "/api/v1/rooms/"+room.ID+"/walkthrough", map[string]any{"step_seconds": bad}, http.StatusBadRequest, &e)
+		if e.Error.Code != chat.EInvalid {
+			t.Errorf("step_seconds %v: %+v, want invalid", bad, e)
+		}
+	}
+	a.sendAck(room.ID, "/walkthrough 0", "wt0")
+	if m := reply(b, room.ID); !strings.Contains(m.Text, "from 1 to 60") {
+		t.Errorf("/walkthrough 0: LinkBot said %q", m.Text)
+	}
+	alice.do("POST", "/api/v1/rooms/"+room.ID+"/walkthrough", map[string]any{"step_seconds": 1}, http.StatusAccepted, nil)
+	b.until("the first era", func(f frame) bool { return f.Type == "room" && f.Room.Era == eras[0].ID })
+	first := time.Now()
+	b.until("the second era", func(f frame) bool { return f.Type == "room" && f.Room.Era == eras[1].ID })
+	if waited := time.Since(first); waited < 900*time.Millisecond {
+		t.Errorf("the second era came %v after the first, want the 1 s pause asked for", waited)
+	}
+	alice.do("POST", "/api/v1/rooms/"+room.ID+"/walkthrough", nil, http.StatusConflict, nil)
 }
 
 func TestProtocolAbuse(t *testing.T) {

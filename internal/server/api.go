@@ -328,7 +328,23 @@ func (s *Server) postWalkthrough(w http.ResponseWriter, r *http.Request, u chat.
 		s.writeError(w, r, err)
 		return
 	}
-	if err := s.startWalkthrough(room); err != nil {
+	var req struct {
+		StepSeconds json.Number `json:"step_seconds"`
+	}
+	if r.ContentLength != 0 { // a body is optional
+		if err := decodeBody(r, &req); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+	}
+	var step time.Duration
+	if req.StepSeconds != "" {
+		if step, err = walkthroughStep(req.StepSeconds.String()); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+	}
+	if err := s.startWalkthrough(room, step); err != nil {
 		s.writeError(w, r, err)
 		return
 	}

@@ -49,6 +49,10 @@ const (
 	maxClientMsgID = 64
 	// maxRoomID bounds a room ID a client names: longer ones are no room.
 	maxRoomID = 64
+	// minWalkthroughStep and maxWalkthroughStep bound the pause between
+	// eras a walkthrough may ask for (in whole seconds).
+	minWalkthroughStep = time.Second
+	maxWalkthroughStep = time.Minute
 	// maxBodyBytes bounds every REST request body.
 	maxBodyBytes = 64 << 10
 	// defaultPageSize and maxPageSize bound GET …/messages and each page a

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -92,7 +93,15 @@ func (s *Server) command(ctx context.Context, r *Request) error {
 		}
 		reply = s.statsText(st, zh)
 	case "/walkthrough":
-		if err := s.startWalkthrough(r.Room); err != nil {
+		var step time.Duration
+		if arg = strings.TrimSuffix(strings.TrimSpace(arg), "s"); arg != "" {
+			var err error
+			if step, err = walkthroughStep(arg); err != nil {
+				reply = chat.ErrorMessage(err)
+				break
+			}
+		}
+		if err := s.startWalkthrough(r.Room, step); err != nil {
 			reply = chat.ErrorMessage(err)
 			break
 		}
@@ -164,12 +173,12 @@ func helpText(zh bool) string {
 	if zh {
 		return "我是 LinkBot，按 2021 年微信的规则显示每个链接：屏蔽、纯链接或卡片。命令：" +
 			"/help 帮助；/era 查看时期；/era ID 或 /era 2021-10-01 切换时期；" +
-			"/why 解释上一条带链接的消息；/stats 本群链接统计；/walkthrough 按时间线演示各时期。"
+			"/why 解释上一条带链接的消息；/stats 本群链接统计；/walkthrough 按时间线演示各时期（/walkthrough 10 每步停 10 秒）。"
 	}
 	return "I am LinkBot: I show every link the way WeChat showed rivals' links in 2021 — blocked, " +
 		"a bare hyperlink, or a card. Commands: /help; /era shows the era; /era ID or /era 2021-10-01 " +
 		"changes it; /why explains the last message with links; /stats counts this room's links; " +
-		"/walkthrough replays every era."
+		"/walkthrough replays every era (/walkthrough 10 pauses 10 s at each)."
 }
 
 func eraName(e bot.Era, zh bool) string {
@@ -388,9 +397,24 @@ const walkthroughSamples = "【淘宝】限时特惠 ￥AbCd1234XyZ￥ https://m
 	"京东 https://item.jd.com/100012043978.html\n" +
 	"拼多多 https://mobile.yangkeduo.com/goods.html?goods_id=215283740"
 
-// startWalkthrough plays the classroom scenario in room, one era per step.
-// One walkthrough runs per room at a time.
-func (s *Server) startWalkthrough(room chat.Room) error {
+// walkthroughStep parses a walkthrough's pause between eras, in whole
+// seconds: a class may need longer than the default to read each era.
+func walkthroughStep(secs string) (time.Duration, error) {
+	n, err := strconv.Atoi(secs)
+	if err != nil || n < int(minWalkthroughStep/time.Second) || n > int(maxWalkthroughStep/time.Second) {
+		return 0, chat.Errorf(chat.EInvalid, "the pause between eras must be a whole number of seconds from %.0f to %.0f",
+			minWalkthroughStep.Seconds(), maxWalkthroughStep.Seconds())
+	}
+	return time.Duration(n) * time.Second, nil
+}
+
+// startWalkthrough plays the classroom scenario in room, one era per step,
+// pausing step between eras (0: the server's --walkthrough-step). One
+// walkthrough runs per room at a time.
+func (s *Server) startWalkthrough(room chat.Room, step time.Duration) error {
+	if step == 0 {
+		step = s.step
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -408,14 +432,14 @@ func (s *Server) startWalkthrough(room chat.Room) error {
 			delete(s.walking, room.ID)
 			s.mu.Unlock()
 		}()
-		if err := s.walkthrough(s.bgCtx, room); err != nil && s.bgCtx.Err() == nil {
+		if err := s.walkthrough(s.bgCtx, room, step); err != nil && s.bgCtx.Err() == nil {
 			s.log.Warn("walkthrough stopped", zap.String("room", room.ID), zap.Error(err))
 		}
 	}()
 	return nil
 }
 
-func (s *Server) walkthrough(ctx context.Context, room chat.Room) error {
+func (s *Server) walkthrough(ctx context.Context, room chat.Room, step time.Duration) error {
 	zh := room.Lang == "zh"
 	eras := s.bot.Policy().Eras()
 	start := room.Era
@@ -451,8 +475,8 @@ func (s *Server) walkthrough(ctx context.Context, room chat.Room) error {
 				}
 			}
 		}
-		if s.step > 0 && i < len(eras)-1 {
-			t := time.NewTimer(s.step)
+		if step > 0 && i < len(eras)-1 {
+			t := time.NewTimer(step)
 			select {
 			case <-t.C:
 			case <-ctx.Done():

@@ -399,7 +399,7 @@ function renderChat() {
       h("button", { type: "button", class: "btn new-group", onclick: newGroupDialog }, icon("group"), h("span", { text: t("newGroup") })),
       h("button", { type: "button", class: "btn preview-btn", "aria-label": t("previewLabel"), title: t("previewLabel"), onclick: previewDialog },
         icon("link"), h("span", { text: t("preview") })),
-      h("button", { type: "button", class: "btn accent walkthrough-btn", "aria-label": t("walkthroughLabel"), title: t("walkthroughLabel"), onclick: runWalkthrough },
+      h("button", { type: "button", class: "btn accent walkthrough-btn", "aria-label": t("walkthroughLabel"), title: t("walkthroughLabel"), onclick: walkthroughDialog },
         icon("play"), h("span", { text: t("walkthrough") }))),
     list);
   const conv = h("section", { class: "conv", "aria-label": t("chats") });
@@ -602,6 +602,9 @@ function ctxFor(room) {
     meName: S.me.name,
     group: room.kind === "group",
     platformName,
+    // roomEra and eraName label LinkBot's samples shown as another era shows them.
+    roomEra: room.era,
+    eraName,
     // neverHeld: the policy gives the rule for hypothetical eras only.
     neverHeld: (rule) => {
       const eras = S.eras.filter((e) => (e.rules || []).includes(rule));
@@ -1231,8 +1234,8 @@ async function trafficDialog() {
     returnFocus: sameInHeader,
     body: [
       h("p", { class: "muted", text: `${t("trafficIntro")} ${t("statsSummary", { links: counted(nf, stats.links, "statsLinkOne", "statsLinks"), messages: counted(nf, stats.messages, "statsMessageOne", "statsMessages") })}` }),
-      h("p", { class: "muted era-note", text: [t("shownUnder", { name: eraName(room.era) }),
-        stats.samples ? t("samplesNote", { n: nf.format(stats.samples) }) : ""].join(" ").trim() }),
+      h("p", { class: "muted era-note", text: (t("shownUnder", { name: eraName(room.era) }) + t("fullStop") +
+        (stats.samples ? t("samplesNote", { n: nf.format(stats.samples) }) : "")).trim() }),
       h("div", { class: "table-wrap" }, table),
       h("h3", { text: t("arithmetic") }),
       h("div", { class: "calc" },
@@ -1316,17 +1319,54 @@ async function newGroupDialog() {
   openModal({ title: t("newGroupTitle"), className: "group-modal", body: form });
 }
 
-async function runWalkthrough() {
-  const time = new Date().toLocaleTimeString(locale(), { hour: "2-digit", minute: "2-digit" });
-  try {
+// WALKTHROUGH_STEPS are the pauses between eras a teacher can pick: the
+// first is the server's default, the others leave time to talk.
+const WALKTHROUGH_STEPS = [0, 10, 20, 30];
+
+// walkthroughDialog asks where the walkthrough plays (the open chat, which
+// everyone in it sees, or a new group of one) and how long each era stays.
+function walkthroughDialog() {
+  const here = S.current && S.rooms.get(S.current);
+  const step = h("select", { id: "walkthrough-step" },
+    WALKTHROUGH_STEPS.map((s) => h("option", { value: String(s), text: s ? t("walkthroughStep", { n: s }) : t("walkthroughStepDefault") })));
+  const err = h("p", { class: "form-error", role: "alert" });
+  const where = h("fieldset", { class: "walkthrough-where" }, h("legend", { text: t("walkthroughWhere") }),
+    here ? h("label", { class: "check" }, h("input", { type: "radio", name: "where", value: "here", checked: true }),
+      h("span", { text: t("walkthroughHere", { name: roomTitle(here) }) })) : null,
+    h("label", { class: "check" }, h("input", { type: "radio", name: "where", value: "new", checked: !here }),
+      h("span", { text: t("walkthroughNew") })));
+  const form = h("form", { class: "group-form walkthrough-form", novalidate: true },
+    h("p", { class: "muted", text: t("walkthroughIntro") }),
+    where,
+    h("label", { for: "walkthrough-step", text: t("walkthroughPause") }), step,
+    err,
+    h("div", { class: "modal-actions" },
+      h("button", { type: "button", class: "btn", text: t("cancel"), onclick: () => closeModal() }),
+      h("button", { type: "submit", class: "btn primary", text: t("walkthroughPlay") })));
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const inHere = here && form.querySelector('input[name="where"]:checked').value === "here";
+    try {
+      await runWalkthrough(inHere ? here.id : "", Number(step.value));
+      closeModal();
+    } catch (ex) {
+      err.textContent = ex.status === 0 ? t("errorNetwork") : serverError(ex.code, ex.message);
+    }
+  });
+  openModal({ title: t("walkthrough"), className: "walkthrough-modal", body: form });
+}
+
+// runWalkthrough plays the walkthrough in room id, or in a new group.
+async function runWalkthrough(id, stepSeconds) {
+  if (!id) {
+    const time = new Date().toLocaleTimeString(locale(), { hour: "2-digit", minute: "2-digit" });
     const { room } = await api.createGroup(t("walkthroughName", { time }), [], getLang());
     upsertRoom(room);
-    location.hash = `#/rooms/${room.id}`;
-    await api.walkthrough(room.id);
-    toast(t("walkthroughStarted"));
-  } catch (err) {
-    fail(err);
+    id = room.id;
   }
+  location.hash = `#/rooms/${id}`;
+  await api.walkthrough(id, stepSeconds);
+  toast(t("walkthroughStarted"));
 }
 
 // ---------- start ----------

@@ -153,6 +153,20 @@ function linkElement(link, text, ctx, msg) {
   }, text);
 }
 
+// chipName names a link in its chip: the platform, or the host of another
+// site (a product team tells its own links apart); a share token says so.
+function chipName(link, ctx) {
+  let name = ctx.platformName(link.platform);
+  if (!name) {
+    try {
+      name = new URL(link.url).hostname.replace(/^www\./, "");
+    } catch {
+      name = t("otherSite");
+    }
+  }
+  return link.kind === "token" ? `${name} · ${t("tokenChip")}` : name;
+}
+
 // cardPicture is the card's thumbnail: a tile with the platform's initial,
 // covered by the picture once it has loaded. The picture is probed with a
 // detached Image and shown as a CSS background, so no <img> element ever
@@ -280,7 +294,7 @@ export function messageElement(msg, ctx) {
     }
     whyRow.appendChild(h("span", { class: "why-chip" },
       icon(link.outcome === "blocked" ? "ban" : link.login_required ? "lock" : "link", "why-chip-icon"),
-      h("span", { class: "why-chip-name", text: ctx.platformName(link.platform) || t("otherSite") }),
+      h("span", { class: "why-chip-name", text: chipName(link, ctx) }),
       whyButton(link, panel)));
   });
 
@@ -292,6 +306,11 @@ export function messageElement(msg, ctx) {
   if (!onlyCards) bubble.appendChild(textEl);
   if (blocked) {
     bubble.appendChild(h("div", { class: "blocked-note" }, icon("ban", "note-icon"), h("span", { text: t("blockedNote") })));
+  }
+  // LinkBot's samples keep the era they illustrate: say which, when it is
+  // not the one the room is shown under.
+  if (sender.bot && links.length && msg.era && ctx.roomEra && msg.era !== ctx.roomEra && ctx.eraName) {
+    bubble.appendChild(h("div", { class: "sample-era" }, icon("clock", "note-icon"), h("span", { text: t("sampleEra", { name: ctx.eraName(msg.era) }) })));
   }
   if (whyRow.childNodes.length) bubble.appendChild(whyRow);
   if (msg.links_truncated) bubble.appendChild(h("div", { class: "blocked-note", text: t("linksTruncated") }));

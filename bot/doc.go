@@ -7,8 +7,8 @@
 // The pipeline has three steps:
 //
 //   - Extraction (Extractor) finds http(s) links, scheme-less links of
-//     registry domains and Taobao ￥…￥ share tokens in text as people paste
-//     it, at most MaxLinks per message.
+//     registry domains and of "www." hosts, and Taobao ￥…￥ share tokens
+//     in text as people paste it, at most MaxLinks per message.
 //   - Decision (Policy.Decide) is a lookup in a table that LoadPolicy
 //     precomputes for every era × chat kind × platform from the policy's
 //     ordered rules; each decision carries the rule id, reasons in English

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"golang.org/x/net/publicsuffix"
 	"mvdan.cc/xurls/v2"
 )
 
@@ -65,9 +66,9 @@ func NewExtractor() *Extractor {
 // People paste links into Chinese text without spaces, so a link ends at
 // the first non-ASCII character (fullwidth punctuation included); shared
 // links percent-encode non-ASCII paths. Links without a scheme are taken
-// only for domains of the registry, since "file.txt" or "v1.2" are not
-// links. Only http and https links exist: "javascript:" and the like never
-// match.
+// only for domains of the registry and for "www." hosts under a public
+// suffix (wwwHost), since "file.txt" or "v1.2" are not links. Only http
+// and https links exist: "javascript:" and the like never match.
 func (x *Extractor) Extract(p *Policy, text string) (found []Found, truncated bool) {
 	s := scan{x: x, p: p}
 	// Bytes of multi-byte UTF-8 sequences are all >= 0x80, so stepping
@@ -324,7 +325,8 @@ func isAlnum(c byte) bool {
 
 func isHostByte(c byte) bool { return isAlnum(c) || c == '.' || c == '-' }
 
-// bareLinks adds the scheme-less links of registry domains in sp[a:b].
+// bareLinks adds the scheme-less links of registry domains and of "www."
+// hosts (wwwHost) in sp[a:b].
 func (s *scan) bareLinks(sp string, a, b int) {
 	for i := a; i < b && !s.truncated; {
 		if !isAlnum(sp[i]) || (i > 0 && !startsWord(sp[i-1])) {
@@ -342,7 +344,7 @@ func (s *scan) bareLinks(sp string, a, b int) {
 		}
 		lower := strings.ToLower(host)
 		pl := s.platform(lower)
-		if pl == "" {
+		if pl == "" && !wwwHost(lower) {
 			i = j
 			continue
 		}
@@ -376,6 +378,23 @@ func (s *scan) bareLinks(sp string, a, b int) {
 		s.add(Found{URL: "https://" + lower + u[len(host):], Kind: KindURL, Host: lower, Platform: pl})
 		i += end
 	}
+}
+
+// wwwHost reports whether host (lower-case) is "www." followed by a
+// registrable domain under a public suffix of the list's ICANN section:
+// "www.mybrand.com" but not "www.com", "www.example.invalid" (a TLD the
+// list does not hold) or "www.x.github.io" (a suffix of its private
+// section).
+func wwwHost(host string) bool {
+	rest, ok := strings.CutPrefix(host, "www.")
+	if !ok {
+		return false
+	}
+	if _, err := publicsuffix.EffectiveTLDPlusOne(rest); err != nil {
+		return false // a bare public suffix, or an empty label
+	}
+	_, icann := publicsuffix.PublicSuffix(rest)
+	return icann
 }
 
 // startsWord reports whether a host may begin right after byte c: not

@@ -327,10 +327,17 @@ func TestBrowser(t *testing.T) {
 
 	t.Run("direct", func(t *testing.T) {
 		alice.t, bob.t = t, t
+		newWSUser(t, alice.base, "Carol") // someone else in the picker
 		alice.do(
 			chromedp.Click(chromedp.CSS(".side-actions .new-chat")),
 			chromedp.WaitVisible(chromedp.CSS(".pick-list .pick")),
 		)
+		// Newest first, each with when they joined; typing filters by name.
+		if got := eval[[]string](alice, `[...document.querySelectorAll(".pick-list li")].map((li) => li.dataset.name + "|" + li.querySelector(".pick-joined").textContent.startsWith("joined "))`); !slices.Equal(got, []string{"Carol|true", "Bob|true"}) {
+			t.Errorf("picker rows %q, want Carol then Bob, each with a joined time", got)
+		}
+		alice.do(chromedp.SendKeys(chromedp.CSS(".pick-filter"), "BO"))
+		alice.waitFor("the filtered picker", `[...document.querySelectorAll(".pick-list li:not([hidden])")].map((li) => li.dataset.name).join() === "Bob"`)
 		alice.do(chromedp.Click(chromedp.CSS(fmt.Sprintf(`.pick[data-user=%q]`, bobID))))
 		alice.waitFor("the direct room", `location.hash.startsWith("#/rooms/") && !!document.querySelector(".composer-input")`)
 		room := alice.roomID()

@@ -87,7 +87,8 @@ type Store interface {
 	UserBySession(ctx context.Context, tokenHash []byte) (User, error)
 	// User returns one user, or ENotFound.
 	User(ctx context.Context, id string) (User, error)
-	// Users returns up to limit users, oldest first.
+	// Users returns up to limit users, newest first: the people a demo
+	// visitor looks for have just joined.
 	Users(ctx context.Context, limit int) ([]User, error)
 
 	// CreateRoom stores r. For a Direct room it is idempotent on the pair of

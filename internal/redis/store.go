@@ -363,13 +363,13 @@ func (s *Store) User(ctx context.Context, id string) (chat.User, error) {
 	return decodeUser(b)
 }
 
-// Users returns up to limit users, oldest first (limit is clamped to MaxPage).
+// Users returns up to limit users, newest first (limit is clamped to MaxPage).
 func (s *Store) Users(ctx context.Context, limit int) ([]chat.User, error) {
 	if limit <= 0 {
 		return nil, chat.Errorf(chat.EInvalid, "limit must be positive")
 	}
 	limit = min(limit, MaxPage)
-	members, err := s.client.ZRange(ctx, s.usersKey(), 0, int64(limit-1)).Result()
+	members, err := s.client.ZRevRange(ctx, s.usersKey(), 0, int64(limit-1)).Result()
 	if err != nil {
 		return nil, storeErr(ctx, "users", err)
 	}

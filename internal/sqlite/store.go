@@ -461,13 +461,13 @@ func (s *Store) User(ctx context.Context, id string) (chat.User, error) {
 	return u, storeErr("user", err)
 }
 
-// Users returns up to limit users, oldest first (limit is clamped to MaxPage).
+// Users returns up to limit users, newest first (limit is clamped to MaxPage).
 func (s *Store) Users(ctx context.Context, limit int) ([]chat.User, error) {
 	if limit <= 0 {
 		return nil, chat.Errorf(chat.EInvalid, "limit must be positive")
 	}
 	limit = min(limit, MaxPage)
-	rows, err := s.r.QueryContext(ctx, "SELECT "+userCols+" FROM users ORDER BY created_at, rowid LIMIT ?", limit)
+	rows, err := s.r.QueryContext(ctx, "SELECT "+userCols+" FROM users ORDER BY created_at DESC, rowid DESC LIMIT ?", limit)
 	if err != nil {
 		return nil, storeErr("users", err)
 	}

@@ -8,7 +8,7 @@ import { h, clear, isWebURL } from "./dom.js";
 import { icon } from "./icons.js";
 import { t, getLang, setLang, locale, serverError } from "./i18n.js";
 import { openModal, closeModal } from "./modal.js";
-import { messageElement, timeSeparator, avatar } from "./render.js";
+import { messageElement, timeSeparator, avatar, formatTime } from "./render.js";
 
 const SEPARATOR_GAP_MS = 5 * 60 * 1000; // a time separator after this much silence, as in WeChat
 // The composer and the join form stop at the server's default limits
@@ -1249,12 +1249,37 @@ async function trafficDialog() {
   });
 }
 
+// otherPeople is everyone one can chat with, newest first: the people a
+// demo visitor looks for have just joined.
+function otherPeople() {
+  const joined = (u) => Date.parse(u.created_at) || 0;
+  return [...S.users.values()].filter((u) => u.id !== S.me.id && !u.bot).sort((a, b) => joined(b) - joined(a));
+}
+
+// personName is a person's name and when they joined, which tells two
+// people of the same name apart.
+function personName(u) {
+  return h("span", { class: "pick-name" }, h("span", { text: u.name }),
+    u.created_at ? h("span", { class: "pick-joined", text: t("joined", { time: formatTime(u.created_at, true) }) }) : null);
+}
+
+// peopleFilter is a search box that hides the rows (li elements carrying
+// data-name) whose name does not contain what is typed.
+function peopleFilter(list) {
+  const input = h("input", { type: "search", class: "pick-filter", placeholder: t("findPerson"), "aria-label": t("findPerson") });
+  input.addEventListener("input", () => {
+    const q = input.value.trim().toLocaleLowerCase();
+    for (const li of list.children) li.hidden = q !== "" && !li.dataset.name.toLocaleLowerCase().includes(q);
+  });
+  return input;
+}
+
 async function newChatDialog() {
   await refreshUsers(true);
-  const others = [...S.users.values()].filter((u) => u.id !== S.me.id && !u.bot);
+  const others = otherPeople();
   const list = h("ul", { class: "pick-list" });
   for (const u of others) {
-    list.appendChild(h("li", null, h("button", {
+    list.appendChild(h("li", { dataset: { name: u.name } }, h("button", {
       type: "button",
       class: "pick",
       dataset: { user: u.id },
@@ -1268,31 +1293,32 @@ async function newChatDialog() {
           fail(err);
         }
       },
-    }, avatar(u.id, u.name, false), h("span", { class: "pick-name", text: u.name }))));
+    }, avatar(u.id, u.name, false), personName(u))));
   }
   openModal({
     title: t("newChatTitle"),
     className: "pick-modal",
-    body: others.length ? list : h("p", { class: "muted", text: t("noUsers") }),
+    body: others.length ? [peopleFilter(list), list] : h("p", { class: "muted", text: t("noUsers") }),
   });
 }
 
 async function newGroupDialog() {
   await refreshUsers(true);
-  const others = [...S.users.values()].filter((u) => u.id !== S.me.id && !u.bot);
+  const others = otherPeople();
   const name = h("input", { id: "group-name", type: "text", ...charLimit(MAX_NAME), required: true, autofocus: true });
   const err = h("p", { class: "form-error", role: "alert" });
-  const boxes = others.map((u) => h("li", null, h("label", { class: "check" },
+  const boxes = others.map((u) => h("li", { dataset: { name: u.name } }, h("label", { class: "check" },
     h("input", { type: "checkbox", value: u.id, name: "member" }),
     avatar(u.id, u.name, false),
-    h("span", { text: u.name }))));
+    personName(u))));
+  const checkList = h("ul", { class: "check-list" }, boxes);
   const lang = h("select", { id: "group-lang" },
     h("option", { value: "en", selected: getLang() === "en", text: t("langEn") }),
     h("option", { value: "zh", selected: getLang() === "zh", text: t("langZh") }));
   const form = h("form", { class: "group-form", novalidate: true },
     h("label", { for: "group-name", text: t("groupName") }), name,
     h("fieldset", null, h("legend", { text: t("groupMembers") }),
-      others.length ? h("ul", { class: "check-list" }, boxes) : h("p", { class: "muted", text: t("noUsers") })),
+      others.length ? [peopleFilter(checkList), checkList] : h("p", { class: "muted", text: t("noUsers") })),
     h("label", { for: "group-lang", text: t("groupLang") }), lang,
     err,
     h("div", { class: "modal-actions" },

@@ -8,7 +8,7 @@
 // Beyond the chat.Store comments, the suite pins down what the server
 // relies on:
 //   - a bot user (LinkBot) may be created with no session (nil token hash);
-//   - Users includes bot users and orders by CreatedAt;
+//   - Users includes bot users and orders by CreatedAt, newest first;
 //   - empty ID (room, message) and zero CreatedAt/SentAt are filled in;
 //     given ones are kept;
 //   - Room.Members keep their order; a direct room needs two distinct members
@@ -164,7 +164,7 @@ func testUsers(t *testing.T, s chat.Store) {
 	}
 	sameUser(t, got, linkBot)
 
-	all := []chat.User{alice, bob, linkBot, carol}
+	all := []chat.User{carol, linkBot, bob, alice} // newest first
 	for _, limit := range []int{1, 2, 4, 100} {
 		us, err := s.Users(ctx, limit)
 		if err != nil {

@@ -362,6 +362,12 @@ func TestBrowser(t *testing.T) {
 		// The JD card shows the catalogue's picture, served by linkwall itself.
 		alice.waitFor("the JD card's picture", fmt.Sprintf(`(document.querySelector('.messages [data-seq="%d"] .card-img.has-img') || {style: {}}).style.backgroundImage.includes("/cards/moutai.svg")`, seq))
 		alice.shot("desktop-en-direct")
+		// The first Tab stop (the first focusable element) skips to the message box.
+		if got := eval[string](alice, `document.querySelector("#app a[href], #app button, #app input, #app textarea, #app select, #app [tabindex]").className`); got != "skip-link" {
+			t.Errorf("first Tab stop is %q, want the skip link", got)
+		}
+		alice.do(chromedp.Evaluate[chromedp.Void](`document.querySelector(".skip-link").focus()`), chromedp.KeyEvent(kb.Enter))
+		alice.waitFor("the message box focused", `document.activeElement === document.querySelector(".composer-input")`)
 		// Small text is readable off a projector: WCAG AA, 4.5:1 against the
 		// background it is drawn on (ancestors' backgrounds composited).
 		if low := eval[[]string](alice, contrastJS+`([".time-sep time", ".send-btn", ".card-foot", ".conv-sub", ".room-time", ".room-last", ".why", ".why-chip", ".era-date", ".card-price"])`); len(low) > 0 {

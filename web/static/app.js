@@ -403,7 +403,12 @@ function renderChat() {
         icon("play"), h("span", { text: t("walkthrough") }))),
     list);
   const conv = h("section", { class: "conv", "aria-label": t("chats") });
-  const shell = h("div", { class: "shell" }, side, conv);
+  // Keyboard users skip the room list and every link of the history.
+  const skip = h("a", { class: "skip-link", href: "#", text: t("skipToComposer"), onclick: (e) => {
+    e.preventDefault();
+    (S.el.input || list.querySelector(".room-item") || conv).focus();
+  } });
+  const shell = h("div", { class: "shell" }, skip, side, conv);
   S.el = { shell, list, conv };
   clear(root).appendChild(shell);
   renderRoomList();

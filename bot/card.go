@@ -26,17 +26,19 @@ type catalogue struct {
 
 type catalogueFile struct {
 	Generic map[string]struct {
-		Title       string `yaml:"title"`
-		Description string `yaml:"description"`
+		Title         string `yaml:"title"`
+		Description   string `yaml:"description"`
+		DescriptionZh string `yaml:"description_zh"`
 	} `yaml:"generic"`
 	Items []struct {
-		Platform    string `yaml:"platform"`
-		ID          string `yaml:"id"`
-		Title       string `yaml:"title"`
-		Description string `yaml:"description"`
-		Image       string `yaml:"image"`
-		Price       string `yaml:"price"`
-		SiteName    string `yaml:"site_name"`
+		Platform      string `yaml:"platform"`
+		ID            string `yaml:"id"`
+		Title         string `yaml:"title"`
+		Description   string `yaml:"description"`
+		DescriptionZh string `yaml:"description_zh"`
+		Image         string `yaml:"image"`
+		Price         string `yaml:"price"`
+		SiteName      string `yaml:"site_name"`
 	} `yaml:"items"`
 }
 
@@ -49,7 +51,7 @@ func loadCatalogue(data []byte) (*catalogue, error) {
 	}
 	c := &catalogue{items: map[string]map[string]Card{}, generic: map[string]Card{}}
 	for id, g := range f.Generic {
-		c.generic[id] = Card{Title: g.Title, Description: g.Description}
+		c.generic[id] = Card{Title: g.Title, Description: g.Description, DescriptionZh: g.DescriptionZh}
 	}
 	for _, it := range f.Items {
 		if it.Platform == "" || it.ID == "" || it.Title == "" || it.SiteName == "" {
@@ -61,7 +63,7 @@ func loadCatalogue(data []byte) (*catalogue, error) {
 		if c.items[it.Platform] == nil {
 			c.items[it.Platform] = map[string]Card{}
 		}
-		c.items[it.Platform][it.ID] = Card{Title: it.Title, Description: it.Description, Image: it.Image, Price: it.Price, SiteName: it.SiteName}
+		c.items[it.Platform][it.ID] = Card{Title: it.Title, Description: it.Description, DescriptionZh: it.DescriptionZh, Image: it.Image, Price: it.Price, SiteName: it.SiteName}
 	}
 	return c, nil
 }

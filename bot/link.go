@@ -43,8 +43,11 @@ type Link struct {
 type Card struct {
 	Title       string `json:"title"`
 	Description string `json:"description"`
-	Image       string `json:"image"`
-	Price       string `json:"price,omitempty"`
-	SiteName    string `json:"site_name"`
-	URL         string `json:"url"`
+	// DescriptionZh is the description in Chinese, where the card source
+	// has one (the demo catalogue does; a page's OpenGraph tags do not).
+	DescriptionZh string `json:"description_zh,omitempty"`
+	Image         string `json:"image"`
+	Price         string `json:"price,omitempty"`
+	SiteName      string `json:"site_name"`
+	URL           string `json:"url"`
 }

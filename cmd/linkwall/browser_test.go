@@ -720,6 +720,28 @@ func TestBrowser(t *testing.T) {
 		}
 	})
 
+	t.Run("card description language", func(t *testing.T) {
+		alice.t, bob.t = t, t
+		// A card with a Chinese description shows it to a reader of the
+		// page in Chinese, and the English one otherwise.
+		got := eval[[]string](alice, `Promise.all([import("/render.js"), import("/i18n.js")]).then(([m, i18n]) => {
+			const ctx = { meID: "me", meName: "Me", group: false, platformName: (id) => id, onLink() {}, onRetry() {} };
+			const msg = { seq: 1, sender: { id: "jd", name: "JD" }, text: "", sent_at: new Date().toISOString(),
+				links: [{ url: "https://item.jd.com/1.html", kind: "url", platform: "jd", outcome: "card", card: { title: "T", description: "In English", description_zh: "中文说明", site_name: "JD" } }] };
+			const was = i18n.getLang();
+			const out = [];
+			for (const l of ["en", "zh"]) {
+				i18n.setLang(l);
+				out.push(m.messageElement(msg, ctx).querySelector(".card-desc").textContent);
+			}
+			i18n.setLang(was);
+			return out;
+		})`)
+		if want := []string{"In English", "中文说明"}; !slices.Equal(got, want) {
+			t.Errorf("card descriptions in en, zh: %q, want %q", got, want)
+		}
+	})
+
 	t.Run("card fields", func(t *testing.T) {
 		alice.t, bob.t = t, t
 		// Card fields come from other sites (OpenGraph): every one is shown

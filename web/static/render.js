@@ -153,6 +153,12 @@ function linkElement(link, text, ctx, msg) {
   }, text);
 }
 
+// cardDescription is the card's description in the page's language, where
+// the card has one in Chinese.
+function cardDescription(c) {
+  return (getLang() === "zh" && typeof c.description_zh === "string" && c.description_zh) || c.description;
+}
+
 // chipName names a link in its chip: the platform, or the host of another
 // site (a product team tells its own links apart); a share token says so.
 function chipName(link, ctx) {
@@ -199,7 +205,7 @@ function cardElement(link, ctx) {
     h("div", { class: "card-title", text: c.title || link.url }),
     h("div", { class: "card-main" },
       h("div", { class: "card-text" },
-        c.description ? h("div", { class: "card-desc", text: c.description }) : null,
+        cardDescription(c) ? h("div", { class: "card-desc", text: cardDescription(c) }) : null,
         c.price ? h("div", { class: "card-price", text: c.price }) : null),
       img),
     h("div", { class: "card-foot" }, icon("link", "card-foot-icon"),

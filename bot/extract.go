@@ -381,20 +381,25 @@ func (s *scan) bareLinks(sp string, a, b int) {
 }
 
 // wwwHost reports whether host (lower-case) is "www." followed by a
-// registrable domain under a public suffix of the list's ICANN section:
-// "www.mybrand.com" but not "www.com", "www.example.invalid" (a TLD the
-// list does not hold) or "www.x.github.io" (a suffix of its private
-// section).
+// registrable domain under a public suffix of the list's ICANN section, or
+// by such a suffix of two labels or more, which government and school
+// portals use: "www.mybrand.com" and "www.gov.cn", but not "www.com",
+// "www.example.invalid" (a TLD the list does not hold) or
+// "www.x.github.io" (a suffix of its private section).
 func wwwHost(host string) bool {
 	rest, ok := strings.CutPrefix(host, "www.")
-	if !ok {
+	if !ok || rest == "" || strings.HasPrefix(rest, ".") || strings.HasSuffix(rest, ".") || strings.Contains(rest, "..") {
 		return false
 	}
-	if _, err := publicsuffix.EffectiveTLDPlusOne(rest); err != nil {
-		return false // a bare public suffix, or an empty label
+	suffix, icann := publicsuffix.PublicSuffix(rest)
+	if !icann {
+		return false
 	}
-	_, icann := publicsuffix.PublicSuffix(rest)
-	return icann
+	if suffix == rest {
+		return strings.Contains(rest, ".") // www.gov.cn, not www.com
+	}
+	_, err := publicsuffix.EffectiveTLDPlusOne(rest)
+	return err == nil
 }
 
 // startsWord reports whether a host may begin right after byte c: not

@@ -474,11 +474,17 @@ func TestBrowser(t *testing.T) {
 		alice.do(chromedp.Click(chromedp.CSS(fmt.Sprintf(`.messages [data-seq="%d"] .why-row .why[data-why-for=%q]`, seq, douyinLink))))
 		alice.waitFor("the Why? panel", fmt.Sprintf(`[...document.querySelectorAll('.messages [data-seq="%d"] .why-panel')].some(p => !p.hidden && p.querySelector(".why-rule").textContent === %q && p.querySelector(".why-reason").textContent.length > 0)`, seq, rule))
 		alice.shot("desktop-en-group-why")
+		if low := eval[[]string](alice, contrastJS+`([".msg-own .lk-blocked", ".msg-own .lk-hyperlink", ".blocked-note", ".why-panel:not([hidden]) .o-blocked"])`); len(low) > 0 {
+			t.Errorf("blocked links and the Why? panel: text below 4.5:1 contrast or missing: %v", low)
+		}
 
 		// The traffic panel counts this room's links under its era.
 		alice.do(chromedp.Click(chromedp.CSS(".conv-head .traffic-btn")), chromedp.WaitVisible(chromedp.CSS(".traffic-modal .pv")))
 		if got := eval[string](alice, `document.querySelector(".traffic-modal tr[data-platform=douyin] td.n-blocked").textContent`); got != "1" {
 			t.Errorf("traffic panel: douyin blocked = %q, want 1", got)
+		}
+		if low := eval[[]string](alice, contrastJS+`([".traffic-modal td.n-blocked", ".traffic-modal td.n-card", ".traffic-modal .muted"])`); len(low) > 0 {
+			t.Errorf("traffic panel: text below 4.5:1 contrast or missing: %v", low)
 		}
 		if got := eval[string](alice, `document.querySelector(".traffic-modal .pv").textContent`); got != "12,500,000" {
 			t.Errorf("traffic arithmetic = %q, want 12,500,000", got)
@@ -664,6 +670,9 @@ func TestBrowser(t *testing.T) {
 		alice.waitFor("the samples' era labels and token chips", `document.querySelectorAll(".messages .msg-bot .sample-era").length === 8 &&
 			[...document.querySelectorAll(".messages .msg-bot .sample-era")].filter((e) => e.textContent.includes("Walled garden")).length === 2 &&
 			[...document.querySelectorAll(".messages .msg-bot .why-chip-name")].filter((e) => e.textContent === "Taobao · share token").length >= 2`)
+		if low := eval[[]string](alice, contrastJS+`([".msg-bot .lk-blocked", ".msg-bot .lk-hyperlink", ".sample-era", ".msg-bot .why-chip"])`); len(low) > 0 {
+			t.Errorf("walkthrough samples: text below 4.5:1 contrast or missing: %v", low)
+		}
 		alice.shot("desktop-en-walkthrough")
 	})
 
@@ -705,8 +714,10 @@ func TestBrowser(t *testing.T) {
 				links: [{ url: "https://item.jd.com/1.html", kind: "url", platform: "jd", outcome: "card", card: { title: "T", image, site_name: "JD" } }] });
 			const good = m.messageElement(msg(location.origin + "/favicon.svg"), ctx);
 			const own = m.messageElement(msg("/cards/moutai.svg"), ctx); // the demo catalogue's, served here
-			// Protocol-relative addresses would load this very picture if taken for paths.
-			const bads = ["javascript:alert(1)", "//" + location.host + "/favicon.svg", "/\\" + location.host + "/favicon.svg"].map((u) => m.messageElement(msg(u), ctx));
+			// Protocol-relative addresses of another origin serving this very
+			// picture would load if taken for paths (the parser drops tabs).
+			const other = (location.hostname === "localhost" ? "127.0.0.1" : "localhost") + ":" + location.port;
+			const bads = ["javascript:alert(1)", "//" + other + "/favicon.svg", "/\\" + other + "/favicon.svg", "/\t/" + other + "/favicon.svg"].map((u) => m.messageElement(msg(u), ctx));
 			for (let i = 0; i < 60 && !(good.querySelector(".card-img.has-img") && own.querySelector(".card-img.has-img")); i++) await new Promise((r) => setTimeout(r, 50));
 			await new Promise((r) => setTimeout(r, 200)); // as long again for any bad one to load
 			const tile = (el) => el.querySelector(".card-img");

@@ -868,16 +868,18 @@ func TestLinkBotCommands(t *testing.T) {
 		t.Errorf("stats after the walkthrough: %d links, %d from samples; want %d and %d", st.Links, st.Samples, 3+10*len(eras), 10*len(eras))
 	}
 	// A class may ask for a longer pause between eras: whole seconds, 1 to 60.
-	for _, bad := range []any{0, 61, 1.5, "ten", 18446744075} { // the last one wraps to 1.29 s as nanoseconds
+	for _, bad := range []any{0, 61, 1.5, "ten", "10", 18446744075} { // the last one wraps to 1.29 s as nanoseconds
 		var e struct{ Error struct{ Code string } }
 		alice.do("POST", "/api/v1/rooms/"+room.ID+"/walkthrough", map[string]any{"step_seconds": bad}, http.StatusBadRequest, &e)
 		if e.Error.Code != chat.EInvalid {
 			t.Errorf("step_seconds %v: %+v, want invalid", bad, e)
 		}
 	}
-	a.sendAck(room.ID, "/walkthrough 0", "wt0")
-	if m := reply(b, room.ID); !strings.Contains(m.Text, "from 1 to 60") {
-		t.Errorf("/walkthrough 0: LinkBot said %q", m.Text)
+	for _, arg := range []string{"0", "s", "10 seconds"} {
+		a.sendAck(room.ID, "/walkthrough "+arg, "wt-"+arg)
+		if m := reply(b, room.ID); !strings.Contains(m.Text, "from 1 to 60") {
+			t.Errorf("/walkthrough %s: LinkBot said %q", arg, m.Text)
+		}
 	}
 	alice.do("POST", "/api/v1/rooms/"+room.ID+"/walkthrough", map[string]any{"step_seconds": 1}, http.StatusAccepted, nil)
 	b.until("the first era", func(f frame) bool { return f.Type == "room" && f.Room.Era == eras[0].ID })

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -32,6 +33,20 @@ func decodeBody(r *http.Request, v any) error {
 		return chat.Errorf(chat.EInvalid, "malformed JSON body: %v", err)
 	}
 	return nil
+}
+
+// decodeOptionalBody is decodeBody for a request whose body may be absent
+// or empty (only white space), which leaves v as it is.
+func decodeOptionalBody(r *http.Request, v any) error {
+	data, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes+1))
+	if err != nil {
+		return chat.Errorf(chat.EInvalid, "reading the body: %v", err)
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil
+	}
+	r.Body = io.NopCloser(bytes.NewReader(data))
+	return decodeBody(r, v)
 }
 
 type userResponse struct {
@@ -329,17 +344,15 @@ func (s *Server) postWalkthrough(w http.ResponseWriter, r *http.Request, u chat.
 		return
 	}
 	var req struct {
-		StepSeconds json.Number `json:"step_seconds"`
+		StepSeconds *int64 `json:"step_seconds"` // a JSON integer: "10", 1e1 and 1.5 are refused
 	}
-	if r.ContentLength != 0 { // a body is optional
-		if err := decodeBody(r, &req); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
+	if err := decodeOptionalBody(r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
 	}
 	var step time.Duration
-	if req.StepSeconds != "" {
-		if step, err = walkthroughStep(req.StepSeconds.String()); err != nil {
+	if req.StepSeconds != nil {
+		if step, err = walkthroughStep(strconv.FormatInt(*req.StepSeconds, 10)); err != nil {
 			s.writeError(w, r, err)
 			return
 		}

@@ -94,10 +94,11 @@ func (s *Server) command(ctx context.Context, r *Request) error {
 		reply = s.statsText(st, zh)
 	case "/walkthrough":
 		var step time.Duration
-		if arg = strings.TrimSuffix(strings.TrimSpace(arg), "s"); arg != "" {
+		if arg = strings.TrimSpace(arg); arg != "" { // "20", "20s" or "20 s"
 			var err error
-			if step, err = walkthroughStep(arg); err != nil {
-				reply = chat.ErrorMessage(err)
+			if step, err = walkthroughStep(strings.TrimSpace(strings.TrimSuffix(arg, "s"))); err != nil {
+				reply = pick(zh, chat.ErrorMessage(err), fmt.Sprintf("每个时期停留的秒数须为 %.0f 到 %.0f 的整数，例如 /walkthrough 20。",
+					minWalkthroughStep.Seconds(), maxWalkthroughStep.Seconds()))
 				break
 			}
 		}

@@ -1262,10 +1262,21 @@ function otherPeople() {
 }
 
 // personName is a person's name and when they joined, which tells two
-// people of the same name apart.
-function personName(u) {
+// people of the same name apart: to the second where a class has several.
+function personName(u, namesake) {
+  const at = new Date(u.created_at);
+  const time = Number.isNaN(at.getTime()) ? "" : namesake
+    ? at.toLocaleString(locale(), { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit" })
+    : formatTime(u.created_at, true);
   return h("span", { class: "pick-name" }, h("span", { text: u.name }),
-    u.created_at ? h("span", { class: "pick-joined", text: t("joined", { time: formatTime(u.created_at, true) }) }) : null);
+    time ? h("span", { class: "pick-joined", text: t("joined", { time }) }) : null);
+}
+
+// namesakes returns a test for the people whose name someone else has too.
+function namesakes(people) {
+  const n = new Map();
+  for (const u of people) n.set(u.name, (n.get(u.name) || 0) + 1);
+  return (u) => n.get(u.name) > 1;
 }
 
 // peopleFilter is a search box that hides the rows (li elements carrying
@@ -1282,6 +1293,7 @@ function peopleFilter(list) {
 async function newChatDialog() {
   await refreshUsers(true);
   const others = otherPeople();
+  const dup = namesakes(others);
   const list = h("ul", { class: "pick-list" });
   for (const u of others) {
     list.appendChild(h("li", { dataset: { name: u.name } }, h("button", {
@@ -1298,7 +1310,7 @@ async function newChatDialog() {
           fail(err);
         }
       },
-    }, avatar(u.id, u.name, false), personName(u))));
+    }, avatar(u.id, u.name, false), personName(u, dup(u)))));
   }
   openModal({
     title: t("newChatTitle"),
@@ -1310,12 +1322,13 @@ async function newChatDialog() {
 async function newGroupDialog() {
   await refreshUsers(true);
   const others = otherPeople();
+  const dup = namesakes(others);
   const name = h("input", { id: "group-name", type: "text", ...charLimit(MAX_NAME), required: true, autofocus: true });
   const err = h("p", { class: "form-error", role: "alert" });
   const boxes = others.map((u) => h("li", { dataset: { name: u.name } }, h("label", { class: "check" },
     h("input", { type: "checkbox", value: u.id, name: "member" }),
     avatar(u.id, u.name, false),
-    personName(u))));
+    personName(u, dup(u)))));
   const checkList = h("ul", { class: "check-list" }, boxes);
   const lang = h("select", { id: "group-lang" },
     h("option", { value: "en", selected: getLang() === "en", text: t("langEn") }),

@@ -50,8 +50,11 @@ export function clear(el) {
  * server (the demo catalogue's own pictures).
  */
 export function pictureURL(s) {
-  if (typeof s === "string" && s.startsWith("/") && !s.startsWith("//") && !s.startsWith("/\\")) {
-    return new URL(s, location.origin).href;
+  if (typeof s === "string" && s.startsWith("/")) {
+    // The URL parser drops tabs and newlines ("/\t/host" is "//host"):
+    // what it makes of the path must still be on this server.
+    const u = new URL(s, location.origin);
+    return u.origin === location.origin ? u.href : null;
   }
   return isWebURL(s) ? new URL(s).href : null;
 }

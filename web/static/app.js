@@ -430,7 +430,8 @@ function drawRoomList(list) {
   }
   for (const room of rooms) {
     const msgs = sortedMessages(room.id);
-    const last = msgs[msgs.length - 1];
+    // LinkBot's notices follow the message they are about: the list shows that message.
+    const last = msgs.findLast((m) => !m.system) || msgs[msgs.length - 1];
     const unread = room.id === S.current ? 0 : unreadCount(room.id);
     let preview = "";
     if (last) {

@@ -531,7 +531,8 @@ func TestIdempotentSend(t *testing.T) {
 }
 
 func TestResumeWhileMessagesFlow(t *testing.T) {
-	s := newTestServer(t, t.TempDir())
+	// The hold must outlast bob's hello→resume round trip (500 ms is too short under load).
+	s := startTestServer(t, t.TempDir(), serverOpts{limits: server.Limits{SendRate: 5000, SendBurst: 5000, ResumeWait: waitFor}})
 	alice, bob := s.newUser("alice"), s.newUser("bob")
 	room := alice.group("flow", "en", bob)
 	a := alice.connect()
@@ -610,7 +611,9 @@ func TestRestartKeepsHistory(t *testing.T) {
 }
 
 func TestSlowConsumerDropped(t *testing.T) {
-	s := newTestServer(t, t.TempDir())
+	// The blocked write to the slow client fails after writeWait (10 s): the
+	// queue must pass its bound well before, even at a few sends a second.
+	s := startTestServer(t, t.TempDir(), serverOpts{limits: server.Limits{SendRate: 5000, SendBurst: 5000, MaxQueueBytes: 256 << 10}})
 	alice, bob, slow := s.newUser("alice"), s.newUser("bob"), s.newUser("slow")
 	room := alice.group("busy", "en", bob, slow)
 	a, b := alice.connect(), bob.connect()
@@ -630,13 +633,21 @@ func TestSlowConsumerDropped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 12 KB per message: a few hundred pass the 1 MiB queue plus the socket buffers.
+	// 12 KB per message: a few hundred pass the queue bound plus the socket buffers.
 	text := strings.Repeat("汉", 4000)
 	const total = 700
 	// Alice waits for each acknowledgement, so bob (who reads) never falls
-	// behind, while the slow client's queue only grows.
+	// behind, while the slow client's queue only grows. Once dropped, it
+	// reads at once: its close frame waits behind a write blocked on the full
+	// socket, which fails after writeWait.
+	reading := false
 	for i := 1; i <= total; i++ {
 		a.sendAck(room.ID, text, fmt.Sprint(i))
+		if !reading && i%5 == 0 && s.metric("linkwall_slow_consumers_dropped_total") == "1" {
+			t.Logf("dropped by send %d", i)
+			sc.start() // what was written, then the close frame
+			reading = true
+		}
 	}
 	for i := int64(1); i <= total; i++ {
 		if m := b.message(room.ID, nil).Msg; m.Seq != i {
@@ -646,8 +657,6 @@ func TestSlowConsumerDropped(t *testing.T) {
 	if got := s.metric("linkwall_slow_consumers_dropped_total"); got != "1" {
 		t.Fatalf("slow consumers dropped = %s, want 1", got)
 	}
-	// Now the slow client reads: what was written, then the close frame.
-	sc.start()
 	if code := sc.closeCode(); code != server.CloseSlowConsumer {
 		t.Fatalf("slow client closed with %d, want %d", code, server.CloseSlowConsumer)
 	}

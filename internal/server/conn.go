@@ -205,7 +205,7 @@ func (c *conn) start(hello []byte, rooms []chat.Room) {
 		c.rooms[r.ID] = &roomState{held: true}
 	}
 	if len(rooms) > 0 {
-		c.holdUntil = time.Now().Add(resumeWait)
+		c.holdUntil = time.Now().Add(c.srv.limits.ResumeWait)
 		c.signal()
 	}
 	for _, ev := range c.early {

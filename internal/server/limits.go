@@ -135,10 +135,11 @@ type Limits struct {
 	MaxQueueBytes   int
 	SessionRate     rate.Limit
 	SessionBurst    int
-	// AuthWait and PongWait default to authWait and pongWait; tests
-	// shorten them.
-	AuthWait time.Duration
-	PongWait time.Duration
+	// AuthWait, PongWait and ResumeWait default to authWait, pongWait and
+	// resumeWait; tests shorten or lengthen them.
+	AuthWait   time.Duration
+	PongWait   time.Duration
+	ResumeWait time.Duration
 }
 
 // withDefaults returns l with every zero field set to its default.
@@ -170,6 +171,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.PongWait <= 0 {
 		l.PongWait = pongWait
+	}
+	if l.ResumeWait <= 0 {
+		l.ResumeWait = resumeWait
 	}
 	return l
 }

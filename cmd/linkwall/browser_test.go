@@ -651,12 +651,11 @@ func TestBrowser(t *testing.T) {
 
 	t.Run("walkthrough", func(t *testing.T) {
 		alice.t, bob.t = t, t
-		before := alice.roomID()
 		def := eval[string](alice, `fetch("/api/v1/eras").then(r => r.json()).then(j => j.default)`)
 		// The dialog offers the open chat (everyone in it sees the
 		// walkthrough) or a new group of one; this plays it in a new group.
 		alice.openRoom(groupRoom)
-		before = groupRoom
+		before := groupRoom
 		alice.do(chromedp.Evaluate[chromedp.Void](`document.querySelector(".side-actions .walkthrough-btn").click()`)) // hidden beside an open room on a phone
 		alice.waitFor("the walkthrough dialog, the open chat first", `!!document.querySelector('.walkthrough-form input[value="here"]:checked') && !!document.querySelector('.walkthrough-form input[value="new"]')`)
 		alice.do(chromedp.Evaluate[chromedp.Void](`document.querySelector('.walkthrough-form input[value="new"]').click(); document.querySelector(".walkthrough-form button[type=submit]").click()`))

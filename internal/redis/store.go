@@ -369,7 +369,7 @@ func (s *Store) Users(ctx context.Context, limit int) ([]chat.User, error) {
 		return nil, chat.Errorf(chat.EInvalid, "limit must be positive")
 	}
 	limit = min(limit, MaxPage)
-	members, err := s.client.ZRevRange(ctx, s.usersKey(), 0, int64(limit-1)).Result()
+	members, err := s.client.ZRangeArgs(ctx, goredis.ZRangeArgs{Key: s.usersKey(), Start: 0, Stop: int64(limit - 1), Rev: true}).Result()
 	if err != nil {
 		return nil, storeErr(ctx, "users", err)
 	}

@@ -544,6 +544,13 @@ func TestBrowser(t *testing.T) {
 		if want := []string{"open-api-card: never: a hypothetical era", "api-card: always"}; strings.Join(since, "|") != strings.Join(want, "|") {
 			t.Errorf("Why? under the hypothetical era says %q, want %q", since, want)
 		}
+		// A product team's own links: scheme-less www. addresses are found,
+		// and every other site is named by its host.
+		alice.do(
+			chromedp.Evaluate[chromedp.Void](`document.getElementById("preview-text").value = ""`),
+			chromedp.SendKeys(chromedp.ID("preview-text"), "新品 www.mybrand.com/sale 和 https://shop.example.org/x"),
+		)
+		alice.waitFor("the other sites named by host", `[...document.querySelectorAll('.preview-cell[data-era="walled"][data-kind="group"] .pv-chip')].map((c) => c.textContent).join("|") === "mybrand.com · Hyperlink|shop.example.org · Hyperlink"`)
 		alice.do(chromedp.KeyEvent(kb.Escape))
 		alice.waitFor("the dialog closed", `!document.querySelector(".modal")`)
 		if got := eval[int](alice, `document.querySelectorAll(".room-item").length`); got != rooms {

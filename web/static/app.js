@@ -8,7 +8,7 @@ import { h, clear, isWebURL } from "./dom.js";
 import { icon } from "./icons.js";
 import { t, getLang, setLang, locale, serverError } from "./i18n.js";
 import { openModal, closeModal } from "./modal.js";
-import { messageElement, timeSeparator, avatar, formatTime } from "./render.js";
+import { messageElement, timeSeparator, avatar, formatTime, siteName } from "./render.js";
 
 const SEPARATOR_GAP_MS = 5 * 60 * 1000; // a time separator after this much silence, as in WeChat
 // The composer and the join form stop at the server's default limits
@@ -1118,7 +1118,7 @@ function previewDialog() {
             shown.scrollIntoView({ block: "nearest", behavior: "smooth" });
           },
         }, links.length ? links.map((l) => h("span", { class: `pv-chip n-${l.outcome}`, dataset: { platform: l.platform || "", kind: l.kind || "" } },
-          `${platformName(l.platform) || t("otherSite")}${l.kind === "token" ? ` ${t("tokenShort")}` : ""} · ${t(`outcomeShort_${l.outcome}`)}`)) : h("span", { class: "muted", text: res ? t("previewNoLinks") : "…" })));
+          `${siteName(l, platformName)}${l.kind === "token" ? ` ${t("tokenShort")}` : ""} · ${t(`outcomeShort_${l.outcome}`)}`)) : h("span", { class: "muted", text: res ? t("previewNoLinks") : "…" })));
       })));
     }
     grid.appendChild(h("table", { class: "preview-table" }, h("thead", null, head), body));

@@ -159,17 +159,21 @@ function cardDescription(c) {
   return (getLang() === "zh" && typeof c.description_zh === "string" && c.description_zh) || c.description;
 }
 
-// chipName names a link in its chip: the platform, or the host of another
-// site (a product team tells its own links apart); a share token says so.
-function chipName(link, ctx) {
-  let name = ctx.platformName(link.platform);
-  if (!name) {
-    try {
-      name = new URL(link.url).hostname.replace(/^www\./, "");
-    } catch {
-      name = t("otherSite");
-    }
+// siteName names the site of a link: its platform, or the host of another
+// site, so a product team tells its own links apart.
+export function siteName(link, platformName) {
+  const name = platformName(link.platform);
+  if (name) return name;
+  try {
+    return new URL(link.url).hostname.replace(/^www\./, "") || t("otherSite");
+  } catch {
+    return t("otherSite");
   }
+}
+
+// chipName names a link in its chip; a share token says so.
+function chipName(link, ctx) {
+  const name = siteName(link, ctx.platformName);
   return link.kind === "token" ? `${name} · ${t("tokenChip")}` : name;
 }
 

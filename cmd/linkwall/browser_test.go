@@ -426,13 +426,19 @@ func TestBrowser(t *testing.T) {
 
 	t.Run("group", func(t *testing.T) {
 		alice.t, bob.t = t, t
+		hash := eval[string](alice, `location.hash`)
 		alice.do(
 			chromedp.Click(chromedp.CSS(".side-actions .new-group")),
 			chromedp.WaitVisible(chromedp.ID("group-name")),
 			chromedp.SetValue(chromedp.ID("group-name"), "Class 3"),
+			// Enter in the search box filters; it does not create the group.
+			chromedp.SendKeys(chromedp.CSS(".group-form .pick-filter"), "bo\r"),
 			chromedp.Click(chromedp.CSS(fmt.Sprintf(`input[name=member][value=%q]`, bobID))),
-			chromedp.Click(chromedp.CSS(".group-form button[type=submit]")),
 		)
+		if got := eval[[]string](alice, `[document.querySelector(".group-form legend").textContent, String(document.querySelectorAll(".group-form .check-list li:not([hidden])").length), location.hash]`); got[0] != "Members (1 chosen)" || got[1] != "1" || got[2] != hash {
+			t.Errorf("new group dialog after Enter in the search box and one pick: %q; want the count, Bob alone in view, no group made", got)
+		}
+		alice.do(chromedp.Click(chromedp.CSS(".group-form button[type=submit]")))
 		alice.waitFor("the group", `location.hash.startsWith("#/rooms/") && document.querySelector(".conv-name").textContent === "Class 3"`)
 		room := alice.roomID()
 		groupRoom = room
@@ -671,9 +677,9 @@ func TestBrowser(t *testing.T) {
 		// one-to-one chat and a group show them, then returns the room to
 		// the era it started in.
 		alice.waitFor("every era's sample links", fmt.Sprintf(`document.querySelector(".era-bar").dataset.era === %q && [...document.querySelectorAll(".messages .msg-bot")].some((m) => m.textContent.includes("Walkthrough done")) && document.querySelectorAll('.messages .msg-bot .why-chip, .messages .msg-bot .card-wrap').length >= 10 && document.querySelector(".messages").dataset.loaded === "true"`, def))
-		// Samples of the other eras say which era they show; the share
+		// Every sample says which era it shows (two per era); the share
 		// token's chip says it is one.
-		alice.waitFor("the samples' era labels and token chips", `document.querySelectorAll(".messages .msg-bot .sample-era").length === 8 &&
+		alice.waitFor("the samples' era labels and token chips", `document.querySelectorAll(".messages .msg-bot .sample-era").length === 10 &&
 			[...document.querySelectorAll(".messages .msg-bot .sample-era")].filter((e) => e.textContent.includes("Walled garden")).length === 2 &&
 			[...document.querySelectorAll(".messages .msg-bot .why-chip-name")].filter((e) => e.textContent === "Taobao · share token").length >= 2`)
 		if low := eval[[]string](alice, contrastJS+`([".msg-bot .lk-blocked", ".msg-bot .lk-hyperlink", ".sample-era", ".msg-bot .why-chip"])`); len(low) > 0 {

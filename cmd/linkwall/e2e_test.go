@@ -898,6 +898,12 @@ func TestLinkBotCommands(t *testing.T) {
 		t.Errorf("the second era came %v after the first, want the 1 s pause asked for", waited)
 	}
 	alice.do("POST", "/api/v1/rooms/"+room.ID+"/walkthrough", nil, http.StatusConflict, nil)
+	// Nobody changes the era under a running walkthrough.
+	var e struct{ Error struct{ Code string } }
+	bob.do("PUT", "/api/v1/rooms/"+room.ID+"/era", map[string]any{"era": "open-api"}, http.StatusConflict, &e)
+	if e.Error.Code != chat.EConflict {
+		t.Errorf("an era change during the walkthrough: %+v, want conflict", e)
+	}
 }
 
 func TestProtocolAbuse(t *testing.T) {

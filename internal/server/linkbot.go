@@ -76,7 +76,10 @@ func (s *Server) command(ctx context.Context, r *Request) error {
 			break
 		}
 		if _, err := s.setEra(ctx, r.User, r.Room, cutEcho(arg)); err != nil {
-			reply = pick(zh, "Cannot change the era: ", "无法切换时期：") + chat.ErrorMessage(err)
+			reply = pick(zh, "Cannot change the era: "+chat.ErrorMessage(err), "无法切换时期："+chat.ErrorMessage(err))
+			if chat.ErrorCode(err) == chat.EConflict {
+				reply = pick(zh, reply, "无法切换时期：课堂演示正在进行，请在演示结束后再切换。")
+			}
 			break
 		}
 		return nil // setEra has told everyone
@@ -104,6 +107,9 @@ func (s *Server) command(ctx context.Context, r *Request) error {
 		}
 		if err := s.startWalkthrough(r.Room, step); err != nil {
 			reply = chat.ErrorMessage(err)
+			if chat.ErrorCode(err) == chat.EConflict {
+				reply = pick(zh, reply, "本聊天中已有课堂演示在进行。")
+			}
 			break
 		}
 		return nil

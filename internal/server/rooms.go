@@ -371,6 +371,14 @@ func (s *Server) setEra(ctx context.Context, by chat.User, room chat.Room, idOrD
 	if err != nil {
 		return chat.Room{}, chat.Errorf(chat.ENotFound, "%v", err)
 	}
+	// A walkthrough sets the era itself, step by step: a change by a
+	// member would show the class another era's rules midway.
+	s.mu.Lock()
+	walking := s.walking[room.ID]
+	s.mu.Unlock()
+	if walking {
+		return chat.Room{}, chat.Errorf(chat.EConflict, "a walkthrough is running in this room; change the era when it is done")
+	}
 	updated, err := s.moveRoomEra(ctx, room.ID, era.ID)
 	if err != nil {
 		return chat.Room{}, err

@@ -82,6 +82,7 @@ const S = {
   pending: new Map(), // client_msg_id → pending message
   drafts: new Map(), // room id → unsent composer text, kept across room switches and redraws
   current: null, // open room id
+  lastRoom: null, // the room opened last, still offered when a phone shows the list
   wanted: null, // room id from a deep link, opened once known
   socket: null,
   everConnected: false,
@@ -271,6 +272,7 @@ function endSession() {
   S.msgs.clear();
   S.pending.clear();
   S.current = null;
+  S.lastRoom = null;
   S.wanted = null;
   S.everConnected = false;
   S.helloSeen = false;
@@ -409,7 +411,7 @@ function renderChat() {
     (S.el.input || list.querySelector(".room-item") || conv).focus();
   } });
   const shell = h("div", { class: "shell" }, skip, side, conv);
-  S.el = { shell, list, conv };
+  S.el = { shell, list, conv, skip };
   clear(root).appendChild(shell);
   renderRoomList();
   renderConversation();
@@ -484,8 +486,12 @@ function renderConversation() {
   if (!room) {
     conv.appendChild(h("div", { class: "conv-empty" }, icon("chat", "big"), h("p", { text: t("selectChat") })));
     S.el.messages = null;
+    S.el.input = null;
+    if (S.el.skip) S.el.skip.textContent = t("skipToChats");
     return;
   }
+  S.lastRoom = room.id; // the walkthrough dialog offers it on a phone, where the list hides the chat
+  if (S.el.skip) S.el.skip.textContent = t("skipToComposer");
   const head = h("header", { class: "conv-head" });
   const eraBar = h("button", { type: "button", class: "era-bar", onclick: eraDialog });
   // aria-live="off": new messages are announced once, by the #live region;
@@ -608,8 +614,7 @@ function ctxFor(room) {
     meName: S.me.name,
     group: room.kind === "group",
     platformName,
-    // roomEra and eraName label LinkBot's samples shown as another era shows them.
-    roomEra: room.era,
+    // eraName labels LinkBot's samples with the era each shows.
     eraName,
     // neverHeld: the policy gives the rule for hypothetical eras only.
     neverHeld: (rule) => {
@@ -1269,8 +1274,10 @@ function personName(u, namesake) {
   const time = Number.isNaN(at.getTime()) ? "" : namesake
     ? at.toLocaleString(locale(), { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit" })
     : formatTime(u.created_at, true);
+  // Two who joined in the same second still differ by their id.
+  const joined = time ? t("joined", { time }) + (namesake ? ` · #${u.id.slice(0, 4)}` : "") : "";
   return h("span", { class: "pick-name" }, h("span", { text: u.name }),
-    time ? h("span", { class: "pick-joined", text: t("joined", { time }) }) : null);
+    joined ? h("span", { class: "pick-joined", text: joined }) : null);
 }
 
 // namesakes returns a test for the people whose name someone else has too.
@@ -1283,7 +1290,12 @@ function namesakes(people) {
 // peopleFilter is a search box that hides the rows (li elements carrying
 // data-name) whose name does not contain what is typed.
 function peopleFilter(list) {
-  const input = h("input", { type: "search", class: "pick-filter", placeholder: t("findPerson"), "aria-label": t("findPerson") });
+  // form="": the box belongs to no form, so Enter in it never submits the
+  // New group form around it (a group of one, made by a search).
+  const input = h("input", { type: "search", class: "pick-filter", form: "", placeholder: t("findPerson"), "aria-label": t("findPerson") });
+  input.addEventListener("keydown", (e) => {
+    if (e.key === "Enter") e.preventDefault();
+  });
   input.addEventListener("input", () => {
     const q = input.value.trim().toLocaleLowerCase();
     for (const li of list.children) li.hidden = q !== "" && !li.dataset.name.toLocaleLowerCase().includes(q);
@@ -1334,9 +1346,15 @@ async function newGroupDialog() {
   const lang = h("select", { id: "group-lang" },
     h("option", { value: "en", selected: getLang() === "en", text: t("langEn") }),
     h("option", { value: "zh", selected: getLang() === "zh", text: t("langZh") }));
+  const legend = h("legend", { text: t("groupMembers") });
+  // A class picks many: the count stays in view while the list scrolls.
+  checkList.addEventListener("change", () => {
+    const n = checkList.querySelectorAll("input:checked").length;
+    legend.textContent = n ? t("groupMembersPicked", { n }) : t("groupMembers");
+  });
   const form = h("form", { class: "group-form", novalidate: true },
     h("label", { for: "group-name", text: t("groupName") }), name,
-    h("fieldset", null, h("legend", { text: t("groupMembers") }),
+    h("fieldset", null, legend,
       others.length ? [peopleFilter(checkList), checkList] : h("p", { class: "muted", text: t("noUsers") })),
     h("label", { for: "group-lang", text: t("groupLang") }), lang,
     err,
@@ -1371,7 +1389,7 @@ const WALKTHROUGH_STEPS = [0, 10, 20, 30];
 // walkthroughDialog asks where the walkthrough plays (the open chat, which
 // everyone in it sees, or a new group of one) and how long each era stays.
 function walkthroughDialog() {
-  const here = S.current && S.rooms.get(S.current);
+  const here = S.rooms.get(S.current || S.lastRoom);
   const step = h("select", { id: "walkthrough-step" },
     WALKTHROUGH_STEPS.map((s) => h("option", { value: String(s), text: s ? t("walkthroughStep", { n: s }) : t("walkthroughStepDefault") })));
   const err = h("p", { class: "form-error", role: "alert" });

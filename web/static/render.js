@@ -317,9 +317,8 @@ export function messageElement(msg, ctx) {
   if (blocked) {
     bubble.appendChild(h("div", { class: "blocked-note" }, icon("ban", "note-icon"), h("span", { text: t("blockedNote") })));
   }
-  // LinkBot's samples keep the era they illustrate: say which, when it is
-  // not the one the room is shown under.
-  if (sender.bot && links.length && msg.era && ctx.roomEra && msg.era !== ctx.roomEra && ctx.eraName) {
+  // LinkBot's samples keep the era they illustrate: each says which.
+  if (sender.bot && links.length && msg.era && ctx.eraName) {
     bubble.appendChild(h("div", { class: "sample-era" }, icon("clock", "note-icon"), h("span", { text: t("sampleEra", { name: ctx.eraName(msg.era) }) })));
   }
   if (whyRow.childNodes.length) bubble.appendChild(whyRow);

@@ -370,7 +370,7 @@ func TestBrowser(t *testing.T) {
 		alice.waitFor("the message box focused", `document.activeElement === document.querySelector(".composer-input")`)
 		// Small text is readable off a projector: WCAG AA, 4.5:1 against the
 		// background it is drawn on (ancestors' backgrounds composited).
-		if low := eval[[]string](alice, contrastJS+`([".time-sep time", ".send-btn", ".card-foot", ".conv-sub", ".room-time", ".room-last", ".why", ".why-chip", ".era-date", ".card-price"])`); len(low) > 0 {
+		if low := eval[[]string](alice, contrastJS+`([".time-sep time", ".send-btn", ".card-foot", ".conv-sub", ".room-time", ".room-last", ".why", ".why-chip", ".era-date", ".card-price", ".msg-other .avatar"])`); len(low) > 0 {
 			t.Errorf("text below 4.5:1 contrast or missing: %v", low)
 		}
 
@@ -489,7 +489,7 @@ func TestBrowser(t *testing.T) {
 		if got := eval[string](alice, `document.querySelector(".traffic-modal tr[data-platform=douyin] td.n-blocked").textContent`); got != "1" {
 			t.Errorf("traffic panel: douyin blocked = %q, want 1", got)
 		}
-		if low := eval[[]string](alice, contrastJS+`([".traffic-modal td.n-blocked", ".traffic-modal td.n-card", ".traffic-modal .muted"])`); len(low) > 0 {
+		if low := eval[[]string](alice, contrastJS+`([".traffic-modal td.n-blocked", ".traffic-modal td.n-card", ".traffic-modal .muted", ".traffic-modal td.zero"])`); len(low) > 0 {
 			t.Errorf("traffic panel: text below 4.5:1 contrast or missing: %v", low)
 		}
 		if got := eval[string](alice, `document.querySelector(".traffic-modal .pv").textContent`); got != "12,500,000" {

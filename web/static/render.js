@@ -241,7 +241,7 @@ let panelSeq = 0;
 
 function whyPanel(link, ctx) {
   const reason = getLang() === "zh" ? link.reason_zh || link.reason : link.reason || link.reason_zh;
-  const platform = ctx.platformName(link.platform) || t("otherSite");
+  const platform = siteName(link, ctx.platformName);
   const row = (k, v, cls) => [h("dt", { text: t(k) }), h("dd", { class: cls, text: v })];
   return h("div", { class: "why-panel", id: `why-${++panelSeq}`, hidden: true, role: "note" },
     h("div", { class: "why-title" },

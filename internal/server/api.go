@@ -352,7 +352,7 @@ func (s *Server) postWalkthrough(w http.ResponseWriter, r *http.Request, u chat.
 	}
 	var step time.Duration
 	if req.StepSeconds != nil {
-		if step, err = walkthroughStep(strconv.FormatInt(*req.StepSeconds, 10)); err != nil {
+		if step, err = walkthroughStep(*req.StepSeconds); err != nil {
 			s.writeError(w, r, err)
 			return
 		}

@@ -98,8 +98,11 @@ func (s *Server) command(ctx context.Context, r *Request) error {
 	case "/walkthrough":
 		var step time.Duration
 		if arg = strings.TrimSpace(arg); arg != "" { // "20", "20s" or "20 s"
-			var err error
-			if step, err = walkthroughStep(strings.TrimSpace(strings.TrimSuffix(arg, "s"))); err != nil {
+			n, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(arg, "s")), 10, 64)
+			if err != nil {
+				n = 0 // not a number: refused below as out of range
+			}
+			if step, err = walkthroughStep(n); err != nil {
 				reply = pick(zh, chat.ErrorMessage(err), fmt.Sprintf("每个时期停留的秒数须为 %.0f 到 %.0f 的整数，例如 /walkthrough 20。",
 					minWalkthroughStep.Seconds(), maxWalkthroughStep.Seconds()))
 				break
@@ -404,15 +407,15 @@ const walkthroughSamples = "【淘宝】限时特惠 ￥AbCd1234XyZ￥ https://m
 	"京东 https://item.jd.com/100012043978.html\n" +
 	"拼多多 https://mobile.yangkeduo.com/goods.html?goods_id=215283740"
 
-// walkthroughStep parses a walkthrough's pause between eras, in whole
-// seconds: a class may need longer than the default to read each era.
-func walkthroughStep(secs string) (time.Duration, error) {
-	n, err := strconv.Atoi(secs)
-	if err != nil || n < int(minWalkthroughStep/time.Second) || n > int(maxWalkthroughStep/time.Second) {
+// walkthroughStep is a walkthrough's pause between eras of secs seconds,
+// if it is within bounds: a class may need longer than the default to
+// read each era.
+func walkthroughStep(secs int64) (time.Duration, error) {
+	if secs < int64(minWalkthroughStep/time.Second) || secs > int64(maxWalkthroughStep/time.Second) {
 		return 0, chat.Errorf(chat.EInvalid, "the pause between eras must be a whole number of seconds from %.0f to %.0f",
 			minWalkthroughStep.Seconds(), maxWalkthroughStep.Seconds())
 	}
-	return time.Duration(n) * time.Second, nil
+	return time.Duration(secs) * time.Second, nil
 }
 
 // startWalkthrough plays the classroom scenario in room, one era per step,

@@ -115,15 +115,18 @@ func (s *Server) recent(roomID string, after int64, limit int) ([]ringEntry, boo
 	return s.seq.recent(roomID, after, limit)
 }
 
+// keepsLinks reports whether m's links stay as posted whatever the room's
+// era: LinkBot's messages, whose replies have no links and whose
+// walkthrough samples show the era they illustrate.
+func keepsLinks(m *chat.Message) bool { return m.System || m.Sender.Bot }
+
 // render decides m's links again when the room's era differs from the one
 // m was stored under; the stored text never changes.
 func (s *Server) render(ctx context.Context, room *chat.Room, m *chat.Message) {
 	if m.Links == nil {
 		m.Links = []bot.Link{}
 	}
-	// LinkBot's messages keep what they were posted with: its replies have
-	// no links, and its walkthrough samples show the era they illustrate.
-	if m.Era == room.Era || m.System || m.Sender.Bot {
+	if m.Era == room.Era || keepsLinks(m) {
 		return
 	}
 	res := s.bot.Decide(ctx, m.Text, bot.Chat(room.Kind), room.Era)
@@ -284,7 +287,7 @@ func (s *Server) publishFrame(ctx context.Context, room *chat.Room, m *chat.Mess
 	}
 	if s.seq != nil {
 		p := published{evs: evs, entry: ringEntry{seq: m.Seq, sender: m.Sender.ID, payload: payload}}
-		if !m.System && !m.Sender.Bot { // as render decides
+		if !keepsLinks(m) {
 			p.entry.era = m.Era
 		}
 		if sender {

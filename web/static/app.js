@@ -200,6 +200,18 @@ function toast(text) {
   toastTimer = setTimeout(() => { el.hidden = true; }, 4000);
 }
 
+// formError is what a dialog's form says when its request failed.
+function formError(ex) {
+  return ex.status === 0 ? t("errorNetwork") : serverError(ex.code, ex.message);
+}
+
+// formActions is a dialog form's Cancel and submit buttons.
+function formActions(submitText) {
+  return h("div", { class: "modal-actions" },
+    h("button", { type: "button", class: "btn", text: t("cancel"), onclick: () => closeModal() }),
+    h("button", { type: "submit", class: "btn primary", text: submitText }));
+}
+
 function fail(err) {
   if (err instanceof APIError && err.status === 401) {
     showJoin();
@@ -311,7 +323,7 @@ function showJoin() {
       const { user } = await api.join(name);
       await startChat(user);
     } catch (ex) {
-      err.textContent = ex.status === 0 ? t("errorNetwork") : serverError(ex.code, ex.message);
+      err.textContent = formError(ex);
     }
   });
   clear(root).appendChild(h("div", { class: "join" },
@@ -487,11 +499,11 @@ function renderConversation() {
     conv.appendChild(h("div", { class: "conv-empty" }, icon("chat", "big"), h("p", { text: t("selectChat") })));
     S.el.messages = null;
     S.el.input = null;
-    if (S.el.skip) S.el.skip.textContent = t("skipToChats");
+    S.el.skip.textContent = t("skipToChats");
     return;
   }
   S.lastRoom = room.id; // the walkthrough dialog offers it on a phone, where the list hides the chat
-  if (S.el.skip) S.el.skip.textContent = t("skipToComposer");
+  S.el.skip.textContent = t("skipToComposer");
   const head = h("header", { class: "conv-head" });
   const eraBar = h("button", { type: "button", class: "era-bar", onclick: eraDialog });
   // aria-live="off": new messages are announced once, by the #live region;
@@ -1293,9 +1305,6 @@ function peopleFilter(list) {
   // form="": the box belongs to no form, so Enter in it never submits the
   // New group form around it (a group of one, made by a search).
   const input = h("input", { type: "search", class: "pick-filter", form: "", placeholder: t("findPerson"), "aria-label": t("findPerson") });
-  input.addEventListener("keydown", (e) => {
-    if (e.key === "Enter") e.preventDefault();
-  });
   input.addEventListener("input", () => {
     const q = input.value.trim().toLocaleLowerCase();
     for (const li of list.children) li.hidden = q !== "" && !li.dataset.name.toLocaleLowerCase().includes(q);
@@ -1358,9 +1367,7 @@ async function newGroupDialog() {
       others.length ? [peopleFilter(checkList), checkList] : h("p", { class: "muted", text: t("noUsers") })),
     h("label", { for: "group-lang", text: t("groupLang") }), lang,
     err,
-    h("div", { class: "modal-actions" },
-      h("button", { type: "button", class: "btn", text: t("cancel"), onclick: () => closeModal() }),
-      h("button", { type: "submit", class: "btn primary", text: t("create") })));
+    formActions(t("create")));
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     const n = name.value.trim();
@@ -1376,7 +1383,7 @@ async function newGroupDialog() {
       closeModal();
       location.hash = `#/rooms/${room.id}`;
     } catch (ex) {
-      err.textContent = ex.status === 0 ? t("errorNetwork") : serverError(ex.code, ex.message);
+      err.textContent = formError(ex);
     }
   });
   openModal({ title: t("newGroupTitle"), className: "group-modal", body: form });
@@ -1403,9 +1410,7 @@ function walkthroughDialog() {
     where,
     h("label", { for: "walkthrough-step", text: t("walkthroughPause") }), step,
     err,
-    h("div", { class: "modal-actions" },
-      h("button", { type: "button", class: "btn", text: t("cancel"), onclick: () => closeModal() }),
-      h("button", { type: "submit", class: "btn primary", text: t("walkthroughPlay") })));
+    formActions(t("walkthroughPlay")));
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     const inHere = here && form.querySelector('input[name="where"]:checked').value === "here";
@@ -1413,7 +1418,7 @@ function walkthroughDialog() {
       await runWalkthrough(inHere ? here.id : "", Number(step.value));
       closeModal();
     } catch (ex) {
-      err.textContent = ex.status === 0 ? t("errorNetwork") : serverError(ex.code, ex.message);
+      err.textContent = formError(ex);
     }
   });
   openModal({ title: t("walkthrough"), className: "walkthrough-modal", body: form });
